@@ -1,0 +1,1 @@
+"""The scene world, teacher backends and the instruction-data generator."""

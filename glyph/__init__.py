@@ -1,0 +1,1 @@
+"""Glyph's command line: `glyph <command>` (see glyph.cli)."""

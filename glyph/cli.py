@@ -1,0 +1,53 @@
+"""The `glyph` command: one entry point that dispatches to each script's `main(argv)`.
+
+    glyph data scenes --out data/scenes --n 10000
+    glyph demo
+
+Each command names the module whose `main(argv)` runs it; the module is
+imported only when its command runs, so `glyph --help` stays fast and a
+command's heavy imports never slow down another.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# (words, module with main(argv), one line of help). Later parts of Glyph add theirs here.
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("data", "scenes"), "data_gen.scene_dataset", "render a scene-world dataset (PNG + JSONL + contact sheet)"),
+    (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
+    (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),
+]
+
+
+def usage() -> str:
+    width = max(len(" ".join(words)) for words, _, _ in COMMANDS)
+    lines = ["usage: glyph <command> [options]", "", "commands:"]
+    lines += [f"  {' '.join(words):<{width}}  {summary}" for words, _, summary in COMMANDS]
+    lines += ["", "Run `glyph <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def find_command(argv: list[str]) -> tuple[str, list[str]] | None:
+    """The module for the longest command that `argv` starts with, and the remaining arguments."""
+    for words, module, _ in sorted(COMMANDS, key=lambda c: -len(c[0])):
+        if tuple(argv[:len(words)]) == words:
+            return module, argv[len(words):]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    found = find_command(argv)
+    if found is None:
+        print(f"glyph: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, rest = found
+    return importlib.import_module(module).main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

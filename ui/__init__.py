@@ -1,0 +1,1 @@
+"""The Gradio app. No model code: it drives the assistant's chat session."""

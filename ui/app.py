@@ -1,0 +1,129 @@
+"""Glyph's Gradio UI, served on 127.0.0.1.
+
+    glyph ui [--data DIR] [--port 7860] [--host 127.0.0.1]
+
+The chat needs a trained assistant, which does not exist yet (the VQ image
+tokenizer, the model and its training come next). Until then the page says
+so and shows what exists: the scene world the assistant will learn from,
+and the scene parser that will referee its drawings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# Read by gradio at import time: no telemetry, no hub calls, nothing leaves the machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from data_gen.captions import describe  # noqa: E402
+from data_gen.render import render_scene  # noqa: E402
+from data_gen.scene_parser import read_scene  # noqa: E402
+from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
+
+NOT_YET = """\
+**The chat is not available yet.** Glyph's assistant needs three parts that are still being built:
+the VQ image tokenizer, the CLIP → projector → LLM model, and its training.
+Meanwhile this page shows what exists: the scene world the assistant will learn from,
+and the scene parser that will judge what it draws."""
+
+DISPLAY_SIZE = 256  # scenes are 64 px; show them larger, with crisp pixels
+READING_HEADERS = ["shape", "color", "size", "row", "col"]
+
+
+def render_example(seed: float, objects: float) -> tuple[Image.Image, str, list[list]]:
+    """A random scene for `seed` with `objects` objects, its caption, and what the parser reads in it."""
+    count = int(objects)
+    rng = scene_rng(int(seed), 0)
+    scene = sample_scene(rng, SceneConfig(min_objects=count, max_objects=count))
+    image = render_scene(scene)
+    return _enlarge(image), describe(scene, rng), _reading_rows(image)
+
+
+def read_upload(path: str | None) -> tuple[list[list], str]:
+    """What the parser reads in an uploaded image, and a note for the person."""
+    if not path:
+        return [], "Upload a scene image to read it."
+    try:
+        image = Image.open(path).convert("RGB")
+    except (UnidentifiedImageError, OSError):
+        return [], f"Could not read {Path(path).name} as an image. Upload a PNG or JPEG."
+    if image.width != image.height:
+        return [], f"The parser reads square scene images; this one is {image.width}×{image.height}."
+    rows = _reading_rows(image)
+    return rows, f"Read {len(rows)} object(s)." if rows else "No objects found."
+
+
+def _reading_rows(image: Image.Image) -> list[list]:
+    reading = read_scene(image)
+    rows = [[o.shape, o.color, o.size, o.row, o.col] for o in sorted(reading.objects, key=lambda o: (o.row, o.col))]
+    return rows + [[f"unknown: {u.reason}", "", "", "", ""] for u in reading.unknown]
+
+
+def _enlarge(image: Image.Image) -> Image.Image:
+    return image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
+
+
+def _dataset_examples(data_dir: Path, limit: int = 24) -> list[tuple[str, str]]:
+    index = data_dir / "train.jsonl"
+    if not index.exists():
+        return []
+    with index.open() as lines:
+        rows = [json.loads(line) for _, line in zip(range(limit), lines)]
+    return [(str(data_dir / row["image"]), row["caption"]) for row in rows]
+
+
+def build(data_dir: str | Path | None = None) -> gr.Blocks:
+    with gr.Blocks(title="Glyph") as demo:
+        gr.Markdown("# Glyph\nA multimodal chat assistant that sees and draws.")
+        gr.Markdown(NOT_YET, elem_id="status")
+        with gr.Tab("Scene world"):
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                objects = gr.Slider(1, 4, value=3, step=1, label="Objects")
+            render_button = gr.Button("Render a scene", variant="primary")
+            with gr.Row():
+                scene_image = gr.Image(label="Scene", type="pil", height=DISPLAY_SIZE, elem_id="scene-image")
+                with gr.Column():
+                    caption = gr.Textbox(label="Caption", elem_id="caption")
+                    reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads",
+                                           elem_id="reading")
+            render_button.click(render_example, [seed, objects], [scene_image, caption, reading])
+        with gr.Tab("Read an image"):
+            upload = gr.Image(label="A scene image", type="filepath", sources=["upload"])
+            note = gr.Markdown()
+            upload_reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads")
+            upload.change(read_upload, upload, [upload_reading, note])
+        examples = _dataset_examples(Path(data_dir)) if data_dir else []
+        if examples:
+            with gr.Tab("Dataset"):
+                gr.Gallery(examples, columns=6, label=f"Scenes from {data_dir}", allow_preview=True)
+    return demo
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glyph ui", description="Start Glyph's Gradio UI.")
+    parser.add_argument("--data", help="a scene dataset directory to show examples from")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    demo = build(args.data)
+    allowed = [str(Path(args.data).resolve())] if args.data else None
+    demo.queue(default_concurrency_limit=2)
+    print(f"Glyph UI: http://{args.host}:{args.port}  (Ctrl+C stops it)", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, quiet=True, allowed_paths=allowed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
