@@ -62,11 +62,14 @@ def write_scene_dataset(out: str | Path, n: int, seed: int = 0, config: SceneCon
     _check_request(out, n, holdout, overwrite)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
     try:
+        (staging / "images").mkdir(parents=True)
         rows = _render_all(staging, n, seed, config, holdout, workers)
         _write_index(staging, rows, n, seed, config, holdout)
         _publish(staging, out)
+    except OSError as error:
+        raise SceneError(f"--out {out}: cannot write there ({error.strerror or error}); "
+                         "choose a writable directory with free space") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out

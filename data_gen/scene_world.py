@@ -9,6 +9,7 @@ captioner describes it, and the parser must read it back from pixels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +36,7 @@ SIZE_FRACTION = {"small": 0.5, "large": 0.8}
 CELL_GAP = 0.05
 GRID = 3
 # Renderer supersampling factor: shapes are drawn at SUPERSAMPLE× and box-filtered
-# down (antialiasing); boxes are quantised to this sub-pixel grid so specs
-# re-render byte for byte.
+# down, which antialiases curved and slanted edges.
 SUPERSAMPLE = 4
 
 
@@ -124,16 +124,25 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
 
 def place_in_cell(rng: np.random.Generator, image_size: int, row: int, col: int,
                   size: str) -> tuple[float, float, float, float]:
-    """A square box for an object of `size` in cell (row, col), jittered, normalised."""
-    fraction = SIZE_FRACTION[size]
-    jitter = (1 - fraction) / 2 - CELL_GAP  # in cell units, each way
-    cx = (col + 0.5 + rng.uniform(-jitter, jitter)) / GRID
-    cy = (row + 0.5 + rng.uniform(-jitter, jitter)) / GRID
-    half = fraction / GRID / 2
-    return tuple(quantize(v, image_size) for v in (cx - half, cy - half, cx + half, cy + half))
+    """A square box for an object of `size` in cell (row, col), jittered, normalised.
+
+    Boxes lie on whole pixels, so a box is exactly the pixels its shape spans:
+    a square's edges are crisp and every box matches the rendered pixels.
+    """
+    cell = image_size / GRID
+    side = object_side(image_size, size)
+    gap = CELL_GAP * cell
+    x1 = _jittered_start(rng, col * cell + gap, (col + 1) * cell - gap - side)
+    y1 = _jittered_start(rng, row * cell + gap, (row + 1) * cell - gap - side)
+    return tuple(round(v / image_size, 6) for v in (x1, y1, x1 + side, y1 + side))
 
 
-def quantize(value: float, image_size: int) -> float:
-    """Snap a normalised coordinate to the renderer's sub-pixel grid."""
-    steps = image_size * SUPERSAMPLE
-    return round(round(value * steps) / steps, 6)
+def object_side(image_size: int, size: str) -> int:
+    """An object's side in whole pixels."""
+    return round(SIZE_FRACTION[size] * image_size / GRID)
+
+
+def _jittered_start(rng: np.random.Generator, lowest: float, highest: float) -> int:
+    """A whole pixel in [lowest, highest], uniformly."""
+    lo, hi = math.ceil(lowest), math.floor(highest)
+    return int(rng.integers(lo, hi + 1)) if hi >= lo else round((lowest + highest) / 2)

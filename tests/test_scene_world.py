@@ -1,0 +1,68 @@
+"""Scene specs: sampling invariants, validation of names and counts, JSON round trip."""
+import itertools
+
+import pytest
+
+from data_gen.scene_world import (CELL_GAP, GRID, SIZE_FRACTION, Scene, SceneConfig, SceneError, sample_scene,
+                                  scene_rng)
+
+
+def scenes(n=300, seed=7, **config):
+    return [sample_scene(scene_rng(seed, i), SceneConfig(**config)) for i in range(n)]
+
+
+def test_object_counts_cells_and_vocabulary_cover_the_config():
+    sampled = scenes()
+    counts = {len(s.objects) for s in sampled}
+    assert counts == {1, 2, 3, 4}
+    objects = [o for s in sampled for o in s.objects]
+    assert {o.shape for o in objects} == set(SceneConfig().shapes)
+    assert {o.color for o in objects} == set(SceneConfig().colors)
+    assert {(o.row, o.col) for o in objects} == set(itertools.product(range(GRID), range(GRID)))
+    for scene in sampled:
+        cells = [(o.row, o.col) for o in scene.objects]
+        assert len(cells) == len(set(cells)), "two objects share a cell"
+
+
+def test_boxes_are_square_sized_and_inside_their_cell_with_a_gap():
+    for scene in scenes():
+        for o in scene.objects:
+            x1, y1, x2, y2 = o.box
+            side = SIZE_FRACTION[o.size] / GRID
+            assert x2 - x1 == pytest.approx(y2 - y1) == pytest.approx(side, abs=0.5 / 64)
+            assert all((v * 64).is_integer() for v in o.box), "boxes lie on whole pixels"
+            gap = CELL_GAP / GRID
+            assert o.col / GRID + gap <= x1 and x2 <= (o.col + 1) / GRID - gap
+            assert o.row / GRID + gap <= y1 and y2 <= (o.row + 1) / GRID - gap
+
+
+def test_restricted_config_is_respected():
+    sampled = scenes(shapes=("ring",), colors=("blue", "red"), min_objects=2, max_objects=2)
+    assert all(len(s.objects) == 2 for s in sampled)
+    assert {o.shape for s in sampled for o in s.objects} == {"ring"}
+    assert {o.color for s in sampled for o in s.objects} == {"blue", "red"}
+
+
+def test_same_seed_and_index_give_the_same_scene():
+    assert scenes(50, seed=3) == scenes(50, seed=3)
+    assert scenes(50, seed=3) != scenes(50, seed=4)
+
+
+def test_dict_round_trip():
+    for scene in scenes(50):
+        assert Scene.from_dict(scene.to_dict()) == scene
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(shapes=("circle", "star")), "unknown shape name(s) ['star']"),
+    (dict(colors=("pink",)), "unknown color name(s) ['pink']"),
+    (dict(shapes=()), "unknown shape name(s)"),
+    (dict(min_objects=0), "object counts"),
+    (dict(min_objects=3, max_objects=2), "object counts"),
+    (dict(max_objects=10), "object counts"),
+    (dict(image_size=8), "too small"),
+])
+def test_bad_configs_are_refused_with_a_message_naming_the_problem(config, message):
+    with pytest.raises(SceneError) as error:
+        SceneConfig(**config).validate()
+    assert message in str(error.value)
