@@ -1,14 +1,13 @@
 """A grid of images with their captions, for a person to look at."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 TILE = 160  # each image is shown at this side, upscaled without smoothing
 CAPTION_LINES = 9
-FONT_SIZE = 10
+FONT_SIZE = 11
 COLUMNS = 8
 
 
@@ -20,15 +19,26 @@ def contact_sheet(images: list, captions: list[str], columns: int = COLUMNS) -> 
     rows = -(-len(images) // columns)
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    chars_per_line = TILE // (FONT_SIZE // 2 + 1)
     for i, (image, caption) in enumerate(zip(images, captions)):
         x, y = (i % columns) * cell_w + 4, (i // columns) * cell_h + 4
         if isinstance(image, (str, Path)):
             image = Image.open(image)
         sheet.paste(image.convert("RGB").resize((TILE, TILE), Image.NEAREST), (x, y))
-        lines = textwrap.wrap(caption, chars_per_line)
+        lines = _wrap(caption, font, TILE)
         if len(lines) > CAPTION_LINES:
-            lines = lines[:CAPTION_LINES - 1] + [lines[CAPTION_LINES - 1][:chars_per_line - 1] + "…"]
+            lines = lines[:CAPTION_LINES - 1] + [lines[CAPTION_LINES - 1] + "…"]
         for j, line in enumerate(lines):
             draw.text((x, y + TILE + 2 + j * line_height), line, fill="black", font=font)
     return sheet
+
+
+def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    """Greedy word wrap to lines at most `width` pixels wide in `font`."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines

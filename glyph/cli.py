@@ -15,6 +15,7 @@ import sys
 # (words, module with main(argv), one line of help). Later parts of Glyph add theirs here.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "scenes"), "data_gen.scene_dataset", "render a scene-world dataset (PNG + JSONL + contact sheet)"),
+    (("eval", "parser"), "data_gen.parser_report", "measure the scene parser on clean, blurred and JPEG scenes"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),
 ]

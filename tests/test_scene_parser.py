@@ -1,28 +1,15 @@
 """The scene parser: exact on clean renders, robust to blur and JPEG, and honest about what it cannot read."""
-import io
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from scipy import ndimage
 
+from data_gen.degrade import gaussian_blur, jpeg
 from data_gen.render import render_scene
 from data_gen.scene_parser import read_scene
 from data_gen.scene_world import BACKGROUND, Scene, SceneObject, sample_scene, scene_rng
 
 N_SCENES = 2000
 SEED = 2026  # not the seed the parser was tuned on
-
-
-def blur(image: Image.Image) -> Image.Image:
-    pixels = ndimage.gaussian_filter(np.asarray(image, np.float32), sigma=(1, 1, 0))
-    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
-
-
-def jpeg(image: Image.Image) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=50)
-    return Image.open(buffer).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +26,7 @@ def test_exact_on_clean_renders(test_scenes):
     assert accuracy(test_scenes, lambda image: image) == 1.0
 
 
-@pytest.mark.parametrize("degrade", [blur, jpeg], ids=["gaussian-blur-sigma-1", "jpeg-quality-50"])
+@pytest.mark.parametrize("degrade", [gaussian_blur, jpeg], ids=["gaussian-blur-sigma-1", "jpeg-quality-50"])
 def test_robust_on_degraded_renders(test_scenes, degrade):
     assert accuracy(test_scenes, degrade) >= 0.98
 
@@ -86,3 +73,11 @@ def test_wrong_size_is_reported_not_guessed():
 def test_non_square_input_is_refused_clearly():
     with pytest.raises(ValueError, match="square RGB image"):
         read_scene(np.zeros((32, 64, 3), np.uint8))
+
+
+def test_degradations_change_the_pixels(test_scenes):
+    """Guards the robustness test itself: a no-op degradation would make it pass trivially."""
+    _, image = test_scenes[0]
+    clean = np.asarray(image, np.int16)
+    for degrade in (gaussian_blur, jpeg):
+        assert np.abs(np.asarray(degrade(image), np.int16) - clean).mean() > 1.0

@@ -89,16 +89,18 @@ def build(data_dir: str | Path | None = None) -> gr.Blocks:
                 objects = gr.Slider(1, 4, value=3, step=1, label="Objects")
             render_button = gr.Button("Render a scene", variant="primary")
             with gr.Row():
-                scene_image = gr.Image(label="Scene", type="pil", height=DISPLAY_SIZE, elem_id="scene-image")
+                scene_image = gr.Image(label="Scene", type="pil", height=DISPLAY_SIZE, elem_id="scene-image",
+                                       interactive=False)
                 with gr.Column():
                     caption = gr.Textbox(label="Caption", elem_id="caption")
                     reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads",
-                                           elem_id="reading")
+                                           elem_id="reading", interactive=False)
             render_button.click(render_example, [seed, objects], [scene_image, caption, reading])
         with gr.Tab("Read an image"):
             upload = gr.Image(label="A scene image", type="filepath", sources=["upload"])
-            note = gr.Markdown()
-            upload_reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads")
+            note = gr.Markdown(elem_id="upload-note")
+            upload_reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads",
+                                          interactive=False)
             upload.change(read_upload, upload, [upload_reading, note])
         examples = _dataset_examples(Path(data_dir)) if data_dir else []
         if examples:
