@@ -1,0 +1,239 @@
+"""The VQ-VAE image tokenizer: pixels ↔ a grid of codebook ids.
+
+    vq = VQModel.from_pretrained("runs/vq")
+    ids = vq.encode(pixels)            # (B, 3, H, W) in [-1, 1] → (B, h, w) int64
+    pixels = vq.decode(ids)            # (B, h, w) → (B, 3, H, W) in [-1, 1]
+    out = vq(pixels)                   # VQOutput(reconstruction, ids, losses) for training
+
+The shape follows LlamaGen's VQ model: a convolutional encoder and decoder
+with residual blocks and GroupNorm, and a codebook of l2-normalised codes
+(nearest code = highest cosine similarity), which keeps codes on the unit
+sphere where they stay in use. Codes that fall out of use are restarted on
+recent encoder outputs. The same class serves 64 px scenes and 256 px photos;
+only `VQConfig` changes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from assistant.config import ConfigError, VQConfig
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+class VQLosses(NamedTuple):
+    reconstruction: Tensor  # mean (x̂ − x)², pixels in [-1, 1]: what PSNR measures
+    edge: Tensor  # mean |∇x̂ − ∇x| over horizontal and vertical neighbour differences
+    codebook: Tensor  # ‖q − sg(z)‖²: pulls codes toward the encoder outputs
+    commitment: Tensor  # β‖z − sg(q)‖²: keeps the encoder near its codes
+
+
+class VQOutput(NamedTuple):
+    reconstruction: Tensor  # (B, 3, H, W)
+    ids: Tensor  # (B, h, w) int64
+    losses: VQLosses
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.GroupNorm(groups, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.GroupNorm(groups, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip(x) + self.body(x)
+
+
+def _stage(c_in: int, c_out: int, blocks: int, groups: int) -> list[nn.Module]:
+    return [ResBlock(c_in if i == 0 else c_out, c_out, groups) for i in range(blocks)]
+
+
+class Encoder(nn.Module):
+    """(B, 3, H, W) → (B, code_dim, h, w), unnormalised."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        c = config.channels
+        layers: list[nn.Module] = [nn.PixelUnshuffle(config.stem), nn.Conv2d(3 * config.stem ** 2, c[0], 3, padding=1)]
+        for level, width in enumerate(c):
+            layers += _stage(width, width, config.encoder_blocks, config.groups)
+            if level + 1 < len(c):
+                layers += [nn.Conv2d(width, c[level + 1], 3, stride=2, padding=1)]  # halve the resolution
+        layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(), nn.Conv2d(c[-1], config.code_dim, 1)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.layers(pixels)
+
+
+class Decoder(nn.Module):
+    """(B, code_dim, h, w) → (B, 3, H, W)."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        c = config.channels[::-1]  # coarsest first
+        layers: list[nn.Module] = [nn.Conv2d(config.code_dim, c[0], 3, padding=1)]
+        for level, width in enumerate(c):
+            layers += _stage(width, width, config.decoder_blocks, config.groups)
+            if level + 1 < len(c):  # double the resolution
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, c[level + 1], 3, padding=1)]
+        layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(),
+                   nn.Conv2d(c[-1], 3 * config.stem ** 2, 3, padding=1), nn.PixelShuffle(config.stem)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        return self.layers(codes)
+
+
+class Quantizer(nn.Module):
+    """Nearest l2-normalised code, with a straight-through gradient, usage tracking and dead-code restarts."""
+
+    usage_decay = 0.99  # EMA over roughly the last 100 training batches
+    dead_fraction = 0.03  # a code used less than this × its fair share (1 / K) is dead
+    stash_size = 4096  # recent encoder outputs kept to restart dead codes on
+
+    def __init__(self, codebook_size: int, code_dim: int, commitment: float):
+        super().__init__()
+        self.commitment = commitment
+        self.codebook = nn.Embedding(codebook_size, code_dim)
+        nn.init.normal_(self.codebook.weight)
+        # Fraction of recent assignments that went to each code (EMA); saved with the weights.
+        self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
+        self._stash: Tensor | None = None
+        self.restarts = 0
+
+    def codes(self) -> Tensor:
+        return F.normalize(self.codebook.weight, dim=-1)  # (K, D)
+
+    def lookup(self, ids: Tensor) -> Tensor:
+        """(B, h, w) ids → (B, D, h, w) normalised codes."""
+        return self.codes()[ids].permute(0, 3, 1, 2)
+
+    def nearest(self, z: Tensor) -> Tensor:
+        """(B, D, h, w) normalised latents → (B, h, w) ids of the closest codes."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (B·h·w, D)
+        ids = (flat @ self.codes().T).argmax(dim=-1)
+        return ids.view(z.shape[0], z.shape[2], z.shape[3])
+
+    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(B, D, h, w) → (quantised with straight-through gradient, ids, codebook loss, commitment loss)."""
+        if self.training:
+            self._restart_dead_codes()  # before this step's graph uses the codebook
+        z = F.normalize(latents, dim=1)
+        ids = self.nearest(z)
+        q = self.lookup(ids)
+        codebook_loss = F.mse_loss(q, z.detach())
+        commitment_loss = self.commitment * F.mse_loss(z, q.detach())
+        if self.training:
+            self._track(z.detach(), ids)
+        # Straight-through: the value is exactly q, the gradient flows to z as if quantising were the identity.
+        return q + (z - z.detach()), ids, codebook_loss, commitment_loss
+
+    @torch.no_grad()
+    def _track(self, z: Tensor, ids: Tensor) -> None:
+        counts = torch.bincount(ids.flatten(), minlength=self.usage.numel()).float()
+        self.usage.mul_(self.usage_decay).add_(counts / counts.sum(), alpha=1 - self.usage_decay)
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        self._stash = flat[torch.randperm(len(flat), device=flat.device)[:self.stash_size]]
+
+    @torch.no_grad()
+    def _restart_dead_codes(self) -> None:
+        """Move codes nobody uses onto recent encoder outputs, so every code earns its place."""
+        if self._stash is None:
+            return
+        dead = (self.usage < self.dead_fraction / self.usage.numel()).nonzero().flatten()
+        if len(dead) == 0:
+            return
+        picks = self._stash[torch.randint(len(self._stash), (len(dead),), device=dead.device)]
+        self.codebook.weight[dead] = picks + 0.01 * torch.randn_like(picks)
+        self.usage[dead] = 1.0 / self.usage.numel()  # a grace period before it can be judged dead again
+        self.restarts += len(dead)
+
+    def used_fraction(self) -> float:
+        """The fraction of codes that recent training batches used at all."""
+        return float((self.usage >= self.dead_fraction / self.usage.numel()).float().mean())
+
+
+class VQModel(nn.Module):
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = Encoder(config)
+        self.quantizer = Quantizer(config.codebook_size, config.code_dim, config.commitment)
+        self.decoder = Decoder(config)
+
+    def forward(self, pixels: Tensor) -> VQOutput:
+        self._check_pixels(pixels)
+        quantised, ids, codebook_loss, commitment_loss = self.quantizer(self.encoder(pixels))
+        reconstruction = self.decoder(quantised)
+        losses = VQLosses(F.mse_loss(reconstruction, pixels), edge_loss(reconstruction, pixels),
+                          codebook_loss, commitment_loss)
+        return VQOutput(reconstruction, ids, losses)
+
+    @torch.no_grad()
+    def encode(self, pixels: Tensor) -> Tensor:
+        """(B, 3, H, W) in [-1, 1] → (B, h, w) int64 codebook ids."""
+        self._check_pixels(pixels)
+        return self.quantizer.nearest(F.normalize(self.encoder(pixels), dim=1))
+
+    @torch.no_grad()
+    def decode(self, ids: Tensor) -> Tensor:
+        """(B, h, w) int64 ids → (B, 3, H, W) pixels in [-1, 1]."""
+        self._check_ids(ids)
+        return self.decoder(self.quantizer.lookup(ids)).clamp(-1, 1)
+
+    def _check_pixels(self, pixels: Tensor) -> None:
+        size = self.config.image_size
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
+            raise ValueError(f"pixels must be (B, 3, {size}, {size}) in [-1, 1], got {tuple(pixels.shape)}; "
+                             "convert images with assistant.pixels.to_tensor")
+
+    def _check_ids(self, ids: Tensor) -> None:
+        grid, k = self.config.grid, self.config.codebook_size
+        if ids.ndim != 3 or tuple(ids.shape[1:]) != (grid, grid):
+            raise ValueError(f"ids must be (B, {grid}, {grid}), got {tuple(ids.shape)}")
+        if ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"ids must be integers, got {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= k):
+            raise ValueError(f"ids must lie in [0, {k}), the codebook's range; got values from "
+                             f"{int(ids.min())} to {int(ids.max())}")
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """config.json + model.safetensors (weights and codebook usage)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+        self.config.save(directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "VQModel":
+        directory = Path(directory)
+        model = cls(VQConfig.load(directory))
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ConfigError(f"{weights} does not exist; pass a directory written by VQModel.save_pretrained")
+        state = load_file(weights, device=map_location)
+        expected = model.state_dict()
+        wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+        if wrong or set(state) - set(expected):
+            raise ConfigError(f"{weights} does not match {directory / 'config.json'}: "
+                              f"{len(wrong)} tensor(s) differ, e.g. {wrong[:3]}; it was saved from another config")
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def edge_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """L1 between neighbour differences: penalises soft or misplaced edges, which plain L1 forgives."""
+    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
+    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+    return F.l1_loss(dx(prediction), dx(target)) + F.l1_loss(dy(prediction), dy(target))

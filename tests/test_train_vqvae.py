@@ -1,0 +1,112 @@
+"""train_vqvae end to end on tiny data: a smoke run, resume after a kill, bad input, and `glyph eval vq`."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from assistant.vq import VQModel
+from data_gen.scene_dataset import write_scene_dataset
+from data_gen.scene_world import SceneConfig
+from training import train_vqvae
+from training.eval_vq import main as eval_main
+
+TINY_FLAGS = ["--image-size", "32", "--downsample", "8", "--stem", "2", "--channels", "16,32,32", "--groups", "8",
+              "--codebook-size", "16", "--code-dim", "4", "--encoder-blocks", "1", "--decoder-blocks", "1",
+              "--batch-size", "4", "--eval-images", "6", "--log-every", "1", "--sample-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    return write_scene_dataset(tmp_path_factory.mktemp("vq") / "scenes", 60, seed=3,
+                               config=SceneConfig(image_size=32), holdout=0.2, workers=1)
+
+
+def run(scenes, out, *extra):
+    return train_vqvae.main(["--data", str(scenes), "--out", str(out), *TINY_FLAGS, *extra])
+
+
+def test_two_steps_end_to_end(scenes, tmp_path, capsys):
+    assert run(scenes, tmp_path / "run", "--steps", "2") == 0
+    run_dir = tmp_path / "run"
+    model = VQModel.from_pretrained(run_dir)
+    assert model.config.grid == 4 and model.config.codebook_size == 16
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["steps"] == 2 and report["held_out"]["images"] == 6
+    assert 0 <= report["held_out"]["parser_agreement"] <= 1 and report["held_out"]["psnr_db"] > 0
+    for picture in ("report.png", "curves.png", "samples/step_000002.png"):
+        assert Image.open(run_dir / picture).width > 100, picture
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
+    # A finished run is not trained again.
+    assert run(scenes, tmp_path / "run", "--steps", "2") == 0
+    assert "already trained" in capsys.readouterr().out
+
+
+def test_a_killed_run_resumes_and_ends_where_an_unbroken_run_ends(scenes, tmp_path, monkeypatch):
+    assert run(scenes, tmp_path / "unbroken", "--steps", "5") == 0
+    real_batch = train_vqvae.training_batch
+
+    def killed_at_step_3(images, step, args, device):
+        if step == 3:
+            raise KeyboardInterrupt  # what Ctrl+C does
+        return real_batch(images, step, args, device)
+
+    monkeypatch.setattr(train_vqvae, "training_batch", killed_at_step_3)
+    with pytest.raises(SystemExit) as stopped:
+        run(scenes, tmp_path / "broken", "--steps", "5")
+    assert stopped.value.code == 130
+    state = json.loads((tmp_path / "broken" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and not (tmp_path / "broken" / "model.safetensors").exists()
+    monkeypatch.setattr(train_vqvae, "training_batch", real_batch)
+    assert run(scenes, tmp_path / "broken", "--steps", "5") == 0
+    resumed = load_file(tmp_path / "broken" / "model.safetensors")
+    unbroken = load_file(tmp_path / "unbroken" / "model.safetensors")
+    for name in unbroken:
+        torch.testing.assert_close(resumed[name], unbroken[name], rtol=0, atol=1e-6, msg=name)
+    history = json.loads((tmp_path / "broken" / "checkpoint" / "state.json").read_text())["history"]
+    assert [row["step"] for row in history] == [1, 2, 3, 4, 5]
+
+
+def test_resuming_with_another_config_is_refused(scenes, tmp_path, capsys):
+    assert run(scenes, tmp_path / "run", "--steps", "1") == 0
+    assert run(scenes, tmp_path / "run", "--steps", "1", "--codebook-size", "32") == 2
+    assert "another model config" in capsys.readouterr().err
+
+
+def test_an_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert run(tmp_path / "empty", tmp_path / "run", "--steps", "1") == 2
+    assert "holds no images" in capsys.readouterr().err
+
+
+def test_a_corrupt_image_fails_clearly_or_is_skipped_and_counted(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        Image.new("RGB", (48, 40), (20 * i, 100, 200)).save(folder / f"{i:02d}.png")  # not square, not 32 px
+    (folder / "broken.png").write_bytes(b"\x89PNG, but not really")
+    assert run(folder, tmp_path / "run", "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "--skip-bad" in err
+    assert run(folder, tmp_path / "run", "--steps", "2", "--skip-bad") == 0
+    assert "skipping 1 unreadable image" in capsys.readouterr().err
+    assert "parser_agreement" not in json.loads((tmp_path / "run" / "report.json").read_text())["held_out"]
+
+
+def test_an_unknown_recipe_key_is_refused(scenes, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("steps: 1\nlearning_rate: 0.1\n")
+    assert run(scenes, tmp_path / "run", "--config", str(recipe)) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+
+def test_glyph_eval_vq_reports_on_held_out_scenes(scenes, tmp_path, capsys):
+    assert run(scenes, tmp_path / "run", "--steps", "2") == 0
+    capsys.readouterr()
+    assert eval_main(["--model", str(tmp_path / "run"), "--data", str(scenes), "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "psnr_db" in out and "codebook_usage" in out and "parser_agreement" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0 < metrics["codebook_usage"] <= 1
+    assert eval_main(["--model", str(tmp_path / "nothing"), "--data", str(scenes)]) == 2

@@ -1,0 +1,157 @@
+"""The VQ-VAE model: shapes, the quantised round trip, gradients, codebook upkeep, save/load."""
+import json
+
+import pytest
+import torch
+
+from assistant.config import ConfigError, VQConfig
+from assistant.pixels import to_pil, to_tensor
+from assistant.vq import VQModel
+
+TINY = VQConfig(image_size=16, downsample=4, codebook_size=16, code_dim=4, channels=(16, 32), stem=2,
+                encoder_blocks=1, decoder_blocks=1, groups=8)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return VQModel(TINY)
+
+
+def pixels(batch=3, seed=0):
+    return torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_encode_decode_shapes_and_dtypes(model):
+    ids = model.encode(pixels())
+    assert ids.shape == (3, 4, 4) and ids.dtype == torch.int64
+    assert 0 <= int(ids.min()) and int(ids.max()) < TINY.codebook_size
+    images = model.decode(ids)
+    assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
+    assert images.min() >= -1 and images.max() <= 1
+
+
+def test_decode_of_encode_is_the_quantised_forward_in_eval_mode(model):
+    model.eval()
+    x = pixels()
+    out = model(x)
+    ids = model.encode(x)
+    assert torch.equal(ids, out.ids)
+    torch.testing.assert_close(model.decode(ids), out.reconstruction.clamp(-1, 1), rtol=0, atol=1e-6)
+
+
+def test_losses_are_a_named_tuple_of_scalars(model):
+    losses = model(pixels()).losses
+    assert losses._fields == ("reconstruction", "edge", "codebook", "commitment")
+    assert all(value.ndim == 0 and torch.isfinite(value) for value in losses)
+    # β scales the commitment term against the codebook term (the same distance, measured both ways).
+    torch.testing.assert_close(losses.commitment, TINY.commitment * losses.codebook)
+
+
+def test_gradients_reach_the_encoder_through_the_straight_through_estimator(model):
+    model.train()
+    model(pixels()).losses.reconstruction.backward()
+    # Only the reconstruction loss: its gradient reaches the encoder only by skipping the argmin.
+    encoder_grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is not None for g in encoder_grads)
+    assert sum(float(g.abs().sum()) for g in encoder_grads) > 0
+    assert model.quantizer.codebook.weight.grad is None  # the codebook learns from its own loss only
+
+
+def test_codebook_loss_trains_the_codebook(model):
+    model(pixels()).losses.codebook.backward()
+    assert float(model.quantizer.codebook.weight.grad.abs().sum()) > 0
+
+
+def test_dead_codes_are_restarted_on_encoder_outputs(model):
+    model.train()
+    model(pixels(8))  # fills the stash of recent encoder outputs
+    with torch.no_grad():
+        model.quantizer.usage.zero_()
+        model.quantizer.usage[0] = 1.0  # every code but code 0 looks dead
+        before = model.quantizer.codebook.weight.clone()
+    model(pixels(8, seed=1))
+    changed = (model.quantizer.codebook.weight != before).any(dim=1)
+    assert model.quantizer.restarts == TINY.codebook_size - 1
+    assert not changed[0] and changed[1:].all()
+
+
+def test_usage_tracks_the_assignments(model):
+    model.train()
+    out = model(pixels(8))
+    counts = torch.bincount(out.ids.flatten(), minlength=TINY.codebook_size).float()
+    expected = 0.99 / TINY.codebook_size + 0.01 * counts / counts.sum()
+    torch.testing.assert_close(model.quantizer.usage, expected)
+
+
+def test_save_and_load_round_trip_is_bit_exact(model, tmp_path):
+    model.train()
+    model(pixels(8))  # moves the usage buffer away from its initial value
+    model.save_pretrained(tmp_path)
+    loaded = VQModel.from_pretrained(tmp_path)
+    assert loaded.config == TINY
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    model.eval()
+    x = pixels()
+    assert torch.equal(model.encode(x), loaded.encode(x))
+    assert torch.equal(model.decode(model.encode(x)), loaded.decode(loaded.encode(x)))
+    assert json.loads((tmp_path / "config.json").read_text())["codebook_size"] == 16
+
+
+def test_a_checkpoint_of_another_config_is_refused(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["codebook_size"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="saved from another config"):
+        VQModel.from_pretrained(tmp_path)
+
+
+def test_a_missing_directory_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        VQModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_ids_outside_the_codebook_are_refused(model):
+    with pytest.raises(ValueError, match=r"\[0, 16\)"):
+        model.decode(torch.full((1, 4, 4), 16))
+    with pytest.raises(ValueError, match=r"\(B, 4, 4\)"):
+        model.decode(torch.zeros(1, 5, 4, dtype=torch.long))
+
+
+def test_pixels_of_the_wrong_size_are_refused_with_the_fix(model):
+    with pytest.raises(ValueError, match="to_tensor"):
+        model.encode(torch.zeros(1, 3, 32, 32))
+
+
+def test_config_round_trip_and_validation(tmp_path):
+    TINY.save(tmp_path)
+    assert VQConfig.load(tmp_path) == TINY
+    with pytest.raises(ConfigError, match="downsample"):
+        VQConfig(downsample=16, channels=(64, 128), stem=4).validate()
+    with pytest.raises(ConfigError, match="multiple"):
+        VQConfig(image_size=60).validate()
+    (tmp_path / "config.json").write_text(json.dumps({**TINY.to_dict(), "colour": 1}))
+    with pytest.raises(ConfigError, match="unknown \\['colour'\\]"):
+        VQConfig.load(tmp_path)
+
+
+def test_the_same_class_scales_to_256_px_by_config_alone():
+    config = VQConfig(image_size=256, downsample=16, codebook_size=64, code_dim=8, channels=(16, 16, 32), stem=4,
+                      groups=8)
+    vq = VQModel(config)
+    ids = vq.encode(torch.zeros(1, 3, 256, 256))
+    assert ids.shape == (1, 16, 16)
+    assert vq.decode(ids).shape == (1, 3, 256, 256)
+
+
+def test_pixels_convert_any_mode_and_size():
+    from PIL import Image
+
+    images = [Image.new("L", (40, 20), 255), Image.new("RGBA", (16, 16), (255, 0, 0, 128))]
+    batch = to_tensor(images, 16)
+    assert batch.shape == (2, 3, 16, 16) and batch.min() >= -1 and batch.max() <= 1
+    assert torch.equal(batch[0], torch.ones(3, 16, 16))  # white stays white after crop and resize
+    back = to_pil(batch)
+    assert back[1].size == (16, 16) and back[1].getpixel((0, 0)) == (255, 0, 0)

@@ -1,0 +1,115 @@
+"""Load the images a VQ-VAE trains on: a scene dataset's split, or a plain folder of images.
+
+    images = load_images("data/scenes", split="train", size=64)
+    images.pixels          # (N, 3, 64, 64) uint8, all in memory
+    images.scenes          # the scene specs (scene datasets only), for the parser
+
+A scene dataset is recognised by its dataset_info.json. A plain folder's
+images are split by hashing their file names, so a file always lands in the
+same split. Unreadable files are skipped and listed in `skipped` (path and
+reason), never dropped silently; a folder with no readable image is an error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from assistant.pixels import to_uint8
+from data_gen.scene_world import Scene
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FOLDER_HOLDOUT = 0.05  # fraction of a plain folder's files held out for validation
+
+
+class ImageDataError(ValueError):
+    """Data that cannot be trained or evaluated on, with what to do about it."""
+
+
+@dataclass
+class ImageSet:
+    pixels: torch.Tensor  # (N, 3, H, W) uint8
+    paths: list[Path]
+    scenes: list[Scene] | None = None  # aligned with pixels, for scene datasets
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def is_scene_dataset(directory: Path) -> bool:
+    return (directory / "dataset_info.json").is_file()
+
+
+def load_images(directory: str | Path, split: str, size: int, limit: int | None = None) -> ImageSet:
+    """The images of `split` ('train' or 'validation'; scene datasets also have 'test')."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ImageDataError(f"--data {directory} is not a directory; pass a scene dataset or a folder of images")
+    if is_scene_dataset(directory):
+        paths, scenes = _scene_split(directory, split)
+    else:
+        paths, scenes = _folder_split(directory, split), None
+    if limit is not None:
+        paths, scenes = paths[:limit], scenes[:limit] if scenes else scenes
+    return _read_all(directory, paths, scenes, size, split)
+
+
+def _scene_split(directory: Path, split: str) -> tuple[list[Path], list[Scene]]:
+    index = directory / f"{split}.jsonl"
+    if not index.is_file():
+        raise ImageDataError(f"{index} does not exist; scene datasets have train, validation and test splits")
+    paths, scenes = [], []
+    for number, line in enumerate(index.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            paths.append(directory / row["image"])
+            scenes.append(Scene.from_dict(row))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise ImageDataError(f"{index} row {number} is malformed ({error}); regenerate the dataset "
+                                 "with `glyph data scenes`") from error
+    return paths, scenes
+
+
+def _folder_split(directory: Path, split: str) -> list[Path]:
+    files = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ImageDataError(f"--data {directory} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                             "pass a folder of images or a scene dataset")
+    held_out = [p for p in files if _hash_fraction(p.relative_to(directory)) < FOLDER_HOLDOUT]
+    if split == "validation":
+        return held_out or files[-1:]  # a tiny folder still gets one validation image
+    if split == "train":
+        return [p for p in files if p not in set(held_out)] or files
+    raise ImageDataError(f"a plain image folder has only 'train' and 'validation' splits, not {split!r}")
+
+
+def _hash_fraction(path: Path) -> float:
+    digest = hashlib.blake2b(str(path).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def _read_all(directory: Path, paths: list[Path], scenes: list[Scene] | None, size: int, split: str) -> ImageSet:
+    arrays, kept, kept_scenes, skipped = [], [], [], []
+    for i, path in enumerate(tqdm(paths, desc=f"loading {split} images", unit="img", leave=False)):
+        try:
+            with Image.open(path) as image:
+                arrays.append(to_uint8(image, size))
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            skipped.append((path, str(error) or type(error).__name__))
+            continue
+        kept.append(path)
+        if scenes is not None:
+            kept_scenes.append(scenes[i])
+    if not arrays:
+        raise ImageDataError(f"no readable image in {directory} ({split}): {len(skipped)} file(s) failed, "
+                             f"e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else
+                             f"{directory} has no {split} images")
+    pixels = torch.from_numpy(np.stack(arrays))
+    return ImageSet(pixels, kept, kept_scenes if scenes is not None else None, skipped)
