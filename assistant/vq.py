@@ -134,7 +134,8 @@ class Quantizer(nn.Module):
         commitment_loss = self.commitment * F.mse_loss(z, q.detach())
         if self.training:
             self._track(z.detach(), ids)
-        # Straight-through: the value is exactly q, the gradient flows to z as if quantising were the identity.
+        # Straight-through: the value is exactly q; the decoder's gradient flows both to z, as if quantising
+        # were the identity, and to the chosen codes, which thus learn from the reconstruction too.
         return q + (z - z.detach()), ids, codebook_loss, commitment_loss
 
     @torch.no_grad()

@@ -11,6 +11,7 @@ from data_gen.scene_dataset import write_scene_dataset
 from data_gen.scene_world import SceneConfig
 from training import train_vqvae
 from training.eval_vq import main as eval_main
+from training.image_data import FOLDER_HOLDOUT, _hash_fraction
 
 TINY_FLAGS = ["--image-size", "32", "--downsample", "8", "--stem", "2", "--channels", "16,32,32", "--groups", "8",
               "--codebook-size", "16", "--code-dim", "4", "--encoder-blocks", "1", "--decoder-blocks", "1",
@@ -85,10 +86,12 @@ def test_a_corrupt_image_fails_clearly_or_is_skipped_and_counted(tmp_path, capsy
     folder.mkdir()
     for i in range(12):
         Image.new("RGB", (48, 40), (20 * i, 100, 200)).save(folder / f"{i:02d}.png")  # not square, not 32 px
-    (folder / "broken.png").write_bytes(b"\x89PNG, but not really")
+    broken = folder / "00-broken.png"  # its name hashes into the training split
+    assert _hash_fraction(broken.relative_to(folder)) >= FOLDER_HOLDOUT
+    broken.write_bytes(b"\x89PNG, but not really")
     assert run(folder, tmp_path / "run", "--steps", "1") == 2
     err = capsys.readouterr().err
-    assert "broken.png" in err and "--skip-bad" in err
+    assert "00-broken.png" in err and "--skip-bad" in err
     assert run(folder, tmp_path / "run", "--steps", "2", "--skip-bad") == 0
     assert "skipping 1 unreadable image" in capsys.readouterr().err
     assert "parser_agreement" not in json.loads((tmp_path / "run" / "report.json").read_text())["held_out"]

@@ -29,8 +29,9 @@ def _pad_to(batch: torch.Tensor, count: int) -> torch.Tensor:
     return torch.cat([batch, torch.full((missing, *batch.shape[1:]), 255, dtype=batch.dtype)]) if missing else batch
 
 
-def loss_curves(history: list[dict], keys: list[str], path: Path, title: str) -> Path:
-    """One panel per key, against 'step'; log scale for positive values."""
+def loss_curves(history: list[dict], keys: list[str], path: Path, title: str,
+                log_keys: tuple[str, ...] = ("loss",)) -> Path:
+    """One panel per key, against 'step'; keys in `log_keys` on a log scale."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
@@ -41,7 +42,7 @@ def loss_curves(history: list[dict], keys: list[str], path: Path, title: str) ->
     for axis, key in zip(axes[0], keys):
         values = [row[key] for row in history]
         axis.plot(steps, values, linewidth=1.2)
-        if values and min(values) > 0 and key != "psnr":
+        if key in log_keys and values and min(values) > 0:
             axis.set_yscale("log")
         axis.set_title(key)
         axis.set_xlabel("step")

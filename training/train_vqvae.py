@@ -80,9 +80,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def vq_config(args: argparse.Namespace) -> VQConfig:
-    channels = _ints(",".join(map(str, args.channels))) if not isinstance(args.channels, str) else _ints(args.channels)
+    # A recipe may give channels as a list; argparse has already turned a "64,128" string into a tuple.
     return VQConfig(image_size=args.image_size, downsample=args.downsample, codebook_size=args.codebook_size,
-                    code_dim=args.code_dim, channels=channels, stem=args.stem, encoder_blocks=args.encoder_blocks,
+                    code_dim=args.code_dim, channels=tuple(int(c) for c in args.channels), stem=args.stem, encoder_blocks=args.encoder_blocks,
                     decoder_blocks=args.decoder_blocks, groups=args.groups, commitment=args.commitment).validate()
 
 
@@ -129,7 +129,7 @@ def prepare_out(args: argparse.Namespace, config: VQConfig) -> dict | None:
     if args.overwrite and args.out.exists():
         shutil.rmtree(args.out)
     state = read_state(args.out / "checkpoint")
-    if state is not None and state["config"] != config.to_dict():
+    if state is not None and VQConfig.from_dict(state["config"]) != config:
         raise ConfigError(f"{args.out / 'checkpoint'} was trained with another model config; "
                           "use a new --out, or --overwrite to start over")
     return state
@@ -239,7 +239,8 @@ def finish(args, accelerator, model, optimizer, scheduler, state, started, held_
               "held_out": metrics, "config": vq.config.to_dict()}
     write_json_atomic(args.out / "report.json", report)
     write_samples(vq, held_out.pixels[:SAMPLE_IMAGES], args.out / "report.png")
-    loss_curves(state["history"], CURVES, args.out / "curves.png", f"VQ-VAE training ({args.out.name})")
+    loss_curves(state["history"], CURVES, args.out / "curves.png", f"VQ-VAE training ({args.out.name})",
+                log_keys=("loss", "mse"))
     state["finished"] = True
     save_checkpoint(args.out / "checkpoint", vq, optimizer, scheduler, state)
     accelerator.end_training()
