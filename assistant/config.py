@@ -1,6 +1,6 @@
 """Configuration dataclasses, saved as JSON next to the weights. They import no torch.
 
-    config = VQConfig(image_size=64, downsample=8, codebook_size=512)
+    config = VQConfig(image_size=64, downsample=8, codebook_size=1024)
     config.save(directory)                  # writes directory/config.json
     VQConfig.load(directory)                # reads it back, checked
 
@@ -36,10 +36,10 @@ class VQConfig:
     kind: str = "glyph-vqvae"
     image_size: int = 64
     downsample: int = 8
-    codebook_size: int = 512
+    codebook_size: int = 1024
     code_dim: int = 8
-    channels: tuple[int, ...] = (64, 128, 256)
-    stem: int = 2
+    channels: tuple[int, ...] = (64, 128)
+    stem: int = 4
     encoder_blocks: int = 1  # residual blocks per resolution in the encoder
     decoder_blocks: int = 2  # ... and in the decoder, which does the harder job
     groups: int = 16  # GroupNorm groups

@@ -85,8 +85,10 @@ class Decoder(nn.Module):
             layers += _stage(width, width, config.decoder_blocks, config.groups)
             if level + 1 < len(c):  # double the resolution
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, c[level + 1], 3, padding=1)]
-        layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(),
-                   nn.Conv2d(c[-1], 3 * config.stem ** 2, 3, padding=1), nn.PixelShuffle(config.stem)]
+        # The head draws each position's stem×stem pixels; a hidden layer lets it draw sharp corners
+        # inside that patch (a plain linear head rounds a small cross into a blob).
+        layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(), nn.Conv2d(c[-1], 2 * c[-1], 3, padding=1),
+                   nn.SiLU(), nn.Conv2d(2 * c[-1], 3 * config.stem ** 2, 1), nn.PixelShuffle(config.stem)]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, codes: Tensor) -> Tensor:

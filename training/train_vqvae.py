@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 import time
@@ -56,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         model.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(VQConfig, field))
     model.add_argument("--channels", type=_ints, default=VQConfig.channels, help="widths per resolution, e.g. 64,128")
     train = p.add_argument_group("training")
-    train.add_argument("--steps", type=int, default=2000)
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--steps", type=int, default=3600)
+    train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
     train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--edge-weight", type=float, default=0.2, help="weight of the edge (image gradient) loss")
+    train.add_argument("--edge-weight", type=float, default=0.0, help="weight of the L1 edge (image gradient) loss; 0 trained best on scenes")
     train.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                        help="random horizontal flips (scenes stay valid scenes)")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -156,6 +157,9 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
     probe = Accelerator(cpu=not torch.cuda.is_available())
     precision = choose_precision(args.precision, probe.device)
     accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(args.out / "logs"))
+    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
+        # `accelerate launch` sets OMP_NUM_THREADS=1 for every process; one process alone should use every core.
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(args.seed)
     model = VQModel(config).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
