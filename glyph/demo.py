@@ -18,7 +18,6 @@ from data_gen.scene_dataset import write_scene_dataset
 DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph"))
 DEMO_SCENES = 10_000
 NOT_BUILT_YET = [
-    "VQ image tokenizer (turns scenes into codebook tokens and back)",
     "assistant model: CLIP vision tower → projector → LLM with the image vocabulary",
     "training: stage 0 foundations, stage 1 alignment, stage 2 instruction tuning",
 ]

@@ -2,8 +2,8 @@
 
     glyph ui [--data DIR] [--port 7860] [--host 127.0.0.1]
 
-The chat needs a trained assistant, which does not exist yet (the VQ image
-tokenizer, the model and its training come next). Until then the page says
+The chat needs a trained assistant, which does not exist yet (the model and
+its training come next, on top of the VQ image tokenizer). Until then the page says
 so and shows what exists: the scene world the assistant will learn from,
 and the scene parser that will referee its drawings.
 """
@@ -28,8 +28,8 @@ from data_gen.scene_parser import read_scene  # noqa: E402
 from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
 
 NOT_YET = """\
-**The chat is not available yet.** Glyph's assistant needs three parts that are still being built:
-the VQ image tokenizer, the CLIP → projector → LLM model, and its training.
+**The chat is not available yet.** Glyph's assistant needs two parts that are still being built:
+the CLIP → projector → LLM model with its image vocabulary, and its training.
 Meanwhile this page shows what exists: the scene world the assistant will learn from,
 and the scene parser that will judge what it draws."""
 
