@@ -86,7 +86,8 @@ def _folder_split(directory: Path, split: str) -> list[Path]:
     if split == "validation":
         return held_out or files[-1:]  # a tiny folder still gets one validation image
     if split == "train":
-        return [p for p in files if p not in set(held_out)] or files
+        held_out_set = set(held_out)
+        return [p for p in files if p not in held_out_set] or files
     raise ImageDataError(f"a plain image folder has only 'train' and 'validation' splits, not {split!r}")
 
 

@@ -34,7 +34,7 @@ from assistant.config import ConfigError, VQConfig, write_json_atomic
 from assistant.pixels import float_to_uint8, uint8_to_float
 from assistant.vq import VQModel
 from training.checkpoint import load_checkpoint, read_state, save_checkpoint
-from training.eval_vq import evaluate_vq
+from training.eval_vq import evaluate_vq, reconstruct
 from training.image_data import ImageDataError, ImageSet, load_images
 from training.pictures import comparison_grid, loss_curves, save_png_atomic
 from training.precision import PRECISIONS, choose_precision
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held_out: ImageSet) -> None:
-    probe = Accelerator(cpu=not torch.cuda.is_available())
-    precision = choose_precision(args.precision, probe.device)
+    precision = choose_precision(args.precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(args.out / "logs"))
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         # `accelerate launch` sets OMP_NUM_THREADS=1 for every process; one process alone should use every core.
@@ -176,7 +175,12 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
           f"precision {'bf16' if precision == 'bf16' else 'fp32'}, {args.steps} steps of {args.batch_size}")
 
     progress = tqdm(total=args.steps, initial=state["step"], desc="vqvae", unit="step")
-    started, started_step = time.perf_counter(), state["step"]
+    started, started_step, earlier_seconds = time.perf_counter(), state["step"], state["seconds"]
+
+    def save() -> None:
+        state["seconds"] = earlier_seconds + time.perf_counter() - started  # wall time over every resumed run
+        save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state)
+
     try:
         for step in range(state["step"], args.steps):
             model.train()
@@ -202,14 +206,18 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
             if state["step"] % args.sample_every == 0:
                 write_samples(accelerator.unwrap_model(model), samples, args.out / "samples" / f"step_{state['step']:06d}.png")
             if state["step"] % args.save_every == 0:
-                checkpoint(args, accelerator, model, optimizer, scheduler, state, started)
+                save()
     except KeyboardInterrupt:
-        checkpoint(args, accelerator, model, optimizer, scheduler, state, started)
+        save()
         progress.close()
         print(f"\nstopped at step {state['step']}; the same command resumes from there", file=sys.stderr)
         raise SystemExit(130)
     progress.close()
-    finish(args, accelerator, model, optimizer, scheduler, state, started, held_out)
+    state["seconds"] = earlier_seconds + time.perf_counter() - started
+    finish(args, accelerator.unwrap_model(model), state, held_out)
+    state["finished"] = True  # only once the model and report are written
+    save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state)
+    accelerator.end_training()
 
 
 def log_row(step: int, loss: torch.Tensor, out, pixels: torch.Tensor, model: VQModel, scheduler) -> dict:
@@ -221,22 +229,13 @@ def log_row(step: int, loss: torch.Tensor, out, pixels: torch.Tensor, model: VQM
             "restarts": model.quantizer.restarts, "lr": scheduler.get_last_lr()[0]}
 
 
-def checkpoint(args, accelerator, model, optimizer, scheduler, state, started) -> None:
-    state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - started
-    save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state)
-    state["seconds"] -= time.perf_counter() - started  # keep `seconds` the total up to `started`
-
-
 def write_samples(model: VQModel, originals: torch.Tensor, path: Path) -> None:
-    from training.eval_vq import reconstruct
-
     _, reconstructions = reconstruct(model, originals)
     save_png_atomic(comparison_grid(originals, reconstructions), path)
 
 
-def finish(args, accelerator, model, optimizer, scheduler, state, started, held_out: ImageSet) -> None:
-    vq = accelerator.unwrap_model(model)
-    state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - started
+def finish(args: argparse.Namespace, vq: VQModel, state: dict, held_out: ImageSet) -> None:
+    """The trained model at --out, its held-out report and pictures."""
     vq.save_pretrained(args.out)
     metrics = evaluate_vq(vq, held_out)
     report = {"train_seconds": round(state["seconds"], 1), "steps": state["step"], "batch_size": args.batch_size,
@@ -245,9 +244,6 @@ def finish(args, accelerator, model, optimizer, scheduler, state, started, held_
     write_samples(vq, held_out.pixels[:SAMPLE_IMAGES], args.out / "report.png")
     loss_curves(state["history"], CURVES, args.out / "curves.png", f"VQ-VAE training ({args.out.name})",
                 log_keys=("loss", "mse"))
-    state["finished"] = True
-    save_checkpoint(args.out / "checkpoint", vq, optimizer, scheduler, state)
-    accelerator.end_training()
     print(" ".join(f"{k}={v}" for k, v in metrics.items()))
     print(f"wrote {args.out} (look at {args.out / 'report.png'} and {args.out / 'curves.png'})")
 
