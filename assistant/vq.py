@@ -41,19 +41,20 @@ class VQOutput(NamedTuple):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, groups: int):
+    """x + conv(silu(norm(conv(silu(norm(x)))))), keeping the width; widths change between stages."""
+
+    def __init__(self, channels: int, groups: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.GroupNorm(groups, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
-            nn.GroupNorm(groups, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.skip(x) + self.body(x)
+        return x + self.body(x)
 
 
-def _stage(c_in: int, c_out: int, blocks: int, groups: int) -> list[nn.Module]:
-    return [ResBlock(c_in if i == 0 else c_out, c_out, groups) for i in range(blocks)]
+def _stage(channels: int, blocks: int, groups: int) -> list[nn.Module]:
+    return [ResBlock(channels, groups) for _ in range(blocks)]
 
 
 class Encoder(nn.Module):
@@ -64,7 +65,7 @@ class Encoder(nn.Module):
         c = config.channels
         layers: list[nn.Module] = [nn.PixelUnshuffle(config.stem), nn.Conv2d(3 * config.stem ** 2, c[0], 3, padding=1)]
         for level, width in enumerate(c):
-            layers += _stage(width, width, config.encoder_blocks, config.groups)
+            layers += _stage(width, config.encoder_blocks, config.groups)
             if level + 1 < len(c):
                 layers += [nn.Conv2d(width, c[level + 1], 3, stride=2, padding=1)]  # halve the resolution
         layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(), nn.Conv2d(c[-1], config.code_dim, 1)]
@@ -82,7 +83,7 @@ class Decoder(nn.Module):
         c = config.channels[::-1]  # coarsest first
         layers: list[nn.Module] = [nn.Conv2d(config.code_dim, c[0], 3, padding=1)]
         for level, width in enumerate(c):
-            layers += _stage(width, width, config.decoder_blocks, config.groups)
+            layers += _stage(width, config.decoder_blocks, config.groups)
             if level + 1 < len(c):  # double the resolution
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, c[level + 1], 3, padding=1)]
         # The head draws each position's stem×stem pixels; a hidden layer lets it draw sharp corners

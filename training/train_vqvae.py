@@ -31,7 +31,7 @@ from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from assistant.config import ConfigError, VQConfig, write_json_atomic
-from assistant.pixels import float_to_uint8, uint8_to_float
+from assistant.pixels import uint8_to_float
 from assistant.vq import VQModel
 from training.checkpoint import load_checkpoint, read_state, save_checkpoint
 from training.eval_vq import evaluate_vq, reconstruct
