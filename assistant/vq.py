@@ -220,7 +220,7 @@ class VQModel(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "VQModel":
+    def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> VQModel:
         directory = Path(directory)
         model = cls(VQConfig.load(directory))
         weights = directory / WEIGHTS_NAME
@@ -238,6 +238,6 @@ class VQModel(nn.Module):
 
 def edge_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """L1 between neighbour differences: penalises soft or misplaced edges, which plain L1 forgives."""
-    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
-    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
+    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]
+    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]
     return F.l1_loss(dx(prediction), dx(target)) + F.l1_loss(dy(prediction), dy(target))

@@ -1,0 +1,124 @@
+"""A multi-turn conversation with the assistant: what the terminal chat, the UI and the server all drive.
+
+    session = ChatSession(model)
+    for event in session.send("What is in this picture?", images=["scene.png"]):
+        ...                                                   # TextDelta / ImageDone / Finished
+    for event in session.send("Now draw it with a blue circle", draw=True):
+        ...
+    session.undo(); session.reset()
+
+Images may come in any user turn, several per turn. The assistant's drawn
+images stay in the history as their VQ codes, so later turns see them. Vision
+features are computed once per distinct image and reused in every later turn.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from assistant.generation import (
+    Finished,
+    ImageDone,
+    Prompt,
+    Sampling,
+    TextDelta,
+    generate,
+)
+from assistant.images import load_image
+from assistant.templates import render_chat
+
+
+class ChatSession:
+    def __init__(self, model, system_prompt: str | None = None):
+        self.model = model
+        self.system_prompt = system_prompt
+        self.messages: list[dict] = []  # Hugging Face multimodal messages; user images are RGB PIL images
+        self._features: dict[str, Tensor] = {}  # image fingerprint → (N, D) vision features (the tower is frozen)
+
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def undo(self) -> None:
+        """Forget the last exchange: the last user message and the reply to it."""
+        while self.messages:
+            if self.messages.pop()["role"] == "user":
+                return
+
+    def retry(self, settings: Sampling = DEFAULT_SAMPLING) -> Iterator[TextDelta | ImageDone | Finished]:
+        """Drop the last reply and answer the last user message again."""
+        if not self.messages or not any(m["role"] == "user" for m in self.messages):
+            raise ValueError("there is no user message to answer again")
+        while self.messages[-1]["role"] != "user":
+            self.messages.pop()
+        yield from self._reply(settings, draw=False)
+
+    def send(self, text: str, images=(), settings: Sampling = DEFAULT_SAMPLING,
+             draw: bool = False) -> Iterator[TextDelta | ImageDone | Finished]:
+        """Add a user turn (text and images: paths, bytes or PIL images) and stream the reply.
+
+        draw=True makes the reply start with an image. Bad images raise assistant.images.ImageError
+        before anything is added to the conversation.
+        """
+        pictures = [load_image(image) for image in images]
+        content = [{"type": "image", "image": picture} for picture in pictures]
+        if text:
+            content.append({"type": "text", "text": text})
+        self.messages.append({"role": "user", "content": content})
+        yield from self._reply(settings, draw)
+
+    def _reply(self, settings: Sampling, draw: bool) -> Iterator[TextDelta | ImageDone | Finished]:
+        conversation = self._with_system(self.messages)
+        prompt = self._prompt(conversation)
+        # Guidance needs the unconditional prompt; at scale 1 it would change nothing, so skip its cost.
+        unconditional = self._prompt(_without_last_request(conversation)) if settings.cfg_scale != 1 else None
+        reply: list[dict] = []
+        try:
+            for event in generate(self.model, prompt, settings, draw=draw, unconditional=unconditional):
+                if isinstance(event, TextDelta):
+                    _add_text(reply, event.text)
+                elif isinstance(event, ImageDone):
+                    reply.append({"type": "image", "codes": event.codes, "image": event.image})
+                yield event
+        finally:  # also when the caller stops reading early: keep what was said
+            if reply:
+                self.messages.append({"role": "assistant", "content": reply})
+
+    def _with_system(self, messages: list[dict]) -> list[dict]:
+        if self.system_prompt is None:
+            return list(messages)
+        return [{"role": "system", "content": self.system_prompt}] + messages
+
+    def _prompt(self, messages: list[dict]) -> Prompt:
+        rendered = render_chat(messages, self.model.tokenizer, self.model.layout, add_generation_prompt=True)
+        features = [self.vision_features(image) for image in rendered.images]
+        projected = self.model.project(torch.stack(features)) if features else None
+        return Prompt(rendered.input_ids[None], projected)
+
+    def vision_features(self, image: Image.Image) -> Tensor:
+        """(N, D) features of one image, from the cache when this image was seen before."""
+        key = _fingerprint(image)
+        if key not in self._features:
+            pixels = self.model.vision_tower.preprocess(image)[None]
+            self._features[key] = self.model.vision_tower(pixels)[0]
+        return self._features[key]
+
+
+def _fingerprint(image: Image.Image) -> str:
+    return hashlib.sha256(image.mode.encode() + str(image.size).encode() + image.tobytes()).hexdigest()
+
+
+def _add_text(reply: list[dict], text: str) -> None:
+    if reply and reply[-1]["type"] == "text":
+        reply[-1]["text"] += text
+    else:
+        reply.append({"type": "text", "text": text})
+
+
+def _without_last_request(messages: list[dict]) -> list[dict]:
+    """The unconditional prompt for guidance: the same chat with the last user turn emptied."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    return messages[:last] + [{"role": "user", "content": ""}] + messages[last + 1:]

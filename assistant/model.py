@@ -1,0 +1,225 @@
+"""The assistant: frozen CLIP vision tower → trainable projector → frozen causal LLM, plus an image vocabulary.
+
+    model = GlyphModel.build(AssistantConfig(vq="runs/vq", vision=..., llm=...))   # fresh projector and rows
+    model.add_lora(LoraConfig(r=16, target_modules=[...]))                          # stage 2
+    out = model(input_ids, attention_mask, pixel_values=pixels, labels=labels)      # out.loss
+    model.save_pretrained("runs/assistant")       # config.json, model.safetensors (trained rows), adapter/
+    model = GlyphModel.from_pretrained("runs/assistant")
+
+The parts are held side by side (composition): `vision_tower`, `projector`,
+`language_model` (a transformers causal LM, wrapped by peft once LoRA is
+added), `vocab` (the new token rows) and `vq` (the frozen VQ-VAE that turns
+drawn codes into pixels). No transformers class is subclassed or patched: the
+model runs the LLM's backbone on embeddings it builds itself, and computes
+logits with the LLM's head plus the vocabulary's new rows.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from assistant.config import AssistantConfig, ConfigError
+from assistant.image_vocab import ImageVocabulary
+from assistant.llm import load_language_model
+from assistant.projector import build_projector
+from assistant.templates import IGNORE_INDEX, ImageLayout
+from assistant.vision import VisionTower
+from assistant.vq import VQModel
+
+WEIGHTS_NAME = "model.safetensors"  # projector + new vocabulary rows: everything trained except LoRA
+ADAPTER_DIR = "adapter"  # peft's LoRA adapter (adapter_config.json + adapter_model.safetensors)
+
+
+@dataclass
+class GlyphOutput:
+    loss: Tensor | None  # mean cross-entropy over supervised tokens, when labels were given
+    logits: Tensor | None  # (B, T, vocab) when no labels were given; training computes only the supervised ones
+
+
+class GlyphModel(nn.Module):
+    def __init__(self, config: AssistantConfig, vision_tower: VisionTower, projector: nn.Module,
+                 language_model: nn.Module, tokenizer, vocab: ImageVocabulary, vq: VQModel):
+        super().__init__()
+        self.config = config
+        self.vision_tower = vision_tower
+        self.projector = projector
+        self.language_model = language_model
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+        self.vq = vq.requires_grad_(False).eval()
+        self.layout = ImageLayout.of(vocab, vision_tower.num_patches, vq.config.tokens_per_image)
+
+    # ---- building and loading -------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: AssistantConfig) -> GlyphModel:
+        """The frozen parts named in `config`, with a fresh projector and fresh vocabulary rows."""
+        config.validate()
+        tower, llm, tokenizer, vq = _frozen_parts(config)
+        vocab = ImageVocabulary.create(config.tokens, len(tokenizer), vq.quantizer.codes(),
+                                       llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
+        _add_tokens(tokenizer, vocab)
+        projector = build_projector(config.projector, tower.hidden_size, llm.config.get_text_config().hidden_size)
+        return cls(config, tower, projector, llm, tokenizer, vocab, vq)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, trainable: bool = False) -> GlyphModel:
+        """Rebuild the whole assistant from a directory written by save_pretrained.
+
+        trainable=True keeps the LoRA adapter trainable (to continue training); otherwise it is frozen.
+        """
+        directory = Path(directory)
+        config = AssistantConfig.load(directory)
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
+        model = cls.build(config)
+        _load_trained(model, weights)
+        if (directory / ADAPTER_DIR).is_dir():
+            model.language_model = PeftModel.from_pretrained(model.language_model, directory / ADAPTER_DIR,
+                                                             is_trainable=trainable)
+        return model.eval()
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Only what trains (projector, new rows, LoRA) and the config naming the frozen parts."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
+        state |= {f"vocab.{k}": v for k, v in self.vocab.state_dict().items()}
+        metadata = {"format": "pt", "first_id": str(self.vocab.first_id),
+                    "codebook_size": str(self.vocab.codebook_size), "vision_width": str(self.vision_tower.hidden_size)}
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, directory / WEIGHTS_NAME, metadata)
+        if isinstance(self.language_model, PeftModel):
+            self.language_model.save_pretrained(directory / ADAPTER_DIR)
+        self.config.save(directory)
+        return directory
+
+    def add_lora(self, lora: LoraConfig) -> None:
+        """Wrap the LLM with trainable LoRA adapters (peft); its original weights stay frozen."""
+        if isinstance(self.language_model, PeftModel):
+            raise RuntimeError("this model already has a LoRA adapter")
+        self.language_model = get_peft_model(self.language_model, lora)
+
+    def train(self, mode: bool = True) -> GlyphModel:
+        super().train(mode)
+        self.vq.eval()  # frozen parts never train; the vision tower keeps itself in eval mode too
+        return self
+
+    # ---- the forward pass ---------------------------------------------------------------------------
+
+    @property
+    def causal_lm(self) -> nn.Module:
+        """The transformers causal LM (inside peft's wrapper once LoRA is added; LoRA layers sit in it)."""
+        llm = self.language_model
+        return llm.get_base_model() if isinstance(llm, PeftModel) else llm
+
+    @property
+    def context_length(self) -> int:
+        """The most positions the LLM attends over (prompt and reply together)."""
+        return self.causal_lm.config.get_text_config().max_position_embeddings
+
+    def image_features(self, pixel_values: Tensor) -> Tensor:
+        """(B, 3, S, S) preprocessed images → (B, N, H) projected features, one row per placeholder slot."""
+        return self.project(self.vision_tower(pixel_values))
+
+    def project(self, vision_features: Tensor) -> Tensor:
+        """(B, N, D) vision features (which may be cached, the tower being frozen) → (B, N, H)."""
+        return self.projector(vision_features.to(self.projector_dtype))
+
+    @property
+    def projector_dtype(self) -> torch.dtype:
+        return next(self.projector.parameters()).dtype
+
+    def embed(self, input_ids: Tensor, image_features: Tensor | None = None) -> Tensor:
+        """(B, T) ids → (B, T, H), with the `<image>` slots filled by `image_features` (n, N, H) in order."""
+        embeds = self.vocab.embed(input_ids, self.causal_lm.get_input_embeddings())
+        slots = input_ids == self.vocab.image_id
+        given = 0 if image_features is None else image_features.shape[0] * image_features.shape[1]
+        if int(slots.sum()) != given:
+            n = self.layout.slots_per_image
+            raise ValueError(f"the ids hold {int(slots.sum())} image slots ({int(slots.sum()) / n:g} images of {n}) "
+                             f"but {given // n} image(s) were given; give one image per <image> placeholder")
+        if given:
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1), image_features.to(embeds.dtype))
+        return embeds
+
+    def backbone(self, inputs_embeds: Tensor, attention_mask: Tensor | None = None,
+                 position_ids: Tensor | None = None, past_key_values=None, use_cache: bool = False):
+        """The LLM's transformer without its head: (B, T, H) embeddings → (B, T, H) final hidden states, cache."""
+        out = self.causal_lm.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                        position_ids=position_ids, past_key_values=past_key_values,
+                                        use_cache=use_cache)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """(..., H) → (..., vocab) over the LLM's tokens and the image vocabulary."""
+        return self.vocab.logits(hidden, self.causal_lm.get_output_embeddings())
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, pixel_values: Tensor | None = None,
+                image_features: Tensor | None = None, labels: Tensor | None = None) -> GlyphOutput:
+        """Give pixel_values (B_img, 3, S, S) or already projected image_features (B_img, N, H), in slot order."""
+        if pixel_values is not None:
+            image_features = self.image_features(pixel_values)
+        embeds = self.embed(input_ids, image_features)
+        hidden, _ = self.backbone(embeds, attention_mask, _positions(attention_mask))
+        if labels is None:
+            return GlyphOutput(None, self.logits(hidden))
+        # Next-token loss, with logits computed only where a label exists: most positions (prompts, image
+        # slots) have none, and the head is the costliest matmul of a small LLM.
+        targets = labels[:, 1:]
+        supervised = targets != IGNORE_INDEX
+        logits = self.logits(hidden[:, :-1][supervised])  # (S, vocab)
+        return GlyphOutput(F.cross_entropy(logits.float(), targets[supervised]), None)
+
+
+def _positions(attention_mask: Tensor | None) -> Tensor | None:
+    """Position ids that skip left padding, so a padded row sees the same positions as an unpadded one."""
+    if attention_mask is None:
+        return None
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _frozen_parts(config: AssistantConfig):
+    tower = VisionTower(config.vision)
+    llm, tokenizer = load_language_model(config.llm.name_or_path, config.llm.gguf_file)
+    vq = VQModel.from_pretrained(config.vq)
+    return tower, llm, tokenizer, vq
+
+
+def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
+    """Add the image tokens to the tokenizer so it can print them; their ids must be the vocabulary's."""
+    strings = vocab.token_strings()
+    clashes = [s for s in strings[:4] if s in tokenizer.get_vocab()]
+    if clashes:
+        raise ConfigError(f"tokenizer {tokenizer.name_or_path} already has {clashes}; choose other image token "
+                          "strings in the config's `tokens`")
+    tokenizer.add_tokens(strings, special_tokens=True)
+    if tokenizer.convert_tokens_to_ids(strings[-1]) != vocab.size - 1:
+        raise ConfigError(f"tokenizer {tokenizer.name_or_path} gave the image tokens other ids than expected")
+
+
+def _load_trained(model: GlyphModel, weights: Path) -> None:
+    from safetensors import safe_open
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    expected = {"first_id": model.vocab.first_id, "codebook_size": model.vocab.codebook_size,
+                "vision_width": model.vision_tower.hidden_size}
+    saved = {k: int(meta[k]) for k in expected if k in meta}
+    if saved != expected:
+        raise ConfigError(f"{weights} was trained for {json.dumps(saved)} but the parts named in its config.json "
+                          f"give {json.dumps(expected)}: the tokenizer, VQ model or vision tower differs")
+    state = load_file(weights)
+    for prefix, part in (("projector.", model.projector), ("vocab.", model.vocab)):
+        part_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        shapes = {k: tuple(v.shape) for k, v in part.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in part_state.items()} != shapes:
+            raise ConfigError(f"{weights} holds a {prefix[:-1]} that does not fit the parts named in its "
+                              "config.json (the LLM's or vision tower's width differs)")
+        part.load_state_dict(part_state)
