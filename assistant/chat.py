@@ -20,14 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from assistant.generation import (
-    Finished,
-    ImageDone,
-    Prompt,
-    Sampling,
-    TextDelta,
-    generate,
-)
+from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Prompt, Sampling, TextDelta, generate
 from assistant.images import load_image
 from assistant.templates import render_chat
 
@@ -67,8 +60,14 @@ class ChatSession:
         content = [{"type": "image", "image": picture} for picture in pictures]
         if text:
             content.append({"type": "text", "text": text})
-        self.messages.append({"role": "user", "content": content})
-        yield from self._reply(settings, draw)
+        message = {"role": "user", "content": content}
+        self.messages.append(message)
+        try:
+            yield from self._reply(settings, draw)
+        except Exception:
+            if self.messages[-1] is message:  # nothing was answered (e.g. the chat outgrew the context): forget it
+                self.messages.pop()
+            raise
 
     def _reply(self, settings: Sampling, draw: bool) -> Iterator[TextDelta | ImageDone | Finished]:
         conversation = self._with_system(self.messages)

@@ -63,7 +63,8 @@ class ImageVocabulary(nn.Module):
             vocab.special_input.copy_(input_rows.mean(0).expand(SPECIALS, -1))
             vocab.output.copy_(output_rows.mean(0).expand(len(vocab.output), -1))
             # The map starts small, matching the spread of real embeddings, so code rows start near the mean.
-            nn.init.normal_(vocab.code_map[2].weight, std=float(input_rows.std()) / vocab.code_map[2].in_features ** 0.5)
+            last = vocab.code_map[2]
+            nn.init.normal_(last.weight, std=float(input_rows.std()) / last.in_features ** 0.5)
             nn.init.zeros_(vocab.code_map[2].bias)
         return vocab
 
@@ -88,7 +89,8 @@ class ImageVocabulary(nn.Module):
     def embed(self, input_ids: Tensor, base: nn.Embedding) -> Tensor:
         """(B, T) ids over the whole vocabulary → (B, T, H)."""
         if int(input_ids.max()) >= self.size or int(input_ids.min()) < 0:
-            raise ValueError(f"token ids must lie in [0, {self.size}); got {int(input_ids.min())}..{int(input_ids.max())}")
+            raise ValueError(f"token ids must lie in [0, {self.size}); "
+                             f"got {int(input_ids.min())}..{int(input_ids.max())}")
         new = input_ids >= self.first_id
         embeds = base(input_ids.masked_fill(new, 0))  # (B, T, H); new positions are overwritten below
         if new.any():

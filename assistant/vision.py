@@ -4,6 +4,7 @@
     pixels = tower.preprocess(pil_image)          # (3, S, S), open_clip's own resize, crop and normalisation
     features = tower(pixels[None])                # (B, N, D) patch tokens of the chosen block
 
+Any open_clip ViT works (its blocks are `encoder.transformer.resblocks`).
 Like LLaVA, the features come from the penultimate transformer block by
 default, patch tokens only (no class token), before the final LayerNorm and
 projection: those keep more spatial detail than CLIP's pooled embedding.
@@ -47,7 +48,7 @@ class VisionTower(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.encoder.conv1.weight.dtype
+        return next(self.encoder.parameters()).dtype
 
     @torch.no_grad()
     def forward(self, pixel_values: Tensor) -> Tensor:

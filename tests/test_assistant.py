@@ -11,14 +11,8 @@ from tiny_parts import VQ_CONFIG, assistant_config, build_parts
 
 from assistant.chat import ChatSession
 from assistant.config import ConfigError
-from assistant.generation import (
-    Finished,
-    ImageDone,
-    Prompt,
-    Sampling,
-    TextDelta,
-    generate,
-)
+from assistant.generation import Finished, ImageDone, Prompt, Sampling, TextDelta, generate
+from assistant.images import ImageError
 from assistant.model import GlyphModel
 from assistant.templates import IGNORE_INDEX, TemplateError, render_chat
 from assistant.vq import VQModel
@@ -43,7 +37,8 @@ def red_square() -> Image.Image:
 
 
 def two_turns(codes: list[int]) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image", "image": red_square()}, {"type": "text", "text": "what is this?"}]},
+    return [{"role": "user", "content": [{"type": "image", "image": red_square()},
+                                         {"type": "text", "text": "what is this?"}]},
             {"role": "assistant", "content": "a red square"},
             {"role": "user", "content": "draw a blue circle"},
             {"role": "assistant", "content": [{"type": "text", "text": "here"}, {"type": "image", "codes": codes}]}]
@@ -63,7 +58,8 @@ def test_labels_of_a_two_turn_chat_with_an_image_in_and_an_image_out(llama_parts
     end = tokens(model, "<|im_end|>")
     newline = tokens(model, "\n")
     pieces = [  # (ids, supervised)
-        (tokens(model, "<|im_start|>user\n"), False), ([v.image_id] * 4, False), (tokens(model, "what is this?"), False),
+        (tokens(model, "<|im_start|>user\n"), False), ([v.image_id] * 4, False),
+        (tokens(model, "what is this?"), False),
         (end + newline + tokens(model, "<|im_start|>assistant\n"), False),
         (tokens(model, "a red square"), True), (end, True),
         (newline + tokens(model, "<|im_start|>user\n"), False), (tokens(model, "draw a blue circle"), False),
@@ -152,7 +148,8 @@ def test_save_and_load_give_identical_logits(tmp_path, llama_parts):
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(tmp_path / "saved")
     saved = {p.name for p in (tmp_path / "saved").rglob("*") if p.is_file()}
-    assert saved == {"config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors", "README.md"}
+    assert saved == {"config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors",
+                     "README.md"}  # README.md is peft's model card
     loaded = GlyphModel.from_pretrained(tmp_path / "saved")
     chat = render_chat(two_turns([0, 1, 2, 3]), model.tokenizer, model.layout)
     pixels = model.vision_tower.preprocess(red_square())[None]
@@ -252,6 +249,10 @@ def test_a_prompt_longer_than_the_context_is_refused(model):
     long = [{"role": "user", "content": "a red circle " * 200}]
     with pytest.raises(ValueError, match="context"):
         next(generate(model, prompt_of(model, long), Sampling()))
+    session = ChatSession(model)
+    with pytest.raises(ValueError, match="context"):
+        list(session.send("a red circle " * 200))
+    assert session.messages == []  # the refused turn is not kept to fail every later turn
 
 
 # ---- chat session -----------------------------------------------------------------------------------------
@@ -286,4 +287,11 @@ def test_session_keeps_drawn_images_and_undo_forgets_them(model):
     session.undo()
     assert len(session.messages) == 2
     session.reset()
+    assert session.messages == []
+
+
+def test_session_refuses_a_bad_image_before_changing_the_chat(model):
+    session = ChatSession(model)
+    with pytest.raises(ImageError, match="the uploaded image"):
+        list(session.send("what is this?", images=[b"not an image"]))
     assert session.messages == []

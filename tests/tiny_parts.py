@@ -24,13 +24,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from assistant.config import (
-    AssistantConfig,
-    LLMConfig,
-    ProjectorConfig,
-    VisionConfig,
-    VQConfig,
-)
+from assistant.config import AssistantConfig, LLMConfig, ProjectorConfig, VisionConfig, VQConfig
 from assistant.vq import VQModel
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "

@@ -161,9 +161,7 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(args.seed)
     model = VQModel(config).to(memory_format=torch.channels_last)
-    # The fused AdamW kernel saves ~4 % of a CPU step over the per-tensor loop.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay,
-                                  fused=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     scheduler = cosine_with_warmup(optimizer, args.warmup, args.steps)
     state = load_checkpoint(args.out / "checkpoint", model, optimizer, scheduler) or {
         "step": 0, "history": [], "seconds": 0.0, "config": config.to_dict()}
