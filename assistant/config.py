@@ -1,6 +1,6 @@
 """Configuration dataclasses, saved as JSON next to the weights. They import no torch.
 
-    config = VQConfig(image_size=64, downsample=8, codebook_size=1024)
+    config = VQConfig(image_size=64, downsample=8, codebook_size=2048)
     config.save(directory)                  # writes directory/config.json
     VQConfig.load(directory)                # reads it back, checked
 
@@ -83,7 +83,7 @@ class VQConfig(JsonConfig):
     kind: str = "glyph-vqvae"
     image_size: int = 64
     downsample: int = 8
-    codebook_size: int = 1024
+    codebook_size: int = 2048
     code_dim: int = 8
     channels: tuple[int, ...] = (64, 128)
     stem: int = 4

@@ -85,7 +85,9 @@ class Decoder(nn.Module):
         for level, width in enumerate(c):
             layers += _stage(width, config.decoder_blocks, config.groups)
             if level + 1 < len(c):  # double the resolution
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, c[level + 1], 3, padding=1)]
+                # A 1×1 convolution to 4× the channels, then PixelShuffle: 9× cheaper than upsampling and a 3×3
+                # convolution at the finer resolution, and it reconstructed scenes better in the same time.
+                layers += [nn.Conv2d(width, 4 * c[level + 1], 1), nn.PixelShuffle(2)]
         # The head draws each position's stem×stem pixels; a hidden layer lets it draw sharp corners
         # inside that patch (a plain linear head rounds a small cross into a blob).
         layers += [nn.GroupNorm(config.groups, c[-1]), nn.SiLU(), nn.Conv2d(c[-1], 2 * c[-1], 3, padding=1),

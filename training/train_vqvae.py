@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         model.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(VQConfig, field))
     model.add_argument("--channels", type=_ints, default=VQConfig.channels, help="widths per resolution, e.g. 64,128")
     train = p.add_argument_group("training")
-    train.add_argument("--steps", type=int, default=3600)
+    train.add_argument("--steps", type=int, default=3300)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--warmup", type=int, default=100, help="linear warm-up steps before the cosine decay")
@@ -161,7 +161,9 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
         torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(args.seed)
     model = VQModel(config).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    # The fused AdamW kernel saves ~6 % of a CPU step over the per-tensor loop.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay,
+                                  fused=True)
     scheduler = cosine_with_warmup(optimizer, args.warmup, args.steps)
     state = load_checkpoint(args.out / "checkpoint", model, optimizer, scheduler) or {
         "step": 0, "history": [], "seconds": 0.0, "config": config.to_dict()}
