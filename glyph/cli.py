@@ -2,6 +2,7 @@
 
     glyph data scenes --out data/scenes --n 10000
     glyph train vqvae --config training/recipes/vq-scenes.yaml --data data/scenes --out runs/vq
+    glyph train clip --config training/recipes/clip-scenes.yaml --data data/scenes --out runs/clip
     glyph demo
 
 Each command names the module whose `main(argv)` runs it; the module is
@@ -18,6 +19,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "scenes"), "data_gen.scene_dataset", "render a scene-world dataset (PNG + JSONL + contact sheet)"),
     (("eval", "parser"), "data_gen.parser_report", "measure the scene parser on clean, blurred and JPEG scenes"),
     (("train", "vqvae"), "training.train_vqvae", "train the VQ-VAE image tokenizer (resumes a killed run)"),
+    (("train", "clip"), "training.train_clip", "train a small CLIP on scene captions (resumes a killed run)"),
     (("eval", "vq"), "training.eval_vq", "measure a VQ-VAE: PSNR, codebook usage, parser agreement"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),
