@@ -43,16 +43,16 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from open_clip.push_to_hf_hub import save_config_for_hf
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
 from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.harness import already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, is_scene_dataset, load_images
 from training.pictures import loss_curves, save_png_atomic
-from training.precision import PRECISIONS, choose_precision
+from training.precision import PRECISIONS
 from training.recipe import RecipeError, parse_with_recipe
 from training.schedule import cosine_with_warmup
 
@@ -261,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size < 2:
             raise ConfigError(f"--batch-size {args.batch_size}: contrastive training needs at least 2 pairs a step")
         state = prepare_out(args, config)
-        if state is not None and state.get("finished"):
-            print(f"{args.out} is already trained ({state['step']} steps); see {args.out / 'report.json'}. "
-                  "Pass --overwrite to train again.")
+        if already_trained(state, args.out):
             return 0
         train = load_pairs(args, "train", args.image_size, tokenizer)
         held_out = load_pairs(args, "validation", args.image_size, tokenizer, limit=args.eval_images)
@@ -278,11 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_loop(args: argparse.Namespace, config: dict, train: Pairs, held_out: Pairs) -> None:
-    precision = choose_precision(args.precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(args.out / "logs"))
-    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
-        # `accelerate launch` sets OMP_NUM_THREADS=1 for every process; one process alone should use every core.
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    accelerator, precision = start_accelerator(args.precision, args.out)
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.batch_size % world:
         raise SystemExit(f"glyph train clip: --batch-size {args.batch_size} does not split over {world} processes")

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from tqdm import tqdm
 
 from assistant.config import ConfigError, VQConfig, write_json_atomic
@@ -34,9 +32,10 @@ from assistant.pixels import uint8_to_float
 from assistant.vq import VQModel
 from training.checkpoint import load_checkpoint, read_state, save_checkpoint
 from training.eval_vq import evaluate_vq, reconstruct
+from training.harness import already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, load_images
 from training.pictures import comparison_grid, loss_curves, save_png_atomic
-from training.precision import PRECISIONS, choose_precision
+from training.precision import PRECISIONS
 from training.recipe import RecipeError, parse_with_recipe
 from training.schedule import cosine_with_warmup
 
@@ -141,9 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_with_recipe(build_parser(), argv)
         config = vq_config(args)
         state = prepare_out(args, config)
-        if state is not None and state.get("finished"):
-            print(f"{args.out} is already trained ({state['step']} steps); see {args.out / 'report.json'}. "
-                  "Pass --overwrite to train again.")
+        if already_trained(state, args.out):
             return 0
         train, held_out = load_data(args, config.image_size)
     except (ConfigError, ImageDataError, RecipeError, ValueError) as error:
@@ -154,11 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held_out: ImageSet) -> None:
-    precision = choose_precision(args.precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(args.out / "logs"))
-    if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
-        # `accelerate launch` sets OMP_NUM_THREADS=1 for every process; one process alone should use every core.
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    accelerator, precision = start_accelerator(args.precision, args.out)
     torch.manual_seed(args.seed)
     model = VQModel(config).to(memory_format=torch.channels_last)
     # The fused AdamW kernel saves ~6 % of a CPU step over the per-tensor loop.
