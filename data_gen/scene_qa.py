@@ -1,0 +1,134 @@
+"""The scene oracle's questions and answers: exact by construction, read off the scene spec.
+
+    qa = ask(scene, rng)                      # any kind; or ask(scene, rng, "count")
+    qa.question, qa.answer, qa.short          # "How many red shapes are there?", "There are two red shapes.", "2"
+    request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
+
+Five kinds, the ones Glyph's evaluation scores by type: colour, shape, count,
+position and existence (yes/no, half of them about objects that are not there,
+as in POPE). Every question names its object so that exactly one answer is
+right: by its position (each grid cell holds at most one object), or by a
+colour or shape that only it has. `short` is the canonical answer an evaluator
+compares against: a colour, a shape, a number, a position name, or yes/no.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data_gen.captions import NUMBER_WORDS, object_phrase, position_phrases
+from data_gen.scene_world import COLORS, SHAPES, Scene, SceneObject
+
+KINDS = ("color", "shape", "count", "position", "existence")
+POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
+                  (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
+_WHERE = {"top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
+          "left": "on the left", "center": "in the center", "right": "on the right",
+          "bottom left": "in the bottom left corner", "bottom": "at the bottom",
+          "bottom right": "in the bottom right corner"}
+
+
+@dataclass(frozen=True)
+class QA:
+    kind: str  # one of KINDS
+    question: str
+    answer: str  # a full sentence
+    short: str  # the canonical answer: "red", "circle", "2", "top left", "yes"
+
+
+def where(obj: SceneObject) -> str:
+    """'in the top left corner', 'at the top', 'in the center', ..."""
+    return _WHERE[POSITION_NAMES[(obj.row, obj.col)]]
+
+
+def ask(scene: Scene, rng: np.random.Generator, kind: str | None = None) -> QA:
+    kind = kind or KINDS[int(rng.integers(len(KINDS)))]
+    if kind not in KINDS:
+        raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(KINDS)}")
+    return _ASK[kind](scene, rng)
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _name(obj: SceneObject, scene: Scene, rng: np.random.Generator, hide: str) -> str:
+    """A phrase that picks out `obj` alone without giving away its `hide` attribute ('color' or 'shape')."""
+    if hide != "shape" and sum(o.shape == obj.shape for o in scene.objects) == 1 and rng.random() < 0.5:
+        return f"the {obj.shape}"
+    if hide != "color" and sum(o.color == obj.color for o in scene.objects) == 1 and rng.random() < 0.5:
+        return f"the {obj.color} shape"
+    return f"the shape {where(obj)}"
+
+
+def _color(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = _pick(rng, scene.objects)
+    name = _name(obj, scene, rng, hide="color")
+    question = _pick(rng, (f"What colour is {name}?", f"What color is {name}?", f"Which colour does {name} have?"))
+    return QA("color", question, f"{name[0].upper()}{name[1:]} is {obj.color}.", obj.color)
+
+
+def _shape(scene: Scene, rng: np.random.Generator) -> QA:
+    obj = _pick(rng, scene.objects)
+    name = _name(obj, scene, rng, hide="shape")
+    thing = name.replace(" shape", " object")
+    question = _pick(rng, (f"What shape is {thing}?", f"Which shape is {thing}?"))
+    return QA("shape", question, f"{thing[0].upper()}{thing[1:]} is a {obj.shape}.", obj.shape)
+
+
+def _count(scene: Scene, rng: np.random.Generator) -> QA:
+    roll = rng.random()
+    if roll < 0.4:
+        n, what = len(scene.objects), "shapes"
+    elif roll < 0.7:
+        color = _pick(rng, tuple(COLORS))
+        n, what = sum(o.color == color for o in scene.objects), f"{color} shapes"
+    else:
+        shape = _pick(rng, SHAPES)
+        n, what = sum(o.shape == shape for o in scene.objects), f"{shape}s"
+    question = _pick(rng, (f"How many {what} are there?", f"How many {what} can you see?",
+                           f"Count the {what} in the image."))
+    if n == 0:
+        answer = f"There are no {what}."
+    else:
+        noun = what if n > 1 else what[:-1]
+        answer = f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {noun}."
+    return QA("count", question, answer, str(n))
+
+
+def _position(scene: Scene, rng: np.random.Generator) -> QA:
+    unique = [o for o in scene.objects if sum((p.color, p.shape) == (o.color, o.shape) for p in scene.objects) == 1]
+    obj = _pick(rng, unique or scene.objects)
+    named = f"the {obj.color} {obj.shape}" if unique else _name(obj, scene, rng, hide="")
+    question = _pick(rng, (f"Where is {named}?", f"Where in the image is {named}?"))
+    return QA("position", question, f"{named[0].upper()}{named[1:]} is {where(obj)}.", POSITION_NAMES[(obj.row, obj.col)])
+
+
+def _existence(scene: Scene, rng: np.random.Generator) -> QA:
+    present = {(o.color, o.shape) for o in scene.objects}
+    if rng.random() < 0.5:
+        color, shape = _pick(rng, sorted(present))
+    else:
+        absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+        color, shape = _pick(rng, absent)
+    question = _pick(rng, (f"Is there a {color} {shape}?", f"Is there a {color} {shape} in the image?",
+                           f"Do you see a {color} {shape}?"))
+    found = [o for o in scene.objects if (o.color, o.shape) == (color, shape)]
+    if found:
+        return QA("existence", question, f"Yes, there is a {color} {shape} {where(found[0])}.", "yes")
+    return QA("existence", question, f"No, there is no {color} {shape}.", "no")
+
+
+_ASK = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence}
+
+_DRAW = ("Draw {}", "Please draw {}", "Can you draw {}", "Make a picture of {}", "Paint {}", "Show me {}")
+
+
+def drawing_request(scene: Scene, rng: np.random.Generator) -> str:
+    """A user's request for exactly this scene: every object with its size, colour, shape and position."""
+    objects = [scene.objects[i] for i in rng.permutation(len(scene.objects))]
+    items = [f"{object_phrase(o, rng)} {_pick(rng, position_phrases(o.row, o.col))}" for o in objects]
+    body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    frame = _pick(rng, _DRAW)
+    return frame.format(body) + ("?" if frame.startswith("Can") else ".")

@@ -1,0 +1,81 @@
+"""The scene oracle's answers are the scene spec's, for every kind of question."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from data_gen.scene_qa import KINDS, POSITION_NAMES, ask, drawing_request
+from data_gen.scene_world import COLORS, SHAPES, sample_scene, scene_rng
+
+SCENES = [sample_scene(scene_rng(7, i)) for i in range(300)]
+
+
+def named_objects(question: str, scene):
+    """The objects a question's noun phrase can refer to, read back from its words."""
+    position = next((n for n in sorted(POSITION_NAMES.values(), key=len, reverse=True)
+                     if re.search(rf"\b{n}\b", question) and ("corner" in question or " " not in n)), None)
+    found = list(scene.objects)
+    if position is not None and ("the shape" in question or "the object" in question):
+        found = [o for o in found if POSITION_NAMES[(o.row, o.col)] == position]
+    for color in COLORS:
+        if re.search(rf"\b{color}\b", question):
+            found = [o for o in found if o.color == color]
+    for shape in SHAPES:
+        if re.search(rf"\b{shape}\b", question):
+            found = [o for o in found if o.shape == shape]
+    return found
+
+
+@pytest.mark.parametrize("kind", ["color", "shape", "position"])
+def test_questions_name_one_object_and_answer_its_attribute(kind):
+    for i, scene in enumerate(SCENES):
+        qa = ask(scene, scene_rng(8, i), kind)
+        found = named_objects(qa.question, scene)
+        assert len(found) == 1, (qa, scene)
+        obj = found[0]
+        expected = {"color": obj.color, "shape": obj.shape, "position": POSITION_NAMES[(obj.row, obj.col)]}[kind]
+        assert qa.short == expected and qa.kind == kind
+
+
+def test_counts_are_the_specs():
+    for i, scene in enumerate(SCENES):
+        qa = ask(scene, scene_rng(9, i), "count")
+        if qa.question.split()[2] in ("shapes", "the"):  # "How many shapes ...", "Count the shapes ..."
+            words = qa.question.replace("Count the", "How many").split()
+        else:
+            words = qa.question.split()
+        what = words[2]
+        if what == "shapes":
+            expected = len(scene.objects)
+        elif what in COLORS:
+            expected = sum(o.color == what for o in scene.objects)
+        else:
+            expected = sum(o.shape + "s" == what for o in scene.objects)
+        assert qa.short == str(expected), qa
+
+
+def test_existence_is_balanced_and_true():
+    answers = []
+    for i, scene in enumerate(SCENES):
+        qa = ask(scene, scene_rng(10, i), "existence")
+        color, shape = re.search(r"a (\w+) (\w+)", qa.question).groups()
+        truth = any((o.color, o.shape) == (color, shape) for o in scene.objects)
+        assert qa.short == ("yes" if truth else "no")
+        answers.append(truth)
+    assert 0.4 < sum(answers) / len(answers) < 0.6
+
+
+def test_every_kind_is_asked_and_unknown_kinds_refused():
+    kinds = {ask(scene, scene_rng(11, i)).kind for i, scene in enumerate(SCENES)}
+    assert kinds == set(KINDS)
+    with pytest.raises(ValueError, match="unknown question kind"):
+        ask(SCENES[0], scene_rng(0, 0), "mood")
+
+
+def test_drawing_requests_name_every_object():
+    for i, scene in enumerate(SCENES[:100]):
+        request = drawing_request(scene, scene_rng(12, i))
+        for obj in scene.objects:
+            assert f"{obj.color} {obj.shape}" in request
+        assert request.count(" and ") == (len(scene.objects) > 1)
