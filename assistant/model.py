@@ -16,12 +16,14 @@ logits with the LLM's head plus the vocabulary's new rows.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -95,7 +97,9 @@ class GlyphModel(nn.Module):
         state |= {f"vocab.{k}": v for k, v in self.vocab.state_dict().items()}
         metadata = {"format": "pt", "first_id": str(self.vocab.first_id),
                     "codebook_size": str(self.vocab.codebook_size), "vision_width": str(self.vision_tower.hidden_size)}
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, directory / WEIGHTS_NAME, metadata)
+        partial = directory / f".{WEIGHTS_NAME}.partial-{os.getpid()}"  # a reader never sees half a file
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, partial, metadata)
+        os.replace(partial, directory / WEIGHTS_NAME)
         if isinstance(self.language_model, PeftModel):
             self.language_model.save_pretrained(directory / ADAPTER_DIR)
         self.config.save(directory)
@@ -104,7 +108,7 @@ class GlyphModel(nn.Module):
     def add_lora(self, lora: LoraConfig) -> None:
         """Wrap the LLM with trainable LoRA adapters (peft); its original weights stay frozen."""
         if isinstance(self.language_model, PeftModel):
-            raise RuntimeError("this model already has a LoRA adapter")
+            raise RuntimeError("this model already has a LoRA adapter")  # noqa: TRY004 (a state, not a type)
         self.language_model = get_peft_model(self.language_model, lora)
 
     def train(self, mode: bool = True) -> GlyphModel:
@@ -206,7 +210,6 @@ def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
 
 
 def _load_trained(model: GlyphModel, weights: Path) -> None:
-    from safetensors import safe_open
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata() or {}
     expected = {"first_id": model.vocab.first_id, "codebook_size": model.vocab.codebook_size,
