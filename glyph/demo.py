@@ -18,8 +18,7 @@ from data_gen.scene_dataset import write_scene_dataset
 DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph"))
 DEMO_SCENES = 10_000
 NOT_BUILT_YET = [
-    "assistant model: CLIP vision tower → projector → LLM with the image vocabulary",
-    "training: stage 0 foundations, stage 1 alignment, stage 2 instruction tuning",
+    "training: stage 0 foundations (CLIP done; tokenizer and LM next), stage 1 alignment, stage 2 instruction tuning",
 ]
 
 

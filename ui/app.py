@@ -2,10 +2,10 @@
 
     glyph ui [--data DIR] [--port 7860] [--host 127.0.0.1]
 
-The chat needs a trained assistant, which does not exist yet (the model and
-its training come next, on top of the VQ image tokenizer). Until then the page says
-so and shows what exists: the scene world the assistant will learn from,
-and the scene parser that will referee its drawings.
+The chat needs a trained assistant, which does not exist yet (the model
+exists; its training is being built). Until then the page says so and shows
+what exists: the scene world the assistant will learn from, and the scene
+parser that will referee its drawings.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from data_gen.scene_parser import read_scene  # noqa: E402
 from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
 
 NOT_YET = """\
-**The chat is not available yet.** Glyph's assistant needs two parts that are still being built:
-the CLIP → projector → LLM model with its image vocabulary, and its training.
-Meanwhile this page shows what exists: the scene world the assistant will learn from,
-and the scene parser that will judge what it draws."""
+**The chat is not available yet.** Glyph's assistant model (CLIP → projector → LLM with an image
+vocabulary) and its image tokenizer exist, but the training that teaches it to see and draw scenes is
+still being built. Meanwhile this page shows the scene world the assistant will learn from, and the
+scene parser that will judge what it draws."""
 
 DISPLAY_SIZE = 256  # scenes are 64 px; show them larger, with crisp pixels
 READING_HEADERS = ["shape", "color", "size", "row", "col"]
