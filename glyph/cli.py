@@ -17,9 +17,14 @@ import sys
 # (words, module with main(argv), one line of help). Later parts of Glyph add theirs here.
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "scenes"), "data_gen.scene_dataset", "render a scene-world dataset (PNG + JSONL + contact sheet)"),
+    (("data", "chats"), "data_gen.scene_chats", "write scene chats for training (text, align or instruct)"),
     (("eval", "parser"), "data_gen.parser_report", "measure the scene parser on clean, blurred and JPEG scenes"),
     (("train", "vqvae"), "training.train_vqvae", "train the VQ-VAE image tokenizer (resumes a killed run)"),
     (("train", "clip"), "training.train_clip", "train a small CLIP on scene captions (resumes a killed run)"),
+    (("train", "lm"), "training.train_lm",
+     "stage 0: train a BPE tokenizer and a small Llama-style chat LM from scratch (resumes)"),
+    (("train", "align"), "training.train_align", "stage 1: align the projector and image vocabulary (resumes)"),
+    (("train", "instruct"), "training.train_instruct", "stage 2: LoRA instruction tuning (resumes)"),
     (("eval", "vq"), "training.eval_vq", "measure a VQ-VAE: PSNR, codebook usage, parser agreement"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),

@@ -24,12 +24,15 @@ OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler, state: dict) -> Path:
+def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler, state: dict,
+                    only_trainable: bool = False) -> Path:
+    """only_trainable=True keeps just the parameters that require grad: a frozen LLM is not copied each time."""
     directory = Path(directory)
     partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = trainable_state(model) if only_trainable else model.state_dict()
+    weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     save_file(weights, partial / MODEL_FILE)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, partial / OPTIMIZER_FILE)
     (partial / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
@@ -55,11 +58,24 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler) -> dict | None:
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, scheduler,
+                    only_trainable: bool = False) -> dict | None:
     found = find_checkpoint(directory)
     if found is None:
         return None
-    model.load_state_dict(load_file(found / MODEL_FILE))
+    weights = load_file(found / MODEL_FILE)
+    if only_trainable:
+        expected = set(trainable_state(model))
+        if set(weights) != expected:
+            raise ValueError(f"{found} holds other trainable parameters than this model has "
+                             f"({len(set(weights) ^ expected)} differ); use a new --out, or --overwrite")
+        model.load_state_dict(weights, strict=False)
+    else:
+        model.load_state_dict(weights)
     states = torch.load(found / OPTIMIZER_FILE, weights_only=True)
     optimizer.load_state_dict(states["optimizer"])
     scheduler.load_state_dict(states["scheduler"])

@@ -14,10 +14,13 @@ from accelerate import Accelerator
 from training.precision import choose_precision
 
 
-def start_accelerator(requested_precision: str, out: Path) -> tuple[Accelerator, str]:
+def start_accelerator(requested_precision: str, out: Path, gradient_accumulation_steps: int = 1,
+                      kwargs_handlers: list | None = None) -> tuple[Accelerator, str]:
     """An Accelerator logging to out/logs (TensorBoard), and the precision chosen ('no' = fp32, or 'bf16')."""
     precision = choose_precision(requested_precision, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(out / "logs"))
+    accelerator = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(out / "logs"),
+                              gradient_accumulation_steps=gradient_accumulation_steps,
+                              kwargs_handlers=kwargs_handlers)
     if accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         # `accelerate launch` sets OMP_NUM_THREADS=1 for every process; one process alone should use every core.
         torch.set_num_threads(len(os.sched_getaffinity(0)))

@@ -1,0 +1,273 @@
+"""Chats about scenes, written by the scene oracle: the training data of every stage in the scene world.
+
+    glyph data chats --scenes data/scenes --kind instruct --out data/chats/instruct.jsonl --n 20000
+
+Kinds:
+- `text`: text-only chats for stage 0's language model. The scene comes as its caption, so the LM learns the
+  language of scenes, questions, answers and small talk before it ever sees a picture.
+- `align`: stage 1 pairs, image → caption and caption → image.
+- `instruct`: stage 2 instructions: conversations, detailed descriptions, reasoning, drawing requests by
+  GenEval category, multi-turn chats with images in and out, and small talk. About 10 % of the drawing
+  requests have their text dropped (an empty user turn), so the model also learns the unconditional
+  distribution that classifier-free guidance needs.
+
+One chat per line, in Hugging Face's messages format:
+
+    {"id": "instruct-000017", "kind": "detail", "messages": [
+      {"role": "user", "content": [{"type": "image", "path": "../scenes/images/000123.png"},
+                                   {"type": "text", "text": "Describe the image in detail."}]},
+      {"role": "assistant", "content": [{"type": "text", "text": "There are two shapes. ..."}]}]}
+
+An image in an assistant turn is one the assistant draws. Image paths are relative to the JSONL file's folder.
+Chats use training-split scenes only; scenes made up for drawing prompts are rendered into `drawings/` beside
+the file, and only those whose content falls in the training split are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, describe
+from data_gen.render import render_scene
+from data_gen.scene_dataset import split_of
+from data_gen.scene_prompts import CATEGORIES, RELATIONS, drawing_prompt
+from data_gen.scene_qa import ask, drawing_request, where
+from data_gen.scene_world import Scene, scene_rng
+
+KINDS = ("text", "align", "instruct")
+INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.2, "detail": 0.08, "reasoning": 0.1, "draw": 0.35,
+                "mixed": 0.1, "chitchat": 0.05}
+TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
+UNCONDITIONAL_FRACTION = 0.1  # drawing requests whose text is dropped, for classifier-free guidance
+
+DESCRIBE = ("Describe this image.", "What do you see?", "Write a caption for this picture.",
+            "What is in this image?", "Describe the picture briefly.", "What does this image show?")
+DETAIL = ("Describe the image in detail.", "List every shape in the picture.", "Describe each object you see.")
+AGAIN = ("Now draw it.", "Draw this picture.", "Can you draw it?", "Draw the same scene.")
+CHITCHAT = [
+    ("Hello!", "Hello! I can describe pictures of shapes and draw new ones. What would you like to do?"),
+    ("Hi", "Hi! Show me a picture of shapes, or ask me to draw one."),
+    ("Good morning!", "Good morning! Would you like me to look at a picture or draw one?"),
+    ("What can you do?", ("I can look at a picture of shapes and tell you what is in it: colours, shapes, how "
+                          "many there are and where they are. I can also draw a scene you describe.")),
+    ("Who are you?", "I am Glyph, a small assistant that sees and draws scenes of coloured shapes."),
+    ("What is your name?", "My name is Glyph."),
+    ("Thank you!", "You're welcome!"),
+    ("Thanks a lot.", "Glad to help!"),
+    ("How are you?", "I'm doing well, thank you. Do you have a picture for me?"),
+    ("Can you draw?", "Yes. Tell me which shapes to draw, with their colours and where they go."),
+    ("What shapes do you know?", "I know circles, squares, triangles, rings and crosses."),
+    ("Which colours can you draw?", "Red, orange, yellow, green, blue and purple."),
+    ("Goodbye!", "Goodbye! Come back any time."),
+    ("Tell me about yourself.", "I am Glyph. I describe pictures of coloured shapes and draw new ones on request."),
+]
+
+
+def user(text: str = "", image: str | None = None) -> dict:
+    content = [{"type": "image", "path": image}] if image else []
+    return {"role": "user", "content": content + ([{"type": "text", "text": text}] if text else [])}
+
+
+def assistant(text: str = "", image: str | None = None) -> dict:
+    content = [{"type": "text", "text": text}] if text else []
+    return {"role": "assistant", "content": content + ([{"type": "image", "path": image}] if image else [])}
+
+
+def detailed_description(scene: Scene, rng: np.random.Generator) -> str:
+    objects = sorted(scene.objects, key=lambda o: (o.row, o.col))
+    n = len(objects)
+    head = f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {'shape' if n == 1 else 'shapes'}."
+    lines = [f"A {_pick(rng, SIZE_WORDS[o.size])} {o.color} {o.shape} is {where(o)}." for o in objects]
+    return " ".join([head, *lines])
+
+
+def reasoning(scene: Scene, rng: np.random.Generator) -> tuple[str, str] | None:
+    """A yes/no question about how two objects stand, answered with the reason; None if no pair can be named."""
+    unique = [o for o in scene.objects
+              if sum((p.color, p.shape) == (o.color, o.shape) for p in scene.objects) == 1]
+    if len(unique) < 2:
+        return None
+    a, b = (unique[i] for i in rng.choice(len(unique), size=2, replace=False))
+    vertical = a.row != b.row and (a.col == b.col or rng.random() < 0.5)
+    truth = ("above" if a.row < b.row else "below") if vertical else ("to the left of" if a.col < b.col
+                                                                    else "to the right of")
+    asked = truth if rng.random() < 0.5 else _opposite(truth)
+    name_a, name_b = f"the {a.color} {a.shape}", f"the {b.color} {b.shape}"
+    question = f"Is {name_a} {asked} {name_b}?"
+    answer = (f"{'Yes' if asked == truth else 'No'}. {name_a.capitalize()} is {where(a)} and {name_b} is "
+              f"{where(b)}, so {name_a} is {truth} {name_b}.")
+    return question, answer
+
+
+def _opposite(relation: str) -> str:
+    d_row, d_col = RELATIONS[relation]
+    return next(r for r, d in RELATIONS.items() if d == (-d_row, -d_col))
+
+
+class ChatWriter:
+    """Makes one kind of chat from training scenes, rendering made-up scenes for drawing prompts."""
+
+    def __init__(self, scenes_dir: Path, out: Path, seed: int):
+        self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        info = json.loads((scenes_dir / "dataset_info.json").read_text())
+        self.split_seed, self.holdout = info["seed"], info["holdout"]
+        self.rows = [json.loads(line) for line in (scenes_dir / "train.jsonl").read_text().splitlines()]
+        self.drawings = out.parent / "drawings"
+        self.drawn = 0
+
+    def image(self, row: dict) -> str:
+        return os.path.relpath(self.scenes_dir / row["image"], self.out.parent)
+
+    def render(self, scene: Scene) -> str:
+        """Render a made-up scene to drawings/, returning its path relative to the chat file."""
+        self.drawings.mkdir(parents=True, exist_ok=True)
+        path = self.drawings / f"{self.out.stem}-{self.drawn:06d}.png"
+        render_scene(scene).save(path)
+        self.drawn += 1
+        return os.path.relpath(path, self.out.parent)
+
+    def training_example(self, rng: np.random.Generator) -> tuple[str, Scene]:
+        """A drawing prompt and a scene satisfying it whose content is in the training split.
+
+        Held-out contents never train. A prompt that fixes every attribute of its one object has only
+        one content; when that is held out, another prompt is drawn.
+        """
+        while True:
+            prompt = drawing_prompt(_pick(rng, CATEGORIES), rng)
+            for _ in range(20):
+                scene = prompt.example(rng)
+                if split_of(scene, self.split_seed, self.holdout) == "train":
+                    return prompt.text, scene
+
+    def chat(self, kind: str, index: int) -> dict:
+        rng = scene_rng(self.seed, index)
+        row = self.rows[int(rng.integers(len(self.rows)))]
+        scene = Scene.from_dict(row)
+        mix = {"text": TEXT_MIX, "align": {"describe": 0.5, "caption_draw": 0.5}, "instruct": INSTRUCT_MIX}[kind]
+        what = _pick(rng, tuple(mix), p=list(mix.values()))
+        messages = getattr(self, f"_{kind}_{what}")(row, scene, rng)
+        return {"id": f"{kind}-{index:06d}", "kind": what, "messages": messages}
+
+    # ---- stage 0: text only ---------------------------------------------------------------------------------
+
+    def _text_qa(self, row, scene, rng):
+        qa = ask(scene, rng)
+        return [user(f"Here is a scene: {describe(scene, rng)}\n{qa.question}"), assistant(qa.answer)]
+
+    def _text_caption(self, row, scene, rng):
+        return [user(_pick(rng, ("Describe a picture of shapes.", "Write a caption for a scene.",
+                                 "Make up a scene with shapes."))), assistant(describe(scene, rng))]
+
+    def _text_detail(self, row, scene, rng):
+        return [user(f"Here is a scene: {describe(scene, rng)}\n{_pick(rng, DETAIL)}"),
+                assistant(detailed_description(scene, rng))]
+
+    def _text_reasoning(self, row, scene, rng):
+        found = reasoning(scene, rng)
+        if found is None:
+            return self._text_qa(row, scene, rng)
+        return [user(f"Here is a scene: {describe(scene, rng)}\n{found[0]}"), assistant(found[1])]
+
+    def _text_chitchat(self, row, scene, rng):
+        return _chitchat(rng)
+
+    # ---- stage 1: alignment pairs ---------------------------------------------------------------------------
+
+    def _align_describe(self, row, scene, rng):
+        return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng))]
+
+    def _align_caption_draw(self, row, scene, rng):
+        return [user(describe(scene, rng)), assistant(image=self.image(row))]
+
+    # ---- stage 2: instructions ------------------------------------------------------------------------------
+
+    def _instruct_describe(self, row, scene, rng):
+        return self._align_describe(row, scene, rng)
+
+    def _instruct_conversation(self, row, scene, rng):
+        turns = int(rng.integers(1, 4))
+        qas = [ask(scene, rng) for _ in range(turns)]
+        first = [user(qas[0].question, self.image(row)), assistant(qas[0].answer)]
+        return first + [m for qa in qas[1:] for m in (user(qa.question), assistant(qa.answer))]
+
+    def _instruct_detail(self, row, scene, rng):
+        return [user(_pick(rng, DETAIL), self.image(row)), assistant(detailed_description(scene, rng))]
+
+    def _instruct_reasoning(self, row, scene, rng):
+        found = reasoning(scene, rng)
+        if found is None:
+            return self._instruct_conversation(row, scene, rng)
+        return [user(found[0], self.image(row)), assistant(found[1])]
+
+    def _instruct_draw(self, row, scene, rng):
+        if rng.random() < UNCONDITIONAL_FRACTION:
+            return [user(""), assistant(image=self.image(row))]
+        if rng.random() < 0.4:  # a whole scene, every object given
+            return [user(drawing_request(scene, rng)), assistant(image=self.image(row))]
+        text, example = self.training_example(rng)
+        return [user(text), assistant(image=self.render(example))]
+
+    def _instruct_mixed(self, row, scene, rng):
+        if rng.random() < 0.5:  # see, then draw the same scene
+            return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng)),
+                    user(_pick(rng, AGAIN)), assistant(image=self.image(row))]
+        qa = ask(scene, rng)  # draw, then answer a question about the drawing
+        return [user(drawing_request(scene, rng)), assistant(image=self.image(row)),
+                user(qa.question), assistant(qa.answer)]
+
+    def _instruct_chitchat(self, row, scene, rng):
+        return _chitchat(rng)
+
+
+def _chitchat(rng: np.random.Generator) -> list[dict]:
+    turns = [CHITCHAT[int(i)] for i in rng.choice(len(CHITCHAT), size=int(rng.integers(1, 3)), replace=False)]
+    return [m for question, answer in turns for m in (user(question), assistant(answer))]
+
+
+def _pick(rng: np.random.Generator, options, p=None):
+    return options[int(rng.choice(len(options), p=p))] if p is not None else options[int(rng.integers(len(options)))]
+
+
+def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0) -> Path:
+    """Write `n` chats of `kind` to `out` (JSONL), atomically."""
+    scenes_dir, out = Path(scenes_dir), Path(out)
+    if kind not in KINDS:
+        raise ValueError(f"--kind {kind!r} is unknown; choose from {', '.join(KINDS)}")
+    if not (scenes_dir / "dataset_info.json").is_file():
+        raise FileNotFoundError(f"--scenes {scenes_dir} is not a scene dataset; make one with "
+                                "`glyph data scenes --out data/scenes`")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = ChatWriter(scenes_dir, out, seed)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    with partial.open("w") as file:
+        for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
+            file.write(json.dumps(writer.chat(kind, index)) + "\n")
+    os.replace(partial, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="glyph data chats", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenes", required=True, type=Path, help="a scene dataset (glyph data scenes)")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
+    p.add_argument("--n", type=int, default=20_000, help="how many chats")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"glyph data chats: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.n} {args.kind} chats to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

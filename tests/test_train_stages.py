@@ -1,0 +1,138 @@
+"""Stages 1 and 2 on tiny random parts: the data they read, what trains, resume, and 2-step runs end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from assistant.model import GlyphModel
+from assistant.templates import IGNORE_INDEX
+from data_gen.scene_chats import write_chats
+from data_gen.scene_dataset import write_scene_dataset
+from tests.tiny_parts import assistant_config, build_parts
+from training import train_align, train_instruct
+from training.assistant_stage import set_trainable
+from training.chat_data import ChatDataError, collate, read_chats, tokenise_chats
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    parts = build_parts(root)
+    scenes = write_scene_dataset(root / "scenes", n=60, seed=3)
+    align = write_chats(scenes, root / "chats" / "align.jsonl", "align", n=40, seed=1)
+    instruct = write_chats(scenes, root / "chats" / "instruct.jsonl", "instruct", n=40, seed=2)
+    return {"root": root, "parts": parts, "align": align, "instruct": instruct}
+
+
+@pytest.fixture(scope="module")
+def model(world):
+    return GlyphModel.build(assistant_config(world["parts"]))
+
+
+def stage1_args(world, out, *extra):
+    parts = world["parts"]
+    return ["--data", str(world["align"]), "--out", str(out), "--vision", f"local-dir:{parts.clip}",
+            "--llm", str(parts.llm), "--vq", str(parts.vq), "--batch-size", "4", "--holdout", "4",
+            "--samples", "2", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache"), *extra]
+
+
+def test_collator_pads_and_supervises_only_the_assistant(world, model, tmp_path):
+    chat = {"messages": [
+        {"role": "user", "content": [{"type": "image", "path": "a.png"}, {"type": "text", "text": "What is it?"}]},
+        {"role": "assistant", "content": "A red circle."},
+        {"role": "user", "content": "Draw it."},
+        {"role": "assistant", "content": [{"type": "image", "path": "a.png"}]}]}
+    short = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+    source = next((world["root"] / "scenes" / "images").glob("*.png"))
+    (tmp_path / "a.png").write_bytes(source.read_bytes())
+    file = tmp_path / "chats.jsonl"
+    file.write_text(json.dumps(chat) + "\n" + json.dumps(short) + "\n")
+    data = tokenise_chats(read_chats([file]), model, max_length=256)
+    assert not data.bad and len(data.examples) == 2
+    batch = collate(data.examples, model.tokenizer.pad_token_id, data.features)
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    layout, tokenizer = model.layout, model.tokenizer
+    supervised = ids[0][labels[0] != IGNORE_INDEX]
+    codes = supervised[(supervised >= layout.code_start)]
+    assert len(codes) == layout.tokens_per_image  # the drawn image's codes are learned ...
+    assert int((ids[0] == layout.image_id).sum()) == layout.slots_per_image  # ... the input image's slots are not
+    assert not (labels[0][ids[0] == layout.image_id] != IGNORE_INDEX).any()
+    text = tokenizer.decode(supervised[supervised < layout.image_id])
+    assert text == "A red circle.<|im_end|><|im_end|>"  # both assistant turns end with their eos
+    assert batch["vision_features"].shape == (1, layout.slots_per_image, model.vision_tower.hidden_size)
+    n = len(data.examples[1].input_ids)  # the short chat is right-padded, masked and unsupervised there
+    assert mask[1, :n].all() and not mask[1, n:].any() and (labels[1, n:] == IGNORE_INDEX).all()
+    assert tokenizer.decode(ids[1][labels[1] != IGNORE_INDEX]) == "Hello!<|im_end|>"
+
+
+def test_llava_json_reads_like_messages(world, tmp_path):
+    source = next((world["root"] / "scenes" / "images").glob("*.png"))
+    (tmp_path / "x.png").write_bytes(source.read_bytes())
+    llava = [{"id": "1", "image": "x.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},
+                                                             {"from": "gpt", "value": "A shape."}]},
+             {"id": "2", "image": "x.png", "conversations": [{"from": "human", "value": "Describe it."},
+                                                             {"from": "gpt", "value": "Shapes."}]}]
+    file = tmp_path / "llava.json"
+    file.write_text(json.dumps(llava))
+    chats = read_chats([file])
+    assert not chats.bad
+    first = chats.chats[0].messages
+    assert first == [{"role": "user", "content": [{"type": "image", "path": tmp_path / "x.png"},
+                                                  {"type": "text", "text": "What is it?"}]},
+                     {"role": "assistant", "content": [{"type": "text", "text": "A shape."}]}]
+    assert chats.chats[1].messages[0]["content"][0]["type"] == "image"  # no <image> mark: LLaVA puts it first
+
+
+def test_bad_rows_are_named_then_fail_or_are_skipped(world, model, tmp_path):
+    good = world["instruct"].read_text().splitlines()[:6]
+    lines = good[:2] + ["{not json"] + good[2:4] + [json.dumps({"messages": [
+        {"role": "user", "content": [{"type": "image", "path": "missing.png"}]},
+        {"role": "assistant", "content": "x"}]})] + [json.dumps({"conversations": "nope"})]
+    file = world["instruct"].parent / "bad.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+    data = tokenise_chats(read_chats([file]), model, max_length=512)
+    assert [b.row for b in data.bad] == [3, 6, 7]
+    with pytest.raises(ChatDataError, match=r"3 of 7 chat rows are bad:\n.*row 3: not valid JSON"):
+        data.raise_or_report(skip_bad=False)
+    data.raise_or_report(skip_bad=True)  # prints them and goes on with the good ones
+    assert len(data.examples) == 4
+    out = tmp_path / "run"
+    args = stage1_args(world, out, "--steps", "1", "--batch-size", "2", "--holdout", "1")
+    args[1] = str(file)
+    assert train_align.main(args) == 2 and not (out / "model.safetensors").exists()
+    assert train_align.main(args + ["--skip-bad"]) == 0 and (out / "model.safetensors").is_file()
+
+
+def test_stage1_then_stage2_train_what_they_should(world, tmp_path):
+    stage1, stage2 = tmp_path / "align", tmp_path / "instruct"
+    assert train_align.main(stage1_args(world, stage1, "--steps", "2")) == 0
+    assert (stage1 / "samples" / "step_000002.png").is_file() and (stage1 / "report.json").is_file()
+    saved = load_file(stage1 / "model.safetensors")
+    assert saved and all(k.startswith(("projector.", "vocab.")) for k in saved)  # never a frozen LLM copy
+    model = GlyphModel.from_pretrained(stage1)
+    set_trainable(model, stage=1)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"projector", "vocab"}
+    assert train_instruct.main(["--data", str(world["instruct"]), "--init", str(stage1), "--out", str(stage2),
+                                "--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples", "2",
+                                "--lora-r", "4", "--lora-alpha", "8", "--precision", "fp32",
+                                "--cache-dir", str(world["root"] / "cache")]) == 0
+    tuned = GlyphModel.from_pretrained(stage2, trainable=True)
+    set_trainable(tuned, stage=2)
+    trained = {n for n, p in tuned.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trained)
+    assert all("lora_" in n or n.startswith(("projector.", "vocab.")) for n in trained)
+    assert not any(p.requires_grad for p in tuned.vision_tower.parameters())
+    assert (stage2 / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(world, tmp_path):
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert train_align.main(stage1_args(world, whole, "--steps", "4", "--save-every", "100")) == 0
+    assert train_align.main(stage1_args(world, halves, "--steps", "4", "--stop-after", "2")) == 0
+    assert not (halves / "model.safetensors").exists()
+    assert train_align.main(stage1_args(world, halves, "--steps", "4")) == 0
+    a, b = load_file(whole / "model.safetensors"), load_file(halves / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

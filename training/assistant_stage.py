@@ -1,0 +1,439 @@
+"""What stage 1 (alignment) and stage 2 (instruction tuning) share: options, model set-up, the loop, outputs.
+
+    train_stage(args, stage=1)   # called by training.train_align and training.train_instruct
+
+Trainable per stage (everything else is frozen: the vision tower, the LLM's own weights, the VQ-VAE):
+
+    stage 1: the projector and the image-vocabulary rows
+    stage 2: LoRA adapters on the LLM (peft), the projector and the image-vocabulary rows
+
+Batches: `--batch-size` chats per optimizer step over all processes together, split into
+`--grad-accum` micro-batches per process. Which chats form step s's batch depends only on (seed, s),
+so a resumed run trains on exactly the batches the uninterrupted run would have. Within an epoch, chats
+of similar length are batched together (as transformers' group_by_length) to waste less on padding.
+
+Writes into --out: the assistant (config.json, model.safetensors, adapter/ in stage 2) at the end;
+checkpoint/ (trainable weights, optimizer, step) to resume from; logs/ (TensorBoard); samples/step_*.png
+(answers to held-out questions and drawings for held-out requests); curves.png; report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+from accelerate import DistributedDataParallelKwargs
+from tqdm import tqdm
+
+from assistant.config import AssistantConfig, ConfigError, LLMConfig, ProjectorConfig, VisionConfig, write_json_atomic
+from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
+from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.harness import already_trained, start_accelerator
+from training.pictures import loss_curves, save_png_atomic
+from training.precision import PRECISIONS
+from training.recipe import RecipeError, parse_with_recipe
+from training.schedule import cosine_with_warmup
+
+DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph")) / "features"
+GROUP_CHUNK = 16  # batches' worth of chats sorted by length together
+
+
+def build_parser(stage: int) -> argparse.ArgumentParser:
+    name = {1: "align", 2: "instruct"}[stage]
+    p = argparse.ArgumentParser(prog=f"glyph train {name}", description=f"stage {stage}: " + (
+        "align the projector and image vocabulary (LLM and vision tower frozen)" if stage == 1 else
+        "instruction-tune with LoRA, the projector and the image vocabulary"))
+    p.add_argument("--data", required=True, nargs="+", help="LLaVA JSON or messages JSONL file(s)")
+    p.add_argument("--image-folder", default=None, help="relative image paths start here (default: each file's folder)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--overwrite", action="store_true", help="delete --out and train from scratch")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows (they are counted and listed)")
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="vision features and VQ codes, per file")
+    if stage == 1:
+        parts = p.add_argument_group("the frozen parts (stage 1 builds the assistant from them)")
+        parts.add_argument("--vision", required=True, help="open_clip model name, or local-dir:PATH")
+        parts.add_argument("--vision-pretrained", default=None, help="pretrained tag for a model name (openai)")
+        parts.add_argument("--feature-layer", type=int, default=-2)
+        parts.add_argument("--projector", default="mlp2x_gelu", choices=("linear", "mlp2x_gelu"))
+        parts.add_argument("--llm", required=True, help="HF hub id or local directory of a causal LM")
+        parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
+        parts.add_argument("--vq", required=True, help="directory of the VQ-VAE (glyph train vqvae)")
+    else:
+        p.add_argument("--init", required=True, type=Path, help="the stage 1 assistant directory")
+        lora = p.add_argument_group("LoRA (peft)")
+        lora.add_argument("--lora-r", type=int, default=64)
+        lora.add_argument("--lora-alpha", type=int, default=128)
+        lora.add_argument("--lora-dropout", type=float, default=0.05)
+        lora.add_argument("--lora-targets", default="all-linear",
+                          help="'all-linear' (attention and MLP linears) or comma-separated module names")
+    train = p.add_argument_group("training")
+    train.add_argument("--steps", type=int, default=0, help="optimizer steps; 0: --epochs over the data")
+    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument("--batch-size", type=int, default=32, help="chats per optimizer step, all processes")
+    train.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step and process")
+    train.add_argument("--lr", type=float, default=1e-3 if stage == 1 else 2e-4)
+    train.add_argument("--warmup-ratio", type=float, default=0.03)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--max-length", type=int, default=512, help="longer chats are bad rows")
+    train.add_argument("--precision", choices=PRECISIONS, default="auto")
+    train.add_argument("--seed", type=int, default=0)
+    every = p.add_argument_group("outputs")
+    every.add_argument("--log-every", type=int, default=10)
+    every.add_argument("--sample-every", type=int, default=0, help="held-out loss and samples; 0: at the end")
+    every.add_argument("--save-every", type=int, default=100)
+    every.add_argument("--samples", type=int, default=6, help="held-out questions and drawings in each sheet")
+    every.add_argument("--holdout", type=int, default=64, help="chats held out for the loss and the samples")
+    every.add_argument("--stop-after", type=int, default=0, help="stop (with a checkpoint) after this many steps")
+    return p
+
+
+# ---- the model and what trains --------------------------------------------------------------------------
+
+def build_model(args: argparse.Namespace, stage: int):
+    from peft import LoraConfig
+
+    from assistant.model import GlyphModel
+
+    if stage == 1:
+        config = AssistantConfig(vq=str(args.vq),
+                                 vision=VisionConfig(args.vision, args.vision_pretrained, args.feature_layer),
+                                 projector=ProjectorConfig(args.projector), llm=LLMConfig(args.llm, args.gguf_file))
+        model = GlyphModel.build(config)
+    else:
+        model = GlyphModel.from_pretrained(args.init)
+        targets = args.lora_targets if args.lora_targets == "all-linear" else args.lora_targets.split(",")
+        model.add_lora(LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                                  target_modules=targets, bias="none"))
+    set_trainable(model, stage)
+    return model
+
+
+def set_trainable(model, stage: int) -> None:
+    """Freeze everything, then thaw what `stage` trains (see the module docstring)."""
+    lora = {n for n, p in model.language_model.named_parameters() if "lora_" in n}
+    model.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    model.vocab.requires_grad_(True)
+    if stage == 2:
+        for name, parameter in model.language_model.named_parameters():
+            parameter.requires_grad_(name in lora)
+        if not lora:
+            raise ConfigError("no LoRA layers were added; check --lora-targets against the LLM's module names")
+
+
+def trainable_counts(model) -> dict:
+    def count(module, only_trainable=True):
+        return sum(p.numel() for p in module.parameters() if p.requires_grad or not only_trainable)
+
+    return {"projector": count(model.projector), "image_vocabulary": count(model.vocab),
+            "lora": count(model.language_model), "frozen_llm": count(model.causal_lm, False) - count(model.causal_lm),
+            "frozen_vision": count(model.vision_tower, False)}
+
+
+# ---- batches ---------------------------------------------------------------------------------------------
+
+class BatchPlan:
+    """Step → chat indices, fixed by the seed: a permutation per epoch, grouped by length, batches shuffled."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed = torch.tensor(lengths), batch_size, seed
+        self.per_epoch = len(lengths) // batch_size
+        self._epoch, self._batches = -1, []
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, offset = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._plan(epoch)
+        return self._batches[offset]
+
+    def _plan(self, epoch: int) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.lengths), generator=generator)[:self.per_epoch * self.batch_size]
+        chunk = self.batch_size * GROUP_CHUNK
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = order[start:start + chunk]
+            part = part[self.lengths[part].argsort(stable=True)]
+            batches += list(part.split(self.batch_size))
+        shuffle = torch.randperm(len(batches), generator=generator)
+        return [batches[i] for i in shuffle]
+
+
+def split_holdout(data: ChatData, count: int, seed: int) -> tuple[list[int], list[int]]:
+    """(training indices, held-out indices) of data.examples."""
+    count = min(count, max(1, len(data.examples) // 20))
+    order = torch.randperm(len(data.examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[count:]), sorted(order[:count])
+
+
+# ---- the loop --------------------------------------------------------------------------------------------
+
+def run(argv: list[str] | None, stage: int) -> int:
+    name = {1: "align", 2: "instruct"}[stage]
+    try:
+        args = parse_with_recipe(build_parser(stage), argv)
+        state = _prepare_out(args)
+        if already_trained(state, args.out):
+            return 0
+        chats = read_chats(args.data, args.image_folder)
+        torch.manual_seed(args.seed)  # the fresh projector, rows and LoRA start the same in every run
+        model = build_model(args, stage)
+        data = tokenise_chats(chats, model, args.max_length, args.cache_dir)
+        data.raise_or_report(args.skip_bad)
+    except (ChatDataError, ConfigError, RecipeError, ValueError, OSError) as error:
+        print(f"glyph train {name}: {error}", file=sys.stderr)
+        return 2
+    return train_loop(args, stage, model, data, chats, state)
+
+
+def _prepare_out(args: argparse.Namespace) -> dict | None:
+    if args.overwrite and args.out.exists():
+        import shutil
+
+        shutil.rmtree(args.out)
+    if args.batch_size < 1 or args.grad_accum < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} and --grad-accum {args.grad_accum} must be ≥ 1")
+    return read_state(args.out / "checkpoint")
+
+
+def total_steps(args: argparse.Namespace, train_size: int) -> int:
+    if train_size < args.batch_size:
+        raise ChatDataError(f"{train_size} training chats are fewer than --batch-size {args.batch_size}")
+    if args.steps:
+        return args.steps
+    return max(1, math.ceil(args.epochs * (train_size // args.batch_size)))
+
+
+def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dict | None) -> int:
+    name = {1: "align", 2: "instruct"}[stage]
+    accelerator, precision = start_accelerator(
+        args.precision, args.out, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    rank, world = accelerator.process_index, accelerator.num_processes
+    micro, left = divmod(args.batch_size, world * args.grad_accum)
+    if left or micro < 1:
+        print(f"glyph train {name}: --batch-size {args.batch_size} does not split into {world} process(es) × "
+              f"--grad-accum {args.grad_accum} micro-batches", file=sys.stderr)
+        return 2
+    train_ids, held_ids = split_holdout(data, args.holdout, args.seed)
+    try:
+        steps = total_steps(args, len(train_ids))
+    except ChatDataError as error:
+        print(f"glyph train {name}: {error}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.999),
+                                  fused=True)
+    scheduler = cosine_with_warmup(optimizer, round(args.warmup_ratio * steps), steps)
+    state = load_checkpoint(args.out / "checkpoint", model, optimizer, scheduler, only_trainable=True) or {
+        "step": 0, "history": [], "evals": [], "seconds": 0.0, "stage": stage}
+    if state["step"]:
+        print(f"resuming {args.out} from step {state['step']} of {steps}")
+    counts = trainable_counts(model)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.init_trackers(name, config={k: str(v) for k, v in vars(args).items()})
+    plan = BatchPlan([len(data.examples[i].input_ids) for i in train_ids], args.batch_size, args.seed)
+    pad_id = accelerator.unwrap_model(model).tokenizer.pad_token_id
+    print(f"stage {stage} ({name}): {len(train_ids)} chats ({len(held_ids)} held out), {steps} steps of "
+          f"{args.batch_size}, trainable {_millions(counts, ('projector', 'image_vocabulary', 'lora'))}, "
+          f"precision {'bf16' if precision == 'bf16' else 'fp32'}")
+
+    progress = tqdm(total=steps, initial=state["step"], desc=name, unit="step")
+    started, started_step, earlier = time.perf_counter(), state["step"], state["seconds"]
+    tokens_seen = 0
+
+    def save() -> None:
+        state["seconds"] = earlier + time.perf_counter() - started
+        if accelerator.is_main_process:
+            save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state,
+                            only_trainable=True)
+
+    def held_out_and_samples() -> None:
+        if not accelerator.is_main_process:
+            return
+        inner = accelerator.unwrap_model(model)
+        row = {"step": state["step"], "held_out_loss": held_out_loss(inner, data, held_ids, pad_id, accelerator)}
+        state["evals"].append(row)
+        accelerator.log(row, step=state["step"])
+        sheet = write_samples(inner, [chats.chats[data.examples[i].chat] for i in held_ids], args.samples,
+                              args.out / "samples" / f"step_{state['step']:06d}.png")
+        progress.write(f"step {state['step']}: held-out loss {row['held_out_loss']:.3f}; samples in {sheet}")
+
+    try:
+        for step in range(state["step"], steps):
+            model.train()
+            chosen = [train_ids[i] for i in plan(step)[rank::world].tolist()]
+            loss_sum, tokens = 0.0, 0
+            for index, part in enumerate(_split(chosen, args.grad_accum)):
+                batch = collate([data.examples[i] for i in part], pad_id, data.features)
+                last = index == args.grad_accum - 1
+                with accelerator.no_sync(model) if not last else _nothing():
+                    with accelerator.autocast():
+                        loss = _forward(model, batch, accelerator.device)
+                    accelerator.backward(loss / args.grad_accum)
+                loss_sum += float(loss.detach()) / args.grad_accum
+                tokens += int(batch["attention_mask"].sum())
+            accelerator.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] = step + 1
+            tokens_seen += tokens * world
+            if state["step"] % args.log_every == 0 or state["step"] == steps:
+                elapsed = time.perf_counter() - started
+                row = {"step": state["step"], "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
+                       "chats_per_s": (state["step"] - started_step) * args.batch_size / elapsed,
+                       "tokens_per_s": tokens_seen / elapsed}
+                state["history"].append(row)
+                accelerator.log(row, step=state["step"])
+                progress.set_postfix(loss=f"{loss_sum:.3f}", chats_s=f"{row['chats_per_s']:.1f}",
+                                     tok_s=f"{row['tokens_per_s']:.0f}")
+            progress.update(1)
+            if args.sample_every and state["step"] % args.sample_every == 0 and state["step"] < steps:
+                held_out_and_samples()
+            if state["step"] % args.save_every == 0:
+                save()
+            if args.stop_after and state["step"] - started_step >= args.stop_after and state["step"] < steps:
+                save()
+                progress.close()
+                print(f"stopped after {args.stop_after} steps at step {state['step']}; the same command resumes")
+                return 0
+    except KeyboardInterrupt:
+        save()
+        progress.close()
+        print(f"\nstopped at step {state['step']}; the same command resumes from there", file=sys.stderr)
+        return 130
+    progress.close()
+    held_out_and_samples()
+    state["seconds"] = earlier + time.perf_counter() - started
+    if accelerator.is_main_process:
+        finish(args, accelerator.unwrap_model(model), state, counts, precision, len(train_ids), steps)
+    state["finished"] = True
+    save()
+    accelerator.end_training()
+    return 0
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _split(indices: list[int], parts: int) -> list[list[int]]:
+    size = len(indices) // parts
+    return [indices[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
+    inner = model.module if hasattr(model, "module") else model
+    features = batch["vision_features"]
+    image_features = inner.project(features.to(device)) if features is not None else None
+    out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), image_features=image_features,
+                labels=batch["labels"].to(device))
+    return out.loss
+
+
+@torch.no_grad()
+def held_out_loss(model, data: ChatData, held_ids: list[int], pad_id: int, accelerator, batch: int = 16) -> float:
+    model.eval()
+    total, weight = 0.0, 0
+    for start in range(0, len(held_ids), batch):
+        part = collate([data.examples[i] for i in held_ids[start:start + batch]], pad_id, data.features)
+        supervised = int((part["labels"][:, 1:] != -100).sum())
+        with accelerator.autocast():
+            total += float(_forward(model, part, accelerator.device)) * supervised
+        weight += supervised
+    return total / max(1, weight)
+
+
+# ---- pictures and report -------------------------------------------------------------------------------
+
+def write_samples(model, chats: list, count: int, path: Path) -> Path:
+    """A sheet: held-out images with the model's answer to their question, and drawings for held-out requests."""
+    from assistant.chat import ChatSession
+    from assistant.generation import Finished, ImageDone, Sampling
+
+    model.eval()
+    questions, requests = _sample_prompts(chats, count)
+    answers = []
+    for text, image in questions:
+        events = list(ChatSession(model).send(text, images=[image], settings=Sampling(temperature=0,
+                                                                                     max_new_tokens=60)))
+        answers.append(next(e.text for e in events if isinstance(e, Finished)))
+    drawings = []
+    for text in requests:
+        events = ChatSession(model).send(text, settings=Sampling(temperature=1.0, cfg_scale=3.0, seed=0,
+                                                                 max_new_tokens=8), draw=True)
+        drawings.append(next(e.image for e in events if isinstance(e, ImageDone)))
+    return _sheet(questions, answers, requests, drawings, path)
+
+
+def _sample_prompts(chats: list, count: int) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(question, image) pairs from chats that open with an image, and requests from chats that open with a drawing."""
+    questions, requests = [], []
+    for chat in chats:
+        first_user = next(m for m in chat.messages if m["role"] == "user")
+        reply = chat.messages[chat.messages.index(first_user) + 1:][:1]
+        text = " ".join(p["text"] for p in first_user["content"] if p["type"] == "text")
+        images = [p["path"] for p in first_user["content"] if p["type"] == "image"]
+        draws = bool(reply) and any(p["type"] == "image" for p in reply[0]["content"])
+        if len(images) == 1 and not draws and len(questions) < count:
+            questions.append((text, images[0]))
+        elif draws and not images and text and len(requests) < count:
+            requests.append(text)
+    return questions, requests
+
+
+def _sheet(questions, answers, requests, drawings, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    columns = max(len(questions), len(drawings), 1)
+    figure, axes = plt.subplots(2, columns, figsize=(2.6 * columns, 6.4), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (question, image), answer in zip(axes[0], questions, answers):
+        with Image.open(image) as picture:
+            axis.imshow(picture.convert("RGB"), interpolation="nearest")
+        axis.set_title(_wrap("Q: " + question), fontsize=6, loc="left")
+        axis.text(0, -0.05, _wrap("A: " + answer), transform=axis.transAxes, fontsize=6, va="top")
+    for axis, request, drawing in zip(axes[1], requests, drawings):
+        axis.imshow(drawing, interpolation="nearest")
+        axis.set_title(_wrap(request), fontsize=6, loc="left")
+    figure.suptitle("held-out: answers to questions about images (top), drawings for requests (bottom)")
+    figure.tight_layout()
+    save_png_atomic(figure, path)
+    plt.close(figure)
+    return path
+
+
+def _wrap(text: str, width: int = 34, lines: int = 6) -> str:
+    return "\n".join(textwrap.wrap(text, width)[:lines])
+
+
+def _millions(counts: dict, keys) -> str:
+    return ", ".join(f"{k} {counts[k] / 1e6:.2f} M" for k in keys if counts[k])
+
+
+def finish(args, model, state: dict, counts: dict, precision: str, train_size: int, steps: int) -> None:
+    model.save_pretrained(args.out)
+    report = {"stage": state["stage"], "steps": steps, "batch_size": args.batch_size, "train_chats": train_size,
+              "train_seconds": round(state["seconds"], 1), "precision": "bf16" if precision == "bf16" else "fp32",
+              "parameters": counts, "final_loss": state["history"][-1]["loss"] if state["history"] else None,
+              "held_out": state["evals"][-1] if state["evals"] else None, "history": state["evals"]}
+    write_json_atomic(args.out / "report.json", report)
+    if state["history"]:
+        loss_curves(state["history"], ["loss", "lr", "tokens_per_s"], args.out / "curves.png",
+                    f"stage {state['stage']} ({args.out.name})")
+    print(f"wrote {args.out} (look at {args.out / 'samples'} and {args.out / 'curves.png'})")
