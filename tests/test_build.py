@@ -1,0 +1,56 @@
+"""`glyph build` runs every step of a recipe in order, resumes, and refuses bad recipes clearly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from training import build
+
+# Every stage, at test sizes: two training steps each.
+TINY = {"steps": [
+    {"step": "scenes", "n": 80, "seed": 1},
+    {"step": "chats", "text": 60, "align": 40, "instruct": 40},
+    {"step": "vq", "image_size": 16, "downsample": 8, "codebook_size": 16, "code_dim": 4, "channels": "16,32",
+     "stem": 4, "groups": 8, "decoder_blocks": 1, "steps": 2, "batch_size": 4, "eval_images": 4,
+     "precision": "fp32"},
+    {"step": "clip", "embed_dim": 32, "image_size": 16, "patch_size": 8, "vision_width": 32, "vision_layers": 2,
+     "vision_head_width": 16, "text_width": 32, "text_layers": 1, "text_heads": 2, "steps": 2, "batch_size": 8,
+     "eval_images": 8, "precision": "fp32"},
+    {"step": "lm", "vocab_size": 300, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 2,
+     "intermediate_size": 64, "steps": 2, "batch_size": 4, "precision": "fp32"},
+    {"step": "align", "steps": 2, "batch_size": 4, "holdout": 4, "samples": 1, "precision": "fp32"},
+    {"step": "instruct", "steps": 2, "batch_size": 4, "holdout": 4, "samples": 1, "lora_r": 4, "lora_alpha": 8,
+     "precision": "fp32"},
+    {"step": "eval", "scenes": 2, "prompts": 1},
+]}
+
+
+def test_a_tiny_build_runs_every_stage_then_returns_at_once(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "build"
+    assert build.main([str(recipe), "--out", str(out)]) == 0
+    report = json.loads((out / "instruct" / "eval" / "report.json").read_text())
+    assert set(report["vqa"]["by_type"]) == {"color", "shape", "count", "position", "existence"}
+    assert (out / "instruct" / "adapter").is_dir() and (out / "instruct" / "eval" / "examples.png").is_file()
+    assert set(json.loads((out / "build.json").read_text())) == {s["step"] for s in TINY["steps"]}
+    assert "VQA" in capsys.readouterr().out
+    assert build.main([str(recipe), "--out", str(out)]) == 0  # everything is done: nothing runs again
+    assert capsys.readouterr().out.count("[done]") == len(TINY["steps"])
+
+
+def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
+    assert build.main(["no-such-recipe", "--out", str(tmp_path)]) == 2
+    assert "no build recipe 'no-such-recipe'; known: " in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"steps": [{"step": "train-everything"}]}))
+    assert build.main([str(bad), "--out", str(tmp_path)]) == 2
+    assert "must hold `steps:`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["scenes-tiny"])
+def test_shipped_recipes_name_known_steps(name):
+    steps = build.read_build(build.recipe_path(name))
+    assert [s["step"] for s in steps] == ["scenes", "chats", "vq", "clip", "lm", "align", "instruct", "eval"]

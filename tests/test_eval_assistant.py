@@ -1,0 +1,70 @@
+"""The evaluation scores a perfect oracle as 1.0 and a blank canvas (or a wrong answerer) near 0."""
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from data_gen.captions import describe
+from data_gen.render import render_scene
+from data_gen.scene_dataset import write_scene_dataset
+from data_gen.scene_world import BACKGROUND, scene_rng
+from training.eval_assistant import (
+    CAPTION_REQUEST,
+    geneval_prompts,
+    load_scenes,
+    score_captions,
+    score_drawings,
+    score_vqa,
+    vqa_questions,
+)
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    scenes = write_scene_dataset(tmp_path_factory.mktemp("eval") / "scenes", n=400, seed=5)
+    return load_scenes(scenes, "test", limit=20)
+
+
+def oracle_answerer(items, questions):
+    """Answers from the spec: the scene oracle's own answer, and a caption of the true scene."""
+    answers = {(item.image, qa.question): qa.answer for item, qa in questions}
+    scenes = {item.image: item.scene for item in items}
+
+    def answer(image, question):
+        if question == CAPTION_REQUEST:
+            return describe(scenes[image], scene_rng(0, 1))
+        return answers[(image, question)]
+
+    return answer
+
+
+def test_a_perfect_oracle_scores_one(items):
+    questions = vqa_questions(items, seed=1)
+    vqa, _ = score_vqa(questions, oracle_answerer(items, questions))
+    assert vqa["overall"] == 1.0 and set(vqa["by_type"].values()) == {1.0}
+    assert vqa["yes_no"]["accuracy"] == 1.0 and 0.2 < vqa["yes_no"]["yes_ratio"] < 0.8
+    captions, _ = score_captions(items, oracle_answerer(items, questions))
+    assert captions["exact"] == 1.0
+    prompts = geneval_prompts(per_category=12, seed=1)
+    examples = {p.text: p.example(scene_rng(9, i)) for i, p in enumerate(prompts)}
+    geneval, _ = score_drawings(prompts, lambda text: render_scene(examples[text]))
+    assert geneval["overall"] == 1.0
+
+
+def test_a_blank_canvas_and_a_know_nothing_score_near_zero(items):
+    blank = Image.new("RGB", (64, 64), BACKGROUND)
+    geneval, outcomes = score_drawings(geneval_prompts(per_category=12, seed=1), lambda text: blank)
+    assert geneval["overall"] == 0.0 and all(o.reply == "read: nothing" for o in outcomes)
+    questions = vqa_questions(items, seed=1)
+    vqa, _ = score_vqa(questions, lambda image, question: "I am not sure.")
+    assert vqa["overall"] == 0.0
+    always_yes, _ = score_vqa(questions, lambda image, question: "Yes.")
+    assert 0.2 < always_yes["yes_no"]["accuracy"] < 0.8 and always_yes["yes_no"]["yes_ratio"] == 1.0
+
+
+def test_a_drawing_of_the_wrong_scene_does_not_count(items):
+    prompts = [p for p in geneval_prompts(per_category=12, seed=2) if p.category in ("colors", "position")]
+    wrong = {p.text: render_scene(p.example(scene_rng(3, i))) for i, p in enumerate(prompts)}
+    swapped = dict(zip(wrong, list(wrong.values())[1:] + list(wrong.values())[:1]))  # each gets another's drawing
+    geneval, _ = score_drawings(prompts, lambda text: swapped[text])
+    assert max(geneval["by_category"][c] for c in ("colors", "position")) < 0.3

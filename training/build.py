@@ -1,0 +1,160 @@
+"""Build a whole assistant from one recipe: data, stage 0, the VQ-VAE, chats, stages 1 and 2, then evaluation.
+
+    glyph build scenes-tiny --out runs/scenes-tiny
+    glyph build training/recipes/scenes-tiny.yaml --out runs/scenes-tiny --steps-scale 0.01   # a smoke run
+
+A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step runs one Glyph command's
+`main(argv)` in this process, with the options the recipe gives it and the paths the build lays out:
+
+    OUT/scenes  OUT/chats/{text,align,instruct}.jsonl  OUT/vq  OUT/clip  OUT/lm  OUT/align  OUT/instruct
+    OUT/instruct/eval/report.json   OUT/build.json (seconds per step)
+
+Every step skips work that is done (a finished run is never trained again, a written file is kept), so
+running the same command after a kill resumes where it stopped, and running it on a finished build returns
+at once. --steps-scale multiplies every training step count (for smoke tests and quick looks).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from assistant.config import write_json_atomic
+from training.checkpoint import read_state
+
+RECIPES = Path(__file__).parent / "recipes"
+STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
+                "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
+                "instruct": "training.train_instruct", "eval": "training.eval_assistant"}
+
+
+class BuildError(ValueError):
+    """A build recipe that cannot run, or a step that failed."""
+
+
+def recipe_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    found = RECIPES / f"{name}.yaml"
+    if not found.is_file():
+        known = sorted(p.stem for p in RECIPES.glob("*.yaml") if "steps:" in p.read_text())
+        raise BuildError(f"no build recipe {name!r}; known: {', '.join(known)} (or pass a .yaml path)")
+    return found
+
+
+def read_build(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise BuildError(f"build recipe {path} does not exist")
+    steps = (yaml.safe_load(path.read_text()) or {}).get("steps")
+    if not isinstance(steps, list) or not all(isinstance(s, dict) and s.get("step") in STEP_MODULES for s in steps):
+        raise BuildError(f"{path} must hold `steps:`, a list of {{step: one of {', '.join(STEP_MODULES)}, ...}}")
+    return steps
+
+
+def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]]:
+    """The (module, argv) calls one recipe step makes."""
+    kind, options = step["step"], {k: v for k, v in step.items() if k != "step"}
+    for key in ("steps", "scenes", "prompts"):  # training steps, and how much the evaluation looks at
+        if key in options and kind != "scenes":
+            options[key] = max(2, round(options[key] * scale))
+    for key in ("config",):
+        if key in options:
+            options[key] = str(RECIPES / options[key])
+    if kind == "chats":
+        return [(STEP_MODULES[kind], ["--scenes", str(out / "scenes"), "--kind", chat_kind, "--n",
+                                      str(max(40, round(n * scale))),
+                                      "--out", str(out / "chats" / f"{chat_kind}.jsonl")])
+                for chat_kind, n in options.items()]
+    return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
+
+
+def _paths(kind: str, out: Path) -> list[str]:
+    scenes, chats = out / "scenes", out / "chats"
+    return {
+        "scenes": ["--out", str(scenes)],
+        "vq": ["--data", str(scenes), "--out", str(out / "vq")],
+        "clip": ["--data", str(scenes), "--out", str(out / "clip")],
+        "lm": ["--data", str(chats / "text.jsonl"), "--out", str(out / "lm")],
+        "align": ["--data", str(chats / "align.jsonl"), "--out", str(out / "align"), "--vision",
+                  f"local-dir:{out / 'clip'}", "--llm", str(out / "lm"), "--vq", str(out / "vq"),
+                  "--cache-dir", str(out / "cache")],
+        "instruct": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "align"), "--out",
+                     str(out / "instruct"), "--cache-dir", str(out / "cache")],
+        "eval": ["--model", str(out / "instruct"), "--data", str(scenes)],
+    }[kind]
+
+
+def _flags(options: dict) -> list[str]:
+    argv = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False and value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def done(kind: str, out: Path) -> bool:
+    """Is this step's output complete? (A trainer would also see it and return at once.)"""
+    if kind in ("vq", "clip", "lm", "align", "instruct"):
+        state = read_state(out / kind / "checkpoint")
+        return bool(state and state.get("finished"))
+    if kind == "scenes":
+        return (out / "scenes" / "dataset_info.json").is_file()
+    if kind == "chats":
+        return all((out / "chats" / f"{k}.jsonl").is_file() for k in ("text", "align", "instruct"))
+    if kind == "eval":
+        return (out / "instruct" / "eval" / "report.json").is_file()
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="glyph build", description=__doc__.split("\n\n")[0])
+    p.add_argument("recipe", help="a build recipe name (scenes-tiny) or .yaml path")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every training step count")
+    args = p.parse_args(argv)
+    try:
+        steps = read_build(recipe_path(args.recipe))
+    except BuildError as error:
+        print(f"glyph build: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings_file = args.out / "build.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    started = time.perf_counter()
+    for step in steps:
+        kind = step["step"]
+        if done(kind, args.out):
+            print(f"[done]  {kind}")
+            continue
+        print(f"[build] {kind}", flush=True)
+        began = time.perf_counter()
+        for module, step_argv in step_runs(step, args.out, args.steps_scale):
+            code = importlib.import_module(module).main(step_argv) or 0
+            if code:
+                print(f"glyph build: step {kind} failed (exit {code}); fix it and run the same command to resume",
+                      file=sys.stderr)
+                return code
+        timings[kind] = round(time.perf_counter() - began, 1) + timings.get(kind, 0.0)
+        write_json_atomic(timings_file, timings)
+    total = round(time.perf_counter() - started, 1)
+    print(f"built {args.out} in {total} s this run ({sum(timings.values()):.0f} s of steps in all); "
+          f"the assistant is {args.out / 'instruct'}")
+    report = args.out / "instruct" / "eval" / "report.json"
+    if report.is_file():
+        from training.eval_assistant import summary
+
+        print(summary(json.loads(report.read_text())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

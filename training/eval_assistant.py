@@ -1,0 +1,263 @@
+"""Evaluate a trained scene assistant on held-out scenes: understanding, captioning and drawing.
+
+    glyph eval assistant --model runs/instruct --data data/scenes --split test --out runs/eval
+
+- VQA: one question of each type (colour, shape, count, position, existence) per scene, answered greedily;
+  the answer is read back to its canonical short form (data_gen.scene_reading) and compared with the spec's.
+- Yes/no (POPE-like): the existence questions, half about objects that are not there: accuracy,
+  precision, recall and how often the model says yes.
+- Captions: "Describe this image."; a caption counts when the objects it names (size, colour, shape and
+  place) are exactly the scene's.
+- Scene-GenEval: drawing prompts by category (single object, two objects, counting, colour binding, position,
+  see data_gen.scene_prompts), drawn with classifier-free guidance and read by the scene parser; a drawing
+  counts when it has exactly what the prompt asks for. Overall is the mean over categories, as in GenEval.
+  The same prompts are also drawn without guidance (--compare-cfg), to show what guidance does.
+
+Writes report.json and examples.png into --out and prints the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from assistant.config import ConfigError, write_json_atomic
+from data_gen.scene_parser import read_scene
+from data_gen.scene_prompts import CATEGORIES, DrawingPrompt, drawing_prompt
+from data_gen.scene_qa import KINDS, QA, ask
+from data_gen.scene_reading import read_caption, short_answer
+from data_gen.scene_world import Scene, scene_rng
+from training.pictures import save_png_atomic
+
+CAPTION_REQUEST = "Describe this image."
+Answer = Callable[[Path, str], str]  # (image file, question) → reply
+Draw = Callable[[str], Image.Image]  # request → drawing
+
+
+@dataclass(frozen=True)
+class SceneItem:
+    image: Path
+    scene: Scene
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One scored example, kept for the report's example sheet."""
+    task: str
+    prompt: str
+    reply: str
+    right: bool
+    image: Path | Image.Image | None = None
+
+
+def load_scenes(directory: Path, split: str, limit: int) -> list[SceneItem]:
+    index = directory / f"{split}.jsonl"
+    if not index.is_file():
+        raise ConfigError(f"{index} does not exist; pass a scene dataset (glyph data scenes) and a split it has")
+    rows = [json.loads(line) for line in index.read_text().splitlines()[:limit]]
+    return [SceneItem(directory / row["image"], Scene.from_dict(row)) for row in rows]
+
+
+# ---- scoring, for any answerer and drawer (the model, a perfect oracle, a blank canvas) -------------------
+
+def vqa_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA]]:
+    return [(item, ask(item.scene, scene_rng(seed, i * len(KINDS) + k), kind))
+            for i, item in enumerate(items) for k, kind in enumerate(KINDS)]
+
+
+def score_vqa(questions: list[tuple[SceneItem, QA]], answer: Answer) -> tuple[dict, list[Outcome]]:
+    outcomes = []
+    for item, qa in questions:
+        reply = answer(item.image, qa.question)
+        outcomes.append(Outcome(qa.kind, qa.question, reply, short_answer(qa.kind, reply) == qa.short, item.image))
+    by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in KINDS}
+    existence = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "existence"]
+    return {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes),
+            "yes_no": _pope(existence)}, outcomes
+
+
+def _pope(pairs: list[tuple[Outcome, QA]]) -> dict:
+    said_yes = [short_answer("existence", o.reply) == "yes" for o, _ in pairs]
+    truly = [qa.short == "yes" for _, qa in pairs]
+    hits = sum(s and t for s, t in zip(said_yes, truly))
+    precision = hits / max(1, sum(said_yes))
+    recall = hits / max(1, sum(truly))
+    return {"accuracy": _rate([o for o, _ in pairs]), "precision": round(precision, 4), "recall": round(recall, 4),
+            "f1": round(2 * precision * recall / max(1e-9, precision + recall), 4),
+            "yes_ratio": round(sum(said_yes) / max(1, len(pairs)), 4), "questions": len(pairs)}
+
+
+def score_captions(items: list[SceneItem], answer: Answer) -> tuple[dict, list[Outcome]]:
+    outcomes = []
+    for item in items:
+        reply = answer(item.image, CAPTION_REQUEST)
+        outcomes.append(Outcome("caption", CAPTION_REQUEST, reply, read_caption(reply) == item.scene.keys(),
+                                item.image))
+    return {"exact": _rate(outcomes), "captions": len(outcomes)}, outcomes
+
+
+def geneval_prompts(per_category: int, seed: int) -> list[DrawingPrompt]:
+    return [drawing_prompt(category, scene_rng(seed, c * 100_000 + i))
+            for c, category in enumerate(CATEGORIES) for i in range(per_category)]
+
+
+def score_drawings(prompts: list[DrawingPrompt], draw: Draw) -> tuple[dict, list[Outcome]]:
+    outcomes = []
+    for prompt in prompts:
+        drawing = draw(prompt.text)
+        reading = read_scene(drawing)
+        right = not reading.unknown and prompt.satisfied_by(reading.objects)
+        seen = ", ".join(" ".join(map(str, key[:3])) for key in reading.keys()) or "nothing"
+        outcomes.append(Outcome(prompt.category, prompt.text, f"read: {seen}", right, drawing))
+    by_category = {c: _rate([o for o in outcomes if o.task == c]) for c in CATEGORIES}
+    overall = round(float(np.mean([by_category[c] for c in CATEGORIES])), 4)
+    return {"overall": overall, "by_category": by_category, "prompts": len(outcomes)}, outcomes
+
+
+def _rate(outcomes: list[Outcome]) -> float:
+    return round(sum(o.right for o in outcomes) / len(outcomes), 4) if outcomes else 0.0
+
+
+# ---- the model as an answerer and a drawer ---------------------------------------------------------------
+
+def model_answerer(model, max_new_tokens: int = 96) -> Answer:
+    from assistant.chat import ChatSession
+    from assistant.generation import Finished, Sampling
+
+    greedy = Sampling(temperature=0, max_new_tokens=max_new_tokens)
+
+    def answer(image: Path, question: str) -> str:
+        events = ChatSession(model).send(question, images=[image], settings=greedy)
+        return next(e.text for e in events if isinstance(e, Finished))
+
+    return answer
+
+
+def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: int) -> Draw:
+    from assistant.chat import ChatSession
+    from assistant.generation import ImageDone, Sampling
+
+    count = iter(range(10 ** 9))
+
+    def draw(request: str) -> Image.Image:
+        settings = Sampling(temperature=temperature, top_k=top_k, cfg_scale=cfg_scale, seed=seed + next(count),
+                            max_new_tokens=1)
+        for event in ChatSession(model).send(request, settings=settings, draw=True):
+            if isinstance(event, ImageDone):
+                return event.image
+        raise RuntimeError("the model finished without drawing")  # draw=True always starts with an image
+
+    return draw
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glyph eval assistant", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, type=Path, help="an assistant directory (stage 1 or 2 output)")
+    p.add_argument("--data", required=True, type=Path, help="the scene dataset")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, default=None, help="where report.json and examples.png go (default: MODEL/eval)")
+    p.add_argument("--scenes", type=int, default=100, help="held-out scenes for VQA (5 questions each) and captions")
+    p.add_argument("--prompts", type=int, default=40, help="drawing prompts per GenEval category")
+    p.add_argument("--cfg-scale", type=float, default=3.0)
+    p.add_argument("--draw-temperature", type=float, default=1.0)
+    p.add_argument("--draw-top-k", type=int, default=0)
+    p.add_argument("--compare-cfg", action="store_true", help="also draw every prompt without guidance")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[dict, list[Outcome]]:
+    started = time.perf_counter()
+    answer = model_answerer(model)
+    vqa, vqa_outcomes = score_vqa(vqa_questions(items, args.seed), answer)
+    captions, caption_outcomes = score_captions(items, answer)
+    prompts = geneval_prompts(args.prompts, args.seed)
+    draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed)
+    geneval, draw_outcomes = score_drawings(prompts, draw)
+    report = {"split": args.split, "scenes": len(items), "vqa": vqa, "captions": captions,
+              "geneval": {"cfg_scale": args.cfg_scale, **geneval}}
+    if args.compare_cfg:
+        plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
+        report["geneval_without_cfg"] = {"cfg_scale": 1.0, **score_drawings(prompts, plain)[0]}
+    report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
+                                                            "top_k": args.draw_top_k, "seed": args.seed}}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report, vqa_outcomes + caption_outcomes + draw_outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from assistant.model import GlyphModel
+
+        items = load_scenes(args.data, args.split, args.scenes)
+        model = GlyphModel.from_pretrained(args.model)
+    except (ConfigError, ValueError, OSError) as error:
+        print(f"glyph eval assistant: {error}", file=sys.stderr)
+        return 2
+    report, outcomes = evaluate(model, items, args)
+    out = args.out or args.model / "eval"
+    write_json_atomic(out / "report.json", report)
+    example_sheet(outcomes, out / "examples.png")
+    print(summary(report))
+    return 0
+
+
+def summary(report: dict) -> str:
+    vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
+    lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s)",
+             f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
+             f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
+             f"recall {pope['recall']:.1%}  yes-ratio {pope['yes_ratio']:.1%}",
+             f"captions   exact {report['captions']['exact']:.1%}",
+             f"GenEval    overall {geneval['overall']:.2f} (CFG {geneval['cfg_scale']:g})  "
+             + "  ".join(f"{k} {v:.2f}" for k, v in geneval["by_category"].items())]
+    if "geneval_without_cfg" in report:
+        plain = report["geneval_without_cfg"]
+        lines.append(f"           overall {plain['overall']:.2f} without CFG  "
+                     + "  ".join(f"{k} {v:.2f}" for k, v in plain["by_category"].items()))
+    return "\n".join(lines)
+
+
+def example_sheet(outcomes: list[Outcome], path: Path, per_task: int = 2) -> Path:
+    """A few examples of every task, green when right and red when wrong."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(o.task for o in outcomes))
+    shown = [o for t in tasks for o in [x for x in outcomes if x.task == t][:per_task]]
+    columns = 6
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 3.4 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, outcome in zip(axes.flat, shown):
+        picture = Image.open(outcome.image).convert("RGB") if isinstance(outcome.image, Path) else outcome.image
+        axis.imshow(picture, interpolation="nearest")
+        axis.set_title(f"[{outcome.task}] " + _wrap(outcome.prompt), fontsize=6, loc="left")
+        axis.text(0, -0.04, _wrap(outcome.reply), transform=axis.transAxes, fontsize=6, va="top",
+                  color="green" if outcome.right else "red")
+    figure.tight_layout()
+    save_png_atomic(figure, path)
+    plt.close(figure)
+    return path
+
+
+def _wrap(text: str, width: int = 36, lines: int = 5) -> str:
+    return "\n".join(textwrap.wrap(text, width)[:lines])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
