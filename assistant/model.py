@@ -68,7 +68,9 @@ class GlyphModel(nn.Module):
         vocab = ImageVocabulary.create(config.tokens, len(tokenizer), vq.quantizer.codes(),
                                        llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
         _add_tokens(tokenizer, vocab)
-        projector = build_projector(config.projector, tower.hidden_size, llm.config.get_text_config().hidden_size)
+        rows = llm.get_input_embeddings().weight[:vocab.first_id]  # the LLM's own tokens' rows
+        projector = build_projector(config.projector, tower.hidden_size, llm.config.get_text_config().hidden_size,
+                                    embedding_std=float(rows.detach().float().std()))
         return cls(config, tower, projector, llm, tokenizer, vocab, vq)
 
     @classmethod

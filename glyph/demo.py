@@ -1,10 +1,10 @@
-"""Build what the embedded assistant needs, where not cached yet, then start the UI.
+"""Build the embedded scene assistant where it is not cached yet, then start the UI.
 
     make demo          (runs: glyph demo)
     glyph demo [--cache .cache/glyph] [--port 7860]
 
-Each step builds into the cache directory once; later runs reuse it. Steps
-that later parts of Glyph will add are listed as not built yet.
+The build is `glyph build scenes-tiny --out CACHE/scenes-tiny`: scene data, stage 0, the VQ-VAE, chats,
+stages 1 and 2 and the evaluation. It runs once; later runs find every step done and start at once.
 """
 from __future__ import annotations
 
@@ -13,23 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-from data_gen.scene_dataset import write_scene_dataset
+from training import build
 
 DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph"))
-DEMO_SCENES = 10_000
+RECIPE = "scenes-tiny"
 NOT_BUILT_YET = [
-    "training: stage 0 foundations (CLIP done; tokenizer and LM next), stage 1 alignment, stage 2 instruction tuning",
+    "the chat in the UI (the trained assistant is built, but the UI cannot talk to it yet)",
 ]
-
-
-def ensure_scenes(cache: Path) -> Path:
-    scenes = cache / "scenes"
-    if (scenes / "dataset_info.json").exists():
-        print(f"[cached] scene dataset: {scenes}")
-    else:
-        print(f"[build]  scene dataset: {DEMO_SCENES} scenes into {scenes}")
-        write_scene_dataset(scenes, DEMO_SCENES, seed=0, overwrite=True)
-    return scenes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,13 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where built parts are kept")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
-    scenes = ensure_scenes(args.cache)
-    print("[not yet] these parts do not exist yet, so the UI cannot chat:")
+    out = args.cache / RECIPE
+    code = build.main([RECIPE, "--out", str(out)])
+    if code:
+        return code
+    print("[not yet] these parts do not exist yet:")
     for part in NOT_BUILT_YET:
         print(f"          - {part}")
     from ui import app  # imported late: gradio takes seconds to import
 
-    return app.main(["--data", str(scenes), "--port", str(args.port)])
+    return app.main(["--data", str(out / "scenes"), "--port", str(args.port)])
 
 
 if __name__ == "__main__":

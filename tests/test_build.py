@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from training import build
+from training.checkpoint import read_state
 
 # Every stage, at test sizes: two training steps each.
 TINY = {"steps": [
@@ -50,7 +51,38 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
     assert "must hold `steps:`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["scenes-tiny"])
+@pytest.mark.parametrize("name", ["scenes-tiny", "scenes-smollm2"])
 def test_shipped_recipes_name_known_steps(name):
-    steps = build.read_build(build.recipe_path(name))
-    assert [s["step"] for s in steps] == ["scenes", "chats", "vq", "clip", "lm", "align", "instruct", "eval"]
+    steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
+    assert steps == ["scenes", "chats", "vq", "clip"] + ["lm"] * (name == "scenes-tiny") + ["align", "instruct",
+                                                                                              "eval"]
+
+
+def test_set_changes_one_option_and_refuses_unknown_steps():
+    steps = build.read_build(build.recipe_path("scenes-tiny"), ["instruct.batch_size=4", "eval.compare_cfg=false"])
+    instruct = next(s for s in steps if s["step"] == "instruct")
+    assert instruct["batch_size"] == 4 and next(s for s in steps if s["step"] == "eval")["compare_cfg"] is False
+    with pytest.raises(build.BuildError, match="STEP.KEY=VALUE"):
+        build.read_build(build.recipe_path("scenes-tiny"), ["nostep.x=1"])
+
+
+@pytest.mark.slow
+def test_scenes_tiny_runs_two_steps_of_every_stage_at_its_real_sizes(tmp_path):
+    """The shipped recipe itself, every training step count cut to 2 and a small evaluation."""
+    out = tmp_path / "tiny"
+    assert build.main(["scenes-tiny", "--out", str(out), "--steps-scale", "0.0001", "--set", "eval.compare_cfg=false",
+                       "--set", "scenes.n=300"]) == 0
+    for stage in ("vq", "clip", "lm", "align", "instruct"):
+        assert read_state(out / stage / "checkpoint")["step"] == 2, stage
+    assert (out / "instruct" / "eval" / "report.json").is_file()
+
+
+@pytest.mark.slow
+def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
+    out = tmp_path / "smollm2"
+    assert build.main(["scenes-smollm2", "--out", str(out), "--steps-scale", "0.0001", "--set", "scenes.n=300",
+                       "--set", "align.batch_size=4", "--set", "instruct.batch_size=4", "--set", "eval.scenes=1",
+                       "--set", "eval.prompts=1", "--set", "eval.compare_cfg=false"]) == 0
+    config = json.loads((out / "instruct" / "config.json").read_text())
+    assert config["llm"]["gguf_file"].endswith(".gguf") and not (out / "lm").exists()
+    assert read_state(out / "instruct" / "checkpoint")["step"] == 2

