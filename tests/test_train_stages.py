@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,20 @@ def test_two_processes_train_like_one(world, tmp_path):
     a, b = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
     differ = sum(float((a[k] - b[k]).abs().sum()) for k in a) / sum(float(v.abs().sum()) for v in a.values())
     assert differ < 1e-3, differ
+
+
+def test_llava_style_recipes_dry_run_on_tiny_models(world, tmp_path):
+    """The real-model recipes' own settings (MLP projector, penultimate layer, LoRA r128/α256) on tiny parts."""
+    recipes = Path(__file__).parents[1] / "training" / "recipes"
+    parts, small = world["parts"], ["--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples", "1",
+                                    "--cache-dir", str(world["root"] / "cache")]
+    stage1, stage2 = tmp_path / "align", tmp_path / "instruct"
+    assert train_align.main(["--config", str(recipes / "llava-1.5-style-align.yaml"), "--data", str(world["align"]),
+                             "--vision", f"local-dir:{parts.clip}", "--llm", str(parts.llm), "--vq", str(parts.vq),
+                             "--out", str(stage1), *small]) == 0
+    config = json.loads((stage1 / "config.json").read_text())
+    assert config["projector"]["kind"] == "mlp2x_gelu" and config["vision"]["feature_layer"] == -2
+    assert train_instruct.main(["--config", str(recipes / "llava-1.5-style-instruct.yaml"), "--init", str(stage1),
+                                "--data", str(world["instruct"]), "--out", str(stage2), *small]) == 0
+    adapter = json.loads((stage2 / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (128, 256)

@@ -131,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe", help="a build recipe name (scenes-tiny) or .yaml path")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every training step count")
+    p.add_argument("--skip", action="append", default=[], metavar="STEP", help="leave out this step (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="change one option of one step, e.g. --set instruct.batch_size=8 (repeatable)")
     args = p.parse_args(argv)
     try:
-        steps = read_build(recipe_path(args.recipe), args.set)
+        steps = [s for s in read_build(recipe_path(args.recipe), args.set) if s["step"] not in args.skip]
     except BuildError as error:
         print(f"glyph build: {error}", file=sys.stderr)
         return 2
