@@ -44,6 +44,7 @@ KINDS = ("text", "align", "instruct")
 INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.2, "detail": 0.08, "reasoning": 0.1, "draw": 0.35,
                 "mixed": 0.1, "chitchat": 0.05}
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
+SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"  # how text chats give the LM a scene to answer about
 UNCONDITIONAL_FRACTION = 0.1  # drawing requests whose text is dropped, for classifier-free guidance
 
 DESCRIBE = ("Describe this image.", "What do you see?", "Write a caption for this picture.",
@@ -158,21 +159,21 @@ class ChatWriter:
 
     def _text_qa(self, row, scene, rng):
         qa = ask(scene, rng)
-        return [user(f"Here is a scene: {describe(scene, rng)}\n{qa.question}"), assistant(qa.answer)]
+        return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)), assistant(qa.answer)]
 
     def _text_caption(self, row, scene, rng):
         return [user(_pick(rng, ("Describe a picture of shapes.", "Write a caption for a scene.",
                                  "Make up a scene with shapes."))), assistant(describe(scene, rng))]
 
     def _text_detail(self, row, scene, rng):
-        return [user(f"Here is a scene: {describe(scene, rng)}\n{_pick(rng, DETAIL)}"),
+        return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=_pick(rng, DETAIL))),
                 assistant(detailed_description(scene, rng))]
 
     def _text_reasoning(self, row, scene, rng):
         found = reasoning(scene, rng)
         if found is None:
             return self._text_qa(row, scene, rng)
-        return [user(f"Here is a scene: {describe(scene, rng)}\n{found[0]}"), assistant(found[1])]
+        return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=found[0])), assistant(found[1])]
 
     def _text_chitchat(self, row, scene, rng):
         return _chitchat(rng)

@@ -21,6 +21,7 @@ TINY = {"steps": [
      "eval_images": 8, "precision": "fp32"},
     {"step": "lm", "vocab_size": 300, "hidden_size": 32, "layers": 1, "heads": 2, "kv_heads": 2,
      "intermediate_size": 64, "steps": 2, "batch_size": 4, "precision": "fp32"},
+    {"step": "eval_lm", "scenes": 2},
     {"step": "align", "steps": 2, "batch_size": 4, "holdout": 4, "samples": 1, "precision": "fp32"},
     {"step": "instruct", "steps": 2, "batch_size": 4, "holdout": 4, "samples": 1, "lora_r": 4, "lora_alpha": 8,
      "precision": "fp32"},
@@ -54,8 +55,8 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["scenes-tiny", "scenes-smollm2"])
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
-    assert steps == ["scenes", "chats", "vq", "clip"] + ["lm"] * (name == "scenes-tiny") + ["align", "instruct",
-                                                                                              "eval"]
+    own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
+    assert steps == ["scenes", "chats", "vq", "clip", *own_lm, "align", "instruct", "eval"]
 
 
 def test_set_changes_one_option_and_refuses_unknown_steps():

@@ -1,6 +1,8 @@
 """The evaluation scores a perfect oracle as 1.0 and a blank canvas (or a wrong answerer) near 0."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from PIL import Image
 
@@ -68,3 +70,16 @@ def test_a_drawing_of_the_wrong_scene_does_not_count(items):
     swapped = dict(zip(wrong, list(wrong.values())[1:] + list(wrong.values())[:1]))  # each gets another's drawing
     geneval, _ = score_drawings(prompts, lambda text: swapped[text])
     assert max(geneval["by_category"][c] for c in ("colors", "position")) < 0.3
+
+
+def test_the_lm_readiness_check_runs_on_a_saved_lm(tmp_path, items, capsys):
+    from tests.tiny_parts import build_llm
+    from training import eval_lm
+
+    llm = build_llm(tmp_path / "llm", "llama")
+    scenes = items[0].image.parents[1]
+    assert eval_lm.main(["--model", str(llm), "--data", str(scenes), "--scenes", "2"]) == 0
+    report = json.loads((llm / "context_qa.json").read_text())
+    assert report["questions"] == 10 and 0.0 <= report["overall"] <= 1.0
+    assert "answered from a caption" in capsys.readouterr().out
+    assert eval_lm.main(["--model", str(tmp_path / "missing"), "--data", str(scenes)]) == 2

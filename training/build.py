@@ -7,7 +7,7 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 `main(argv)` in this process, with the options the recipe gives it and the paths the build lays out:
 
     OUT/scenes  OUT/chats/{text,align,instruct}.jsonl  OUT/vq  OUT/clip  OUT/lm  OUT/align  OUT/instruct
-    OUT/instruct/eval/report.json   OUT/build.json (seconds per step)
+    OUT/lm/context_qa.json (the LM's readiness)  OUT/instruct/eval/report.json  OUT/build.json (seconds per step)
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -30,7 +30,7 @@ from training.checkpoint import read_state
 RECIPES = Path(__file__).parent / "recipes"
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
-                "instruct": "training.train_instruct", "eval": "training.eval_assistant"}
+                "instruct": "training.train_instruct", "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
 
 
 class BuildError(ValueError):
@@ -97,6 +97,7 @@ def _paths(kind: str, out: Path) -> list[str]:
         "instruct": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "align"), "--out",
                      str(out / "instruct"), "--cache-dir", str(out / "cache")],
         "eval": ["--model", str(out / "instruct"), "--data", str(scenes)],
+        "eval_lm": ["--model", str(out / "lm"), "--data", str(scenes)],
     }[kind]
 
 
@@ -123,6 +124,8 @@ def done(step: dict, out: Path) -> bool:
         return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k != "step" and n)
     if kind == "eval":
         return (out / "instruct" / "eval" / "report.json").is_file()
+    if kind == "eval_lm":
+        return (out / "lm" / "context_qa.json").is_file()
     return False
 
 
