@@ -159,7 +159,8 @@ class Quantizer(nn.Module):
         if len(dead) == 0:
             return
         picks = self._stash[torch.randint(len(self._stash), (len(dead),), device=dead.device)]
-        self.codebook.weight[dead] = picks + 0.01 * torch.randn_like(picks)
+        # Under bf16 autocast the stash holds bf16 latents; the codebook itself stays fp32.
+        self.codebook.weight[dead] = (picks + 0.01 * torch.randn_like(picks)).to(self.codebook.weight.dtype)
         self.usage[dead] = 1.0 / self.usage.numel()  # a grace period before it can be judged dead again
         self.restarts += len(dead)
 

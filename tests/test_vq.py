@@ -80,6 +80,20 @@ def test_dead_codes_are_restarted_on_encoder_outputs(model):
     assert not changed[0] and changed[1:].all()
 
 
+def test_dead_codes_restart_under_bf16_autocast(model):
+    """On a CPU with AVX-512-BF16, `--precision auto` trains under bf16 autocast: the stash is bf16, the codebook
+    stays fp32, and a restart must still write into it (it once raised a dtype mismatch at the first restart)."""
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(pixels(8))
+        with torch.no_grad():
+            model.quantizer.usage.zero_()
+            model.quantizer.usage[0] = 1.0
+        model(pixels(8, seed=1))
+    assert model.quantizer.codebook.weight.dtype == torch.float32
+    assert model.quantizer.restarts == TINY.codebook_size - 1
+
+
 def test_usage_tracks_the_assignments(model):
     model.train()
     out = model(pixels(8))
