@@ -138,12 +138,19 @@ PROJECTORS = ("linear", "mlp2x_gelu", "mlp2x_gelu_norm")
 @dataclass(frozen=True)
 class ProjectorConfig(JsonConfig):
     """Vision feature width → LLM hidden width. mlp2x_gelu is LLaVA-1.5's Linear-GELU-Linear;
-    mlp2x_gelu_norm adds an RMSNorm whose gain starts at the LLM's embedding spread."""
+    mlp2x_gelu_norm adds an RMSNorm whose gain starts at the LLM's embedding spread.
+
+    merge > 1 joins each merge×merge block of neighbouring patches into one image slot, their features
+    concatenated (InternVL's pixel shuffle, Qwen2-VL's patch merger): merge² times fewer slots for the LLM
+    to read, nothing of the features dropped."""
     kind: str = "mlp2x_gelu"
+    merge: int = 1
 
     def validate(self) -> ProjectorConfig:
         if self.kind not in PROJECTORS:
             raise ConfigError(f"projector.kind is {self.kind!r}; choose one of {', '.join(PROJECTORS)}")
+        if not isinstance(self.merge, int) or self.merge < 1:
+            raise ConfigError(f"projector.merge is {self.merge!r}; use 1 (one slot per patch) or 2, 3, ...")
         return self
 
 

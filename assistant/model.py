@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from assistant.config import AssistantConfig, ConfigError
 from assistant.image_vocab import ImageVocabulary
 from assistant.llm import load_language_model
-from assistant.projector import build_projector
+from assistant.projector import build_projector, slots_per_image
 from assistant.templates import IGNORE_INDEX, ImageLayout
 from assistant.vision import VisionTower
 from assistant.vq import VQModel
@@ -56,7 +56,8 @@ class GlyphModel(nn.Module):
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.vq = vq.requires_grad_(False).eval()
-        self.layout = ImageLayout.of(vocab, vision_tower.num_patches, vq.config.tokens_per_image)
+        slots = slots_per_image(vision_tower.num_patches, config.projector.merge)
+        self.layout = ImageLayout.of(vocab, slots, vq.config.tokens_per_image)
 
     # ---- building and loading -------------------------------------------------------------------------
 

@@ -309,3 +309,25 @@ def test_projected_features_start_as_loud_as_the_llms_words(kind):
     assert 0.005 < rms < 0.1, rms
     default = build_projector(ProjectorConfig("mlp2x_gelu"), vision_width=64, llm_width=128)
     assert float(default(torch.randn(8, 16, 64) * 1.5).pow(2).mean().sqrt()) > 3 * rms
+
+
+def test_patch_merge_joins_each_block_of_neighbours_in_order():
+    from assistant.projector import PatchMerge
+
+    grid = torch.arange(16.0).view(1, 16, 1)  # a 4×4 grid of 1-wide patches, numbered row by row
+    merged = PatchMerge(2)(grid)  # (1, 4, 4)
+    assert merged.squeeze(0).tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+
+
+def test_a_merging_projector_fills_fewer_slots_and_round_trips(tmp_path, llama_parts):
+    model = GlyphModel.build(assistant_config(llama_parts, merge=2))
+    assert model.vision_tower.num_patches == 4 and model.layout.slots_per_image == 1
+    chat = render_chat(two_turns([0, 1, 2, 3]), model.tokenizer, model.layout)
+    assert int((chat.input_ids == model.vocab.image_id).sum()) == 1
+    pixels = model.vision_tower.preprocess(red_square())[None]
+    logits = model(chat.input_ids[None], pixel_values=pixels).logits
+    model.save_pretrained(tmp_path / "merged")
+    again = GlyphModel.from_pretrained(tmp_path / "merged")
+    torch.testing.assert_close(again(chat.input_ids[None], pixel_values=pixels).logits, logits)
+    with pytest.raises(ConfigError, match="projector.merge 3"):
+        GlyphModel.build(assistant_config(llama_parts, merge=3))

@@ -110,6 +110,6 @@ def build_parts(root: Path, arch: str = "llama") -> Parts:
     return Parts(build_llm(root / f"llm-{arch}", arch), build_clip(root / "clip"), build_vq(root / "vq"))
 
 
-def assistant_config(parts: Parts, projector: str = "mlp2x_gelu") -> AssistantConfig:
+def assistant_config(parts: Parts, projector: str = "mlp2x_gelu", merge: int = 1) -> AssistantConfig:
     return AssistantConfig(vq=str(parts.vq), vision=VisionConfig(f"local-dir:{parts.clip}", None),
-                           projector=ProjectorConfig(projector), llm=LLMConfig(str(parts.llm)))
+                           projector=ProjectorConfig(projector, merge), llm=LLMConfig(str(parts.llm)))

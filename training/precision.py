@@ -7,6 +7,7 @@ ways instead of guessing from the CPU's name.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -14,8 +15,13 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+@functools.cache
 def choose_precision(requested: str, device: torch.device) -> str:
-    """'no' (fp32) or 'bf16', in accelerate's `mixed_precision` spelling."""
+    """'no' (fp32) or 'bf16', in accelerate's `mixed_precision` spelling.
+
+    Decided once per process: `glyph build` runs several trainers in one process, accelerate's state is a
+    singleton that refuses a second precision, and a timing taken while the cores are busy can come out
+    the other way (it did, between stage 1 and stage 2 on an AVX-512-BF16 machine)."""
     if requested == "fp32":
         return "no"
     if requested == "bf16":
