@@ -156,6 +156,17 @@ def test_every_real_token_is_supervised_and_padding_is_not():
     assert text == tokenizer.apply_chat_template(chat(0)["messages"], tokenize=False)
 
 
+def test_supervise_assistant_trains_only_on_the_replies():
+    tokenizer = train_lm.train_tokenizer([t for i in range(20) for m in chat(i)["messages"] for t in [m["content"]]],
+                                         300, 128)
+    chats = [train_lm.Chat(str(i), chat(i)["messages"], f"row {i}") for i in (0, 1)]
+    assert train_lm.tokenize_chats(chats, tokenizer, 128, supervise="assistant") == []
+    input_ids, labels = train_lm.collate([c.ids for c in chats], tokenizer.pad_token_id, [c.labels for c in chats])
+    replies = [m["content"] for m in chat(0)["messages"] if m["role"] == "assistant"]
+    assert tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX]) == "".join(r + "<|im_end|>" for r in replies)
+    assert train_lm.predicted_tokens([c.labels for c in chats]) == int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
 def test_gradient_accumulation_gives_the_same_loss_and_gradients():
     torch.manual_seed(0)
     config = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -164,11 +175,14 @@ def test_gradient_accumulation_gives_the_same_loss_and_gradients():
               "pad_token_id": 0}
     model = train_lm.build_lm(config)
     sequences = [torch.randint(3, 50, (n,)) for n in (5, 9, 3, 7)]
+    chats = [train_lm.Chat(str(i), [], "", ids, ids.clone()) for i, ids in enumerate(sequences)]
+    chats[1].labels[:5] = IGNORE_INDEX  # a prompt left out, as --supervise assistant does: the micro-batches'
+    chats[3].labels[:2] = IGNORE_INDEX  # shares of the loss must still weigh every supervised token alike
     accelerator = Accelerator(cpu=True)
     results = []
     for accum in (1, 2):
         model.zero_grad()
-        loss, tokens = train_lm.train_step(accelerator, model, sequences, accum, pad_id=0)
+        loss, tokens = train_lm.train_step(accelerator, model, chats, accum, pad_id=0)
         results.append((loss, tokens, [p.grad.clone() for p in model.parameters()]))
     (loss1, tokens1, grads1), (loss2, tokens2, grads2) = results
     assert tokens1 == tokens2 == 24 and loss1 == pytest.approx(loss2, rel=1e-5)

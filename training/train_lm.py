@@ -13,7 +13,8 @@ with an image part, or malformed, is refused with its file and row number
 (--skip-bad skips and lists them). Every chat is rendered with the
 assistant's own `render_chat` and the ChatML template the tokenizer is saved
 with, so the LM learns exactly the token boundaries it will see later; it
-trains on every token (plain next-token pretraining on chat-formatted text).
+trains on every token (plain next-token pretraining on chat-formatted text), or
+with --supervise assistant only on the replies.
 2 % of the chats, chosen by a hash of their id, are held out for the loss.
 
 Writes into --out a Hugging Face model directory, so that from then on nothing
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32, help="chats per optimizer step")
     train.add_argument("--grad-accum", type=int, default=1, help="split each batch into this many micro-batches")
     train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--supervise", choices=("all", "assistant"), default="all",
+                       help="all: every token (plain pretraining); assistant: only the replies, so every gradient "
+                            "comes from answering what the prompt says")
     train.add_argument("--warmup", type=int, default=30, help="linear warm-up steps before the cosine decay")
     train.add_argument("--weight-decay", type=float, default=0.1, help="on matrices only")
     train.add_argument("--held-out", type=float, default=0.02, help="share of chats held out (by a hash of the id)")
@@ -121,6 +125,7 @@ class Chat:
     messages: list[dict]  # [{"role", "content": [{"type": "text", "text"}]}]
     where: str  # "FILE row N", for messages about it
     ids: torch.Tensor | None = None  # (T,) int64, set by tokenize_chats
+    labels: torch.Tensor | None = None  # (T,) the ids, or IGNORE_INDEX where --supervise leaves a token out
 
 
 def load_chats(files: list[Path]) -> tuple[list[Chat], list[tuple[str, str]]]:
@@ -241,12 +246,15 @@ def text_layout(tokenizer) -> ImageLayout:
                        codebook_size=1, tokens_per_image=1)
 
 
-def tokenize_chats(chats: list[Chat], tokenizer, max_length: int) -> list[tuple[str, str]]:
-    """Set each chat's ids with render_chat; (where, why) for chats that cannot be rendered or are too long."""
+def tokenize_chats(chats: list[Chat], tokenizer, max_length: int, supervise: str = "all") -> list[tuple[str, str]]:
+    """Set each chat's ids and labels with render_chat; (where, why) for chats that cannot be rendered or are too
+    long. supervise="all" trains on every token; "assistant" only on the replies (render_chat's labels)."""
     layout, bad = text_layout(tokenizer), []
     for chat in tqdm(chats, desc="tokenizing", unit="chat", leave=False, mininterval=1.0):
         try:
-            chat.ids = render_chat(chat.messages, tokenizer, layout).input_ids  # (T,)
+            rendered = render_chat(chat.messages, tokenizer, layout)
+            chat.ids = rendered.input_ids  # (T,)
+            chat.labels = rendered.labels if supervise == "assistant" else rendered.input_ids
         except TemplateError as why:
             bad.append((chat.where, str(why)))
             continue
@@ -255,15 +263,22 @@ def tokenize_chats(chats: list[Chat], tokenizer, max_length: int) -> list[tuple[
     return bad
 
 
-def collate(sequences: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, T) input_ids and labels: every real token supervised, padding IGNORE_INDEX."""
+def collate(sequences: list[torch.Tensor], pad_id: int,
+            targets: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T) input_ids and labels: `targets` (default: every real token supervised), padding
+    IGNORE_INDEX."""
     longest = max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
     labels = torch.full((len(sequences), longest), IGNORE_INDEX, dtype=torch.long)
     for row, ids in enumerate(sequences):
         input_ids[row, :len(ids)] = ids
-        labels[row, :len(ids)] = ids
+        labels[row, :len(ids)] = ids if targets is None else targets[row]
     return input_ids, labels
+
+
+def predicted_tokens(targets: list[torch.Tensor]) -> int:
+    """How many next-token targets a batch has (a sequence's first token is never one)."""
+    return sum(int((t[1:] != IGNORE_INDEX).sum()) for t in targets)
 
 
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
@@ -372,7 +387,7 @@ def prepare(args: argparse.Namespace, state: dict | None) -> tuple:
     if state is not None and (state["config"] != config or state["bpe_vocab_size"] != args.vocab_size):
         raise ConfigError(f"{args.out / 'checkpoint'} was trained with another tokenizer or model config; "
                           "use a new --out, or --overwrite to start over")
-    bad += tokenize_chats(chats, tokenizer, args.max_length)
+    bad += tokenize_chats(chats, tokenizer, args.max_length, args.supervise)
     report_bad(bad, args.skip_bad)
     train, held_out = split_held_out([c for c in chats if c.ids is not None and len(c.ids) <= args.max_length],
                                      args.held_out)
@@ -436,7 +451,7 @@ def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Ch
         for step in range(state["step"], last_stop):
             model.train()
             chosen = batch_indices(step, args.batch_size, len(train), args.seed)[rank::world]
-            loss, tokens = train_step(accelerator, model, [train[int(i)].ids for i in chosen], args.grad_accum,
+            loss, tokens = train_step(accelerator, model, [train[int(i)] for i in chosen], args.grad_accum,
                                       tokenizer.pad_token_id)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -475,14 +490,15 @@ def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Ch
     accelerator.end_training()
 
 
-def train_step(accelerator, model, sequences: list[torch.Tensor], grad_accum: int, pad_id: int) -> tuple[float, int]:
+def train_step(accelerator, model, batch: list[Chat], grad_accum: int, pad_id: int) -> tuple[float, int]:
     """Forward and backward over the batch in `grad_accum` micro-batches; the loss is the mean over all of the
     batch's predicted tokens whatever the split. Returns (loss, real tokens)."""
-    micro = len(sequences) // grad_accum
-    predicted = sum(len(s) - 1 for s in sequences)  # each sequence's first token is never a target
+    micro = len(batch) // grad_accum
+    predicted = predicted_tokens([c.labels for c in batch])
     total = 0.0
     for k in range(grad_accum):
-        input_ids, labels = collate(sequences[k * micro:(k + 1) * micro], pad_id)  # (b, T) each
+        part = batch[k * micro:(k + 1) * micro]
+        input_ids, labels = collate([c.ids for c in part], pad_id, [c.labels for c in part])  # (b, T) each
         syncing = nullcontext() if k == grad_accum - 1 else accelerator.no_sync(model)
         with syncing:
             with accelerator.autocast():
@@ -491,19 +507,19 @@ def train_step(accelerator, model, sequences: list[torch.Tensor], grad_accum: in
                              num_items_in_batch=predicted).loss
             accelerator.backward(loss)
         total += float(loss.detach())
-    return total, sum(len(s) for s in sequences)
+    return total, sum(len(c.ids) for c in batch)
 
 
 @torch.no_grad()
 def held_out_loss(model, chats: list[Chat], batch_size: int, pad_id: int) -> float:
-    """Mean next-token cross-entropy over every token of the held-out chats."""
+    """Mean next-token cross-entropy over the held-out chats' supervised tokens."""
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(chats), batch_size):
-        sequences = [c.ids for c in chats[start:start + batch_size]]
-        input_ids, labels = collate(sequences, pad_id)  # (B, T)
-        n = sum(len(s) - 1 for s in sequences)
+        part = chats[start:start + batch_size]
+        input_ids, labels = collate([c.ids for c in part], pad_id, [c.labels for c in part])  # (B, T)
+        n = predicted_tokens([c.labels for c in part])
         loss = model(input_ids=input_ids.to(device), labels=labels.to(device), num_items_in_batch=n).loss
         total, count = total + float(loss) * n, count + n
     return total / max(1, count)
