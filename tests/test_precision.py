@@ -19,3 +19,16 @@ def test_auto_precision_is_measured_once_per_process(monkeypatch):
         precision.choose_precision.cache_clear()
     assert first == second == "bf16"
     assert precision.choose_precision("fp32", torch.device("cpu")) == "no"
+
+
+def test_trainers_in_one_process_may_use_different_precisions(tmp_path):
+    """glyph build runs trainers one after another in one process; accelerate's singleton state once refused
+    the second one's precision ("AcceleratorState has already been initialized")."""
+    from training.harness import start_accelerator
+
+    first, chosen = start_accelerator("fp32", tmp_path / "a")
+    assert chosen == "no" and first.mixed_precision == "no"
+    second, chosen = start_accelerator("bf16", tmp_path / "b")
+    assert chosen == "bf16" and second.mixed_precision == "bf16"
+    third, _ = start_accelerator("fp32", tmp_path / "c")
+    assert third.mixed_precision == "no"

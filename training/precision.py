@@ -19,9 +19,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def choose_precision(requested: str, device: torch.device) -> str:
     """'no' (fp32) or 'bf16', in accelerate's `mixed_precision` spelling.
 
-    Decided once per process: `glyph build` runs several trainers in one process, accelerate's state is a
-    singleton that refuses a second precision, and a timing taken while the cores are busy can come out
-    the other way (it did, between stage 1 and stage 2 on an AVX-512-BF16 machine)."""
+    Decided once per process: `glyph build` runs several trainers in one process, and a timing taken while
+    the cores are busy can come out the other way (it did, between stage 1 and stage 2 on an AVX-512-BF16
+    machine), so the same machine would train one stage in bf16 and the next in fp32."""
     if requested == "fp32":
         return "no"
     if requested == "bf16":
