@@ -7,8 +7,8 @@ from training import precision
 
 
 def test_auto_precision_is_measured_once_per_process(monkeypatch):
-    """glyph build runs several trainers in one process; accelerate's state refuses a second precision, so a
-    second, noisier timing must not flip the choice."""
+    """glyph build runs several trainers in one process; a second, noisier timing must not flip the choice, or
+    one machine would train one stage in bf16 and the next in fp32."""
     timings = iter([2.0, 1.0])
     monkeypatch.setattr(precision, "_bf16_speedup_on_cpu", lambda: next(timings))
     precision.choose_precision.cache_clear()
