@@ -180,20 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[dict, list[Outcome]]:
     started = time.perf_counter()
     answer = model_answerer(model)
-    vqa, vqa_outcomes = score_vqa(vqa_questions(items, args.seed), answer)
-    captions, caption_outcomes = score_captions(items, answer)
+    vqa, vqa_outcomes = timed(score_vqa, vqa_questions(items, args.seed), answer)
+    captions, caption_outcomes = timed(score_captions, items, answer)
     prompts = geneval_prompts(args.prompts, args.seed)
     draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed)
-    geneval, draw_outcomes = score_drawings(prompts, draw)
+    geneval, draw_outcomes = timed(score_drawings, prompts, draw)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, **geneval}}
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
-        report["geneval_without_cfg"] = {"cfg_scale": 1.0, **score_drawings(prompts, plain)[0]}
+        report["geneval_without_cfg"] = {"cfg_scale": 1.0, **timed(score_drawings, prompts, plain)[0]}
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report, vqa_outcomes + caption_outcomes + draw_outcomes
+
+
+def timed(score, *args) -> tuple[dict, list[Outcome]]:
+    """score(*args) with its wall time added to the scores, so a report says which part the time went to."""
+    started = time.perf_counter()
+    scores, outcomes = score(*args)
+    return {**scores, "seconds": round(time.perf_counter() - started, 1)}, outcomes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
-    lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s)",
+    parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("captions", "captions"),
+             ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg")) if key in report]
+    lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
+             + ", ".join(f"{name} {seconds} s" for name, seconds in parts) + ")",
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
               f"recall {pope['recall']:.1%}  yes-ratio {pope['yes_ratio']:.1%}"),
