@@ -26,6 +26,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train", "align"), "training.train_align", "stage 1: align the projector and image vocabulary (resumes)"),
     (("train", "instruct"), "training.train_instruct", "stage 2: LoRA instruction tuning (resumes)"),
     (("eval", "vq"), "training.eval_vq", "measure a VQ-VAE: PSNR, codebook usage, parser agreement"),
+    (("eval", "clip"), "training.eval_clip", "what a CLIP's patch features hold: colour, shape and place probes"),
     (("eval", "lm"), "training.eval_lm", "stage 0's LM: scene questions answered from a caption in its prompt"),
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
     (("build",), "training.build", "build a whole assistant from a recipe: glyph build scenes-tiny --out DIR"),
