@@ -56,11 +56,7 @@ class ChatSession:
         draw=True makes the reply start with an image. Bad images raise assistant.images.ImageError
         before anything is added to the conversation.
         """
-        pictures = [load_image(image) for image in images]
-        content = [{"type": "image", "image": picture} for picture in pictures]
-        if text:
-            content.append({"type": "text", "text": text})
-        message = {"role": "user", "content": content}
+        message = user_message(text, images)
         self.messages.append(message)
         try:
             yield from self._reply(settings, draw)
@@ -69,11 +65,15 @@ class ChatSession:
                 self.messages.pop()
             raise
 
-    def _reply(self, settings: Sampling, draw: bool) -> Iterator[TextDelta | ImageDone | Finished]:
+    def next_prompts(self, cfg_scale: float) -> tuple[Prompt, Prompt | None]:
+        """The prompt that asks for the next reply, and the unconditional one guidance needs (None at scale 1)."""
         conversation = self._with_system(self.messages)
-        prompt = self._prompt(conversation)
-        # Guidance needs the unconditional prompt; at scale 1 it would change nothing, so skip its cost.
-        unconditional = self._prompt(_without_last_request(conversation)) if settings.cfg_scale != 1 else None
+        # At scale 1 guidance would change nothing, so the unconditional prompt's cost is skipped.
+        unconditional = self._prompt(_without_last_request(conversation)) if cfg_scale != 1 else None
+        return self._prompt(conversation), unconditional
+
+    def _reply(self, settings: Sampling, draw: bool) -> Iterator[TextDelta | ImageDone | Finished]:
+        prompt, unconditional = self.next_prompts(settings.cfg_scale)
         reply: list[dict] = []
         try:
             for event in generate(self.model, prompt, settings, draw=draw, unconditional=unconditional):
@@ -104,6 +104,21 @@ class ChatSession:
             pixels = self.model.vision_tower.preprocess(image)[None]
             self._features[key] = self.model.vision_tower(pixels)[0]
         return self._features[key]
+
+
+def one_turn_prompts(model, text: str, images=(), cfg_scale: float = 1.0) -> tuple[Prompt, Prompt | None]:
+    """The prompt of a one-turn chat and, for guidance, its unconditional prompt: for batch generation."""
+    session = ChatSession(model)
+    session.messages.append(user_message(text, images))
+    return session.next_prompts(cfg_scale)
+
+
+def user_message(text: str, images=()) -> dict:
+    """A Hugging Face user message: the images (paths, bytes or PIL images, loaded and checked) and the text."""
+    content = [{"type": "image", "image": load_image(image)} for image in images]
+    if text:
+        content.append({"type": "text", "text": text})
+    return {"role": "user", "content": content}
 
 
 def _fingerprint(image: Image.Image) -> str:

@@ -17,6 +17,10 @@ prompts run as two rows of ONE batch, and the code logits are
 `c + (scale − 1)(c − u)`, exactly `c` at scale 1. A KV cache is kept throughout.
 The whole reply must fit the LLM's context: a prompt that does not is refused,
 and generation stops ("length") before the context is full.
+
+`reply_all` and `draw_all` answer or draw for many prompts at once, as the rows
+of one batch (the evaluation's way: one row at a time leaves most of a CPU's
+matmul speed unused).
 """
 from __future__ import annotations
 
@@ -100,9 +104,11 @@ class _Rows:
         hidden, self.cache = self.model.backbone(embeds, self.mask, positions, self.cache, use_cache=True)
         self.last = hidden[:, -1]  # (B, H): predicts the next token of each row
 
-    def feed(self, ids: Tensor) -> None:
-        """Append one token to every row: ids (B,)."""
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(ids), 1)], dim=1)
+    def feed(self, ids: Tensor, live: Tensor | None = None) -> None:
+        """Append one token to every row: ids (B,). Rows where `live` (B,) is False are done: their token is
+        masked out, so their positions stop growing."""
+        column = live.long()[:, None] if live is not None else self.mask.new_ones(len(ids), 1)
+        self.mask = torch.cat([self.mask, column], dim=1)
         embeds = self.model.vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
         self._run(embeds, self.mask.sum(-1, keepdim=True) - 1)
 
@@ -195,25 +201,94 @@ def _next_text_token(model, rows: _Rows, settings: Sampling, generator, may_draw
 def _draw(model, rows: _Rows, so_far: Prompt, unconditional: Prompt | None, settings: Sampling,
           generator: torch.Generator | None) -> tuple[_Rows, ImageDone]:
     """Feed <boi>, sample exactly h·w codes (with CFG when asked), feed <eoi>; return the text-mode rows."""
-    vocab = model.vocab
     guided = unconditional is not None
     if guided:
         # Both rows in one batch. The conditional row is re-run from its ids so that the two rows share
         # one cache: one prefill per image, against h·w guided steps.
         rows = _Rows(model, [so_far, unconditional])
+    codes = _sample_codes(model, rows, guided, settings, [generator])[0]
+    if guided:
+        rows.keep_first()
+    return rows, ImageDone(to_pil(model.vq.decode(codes[None]))[0], codes)
+
+
+def _sample_codes(model, rows: _Rows, guided: bool, settings: Sampling,
+                  generators: list[torch.Generator | None]) -> Tensor:
+    """Feed <boi> to every row, sample h·w codes for each drawing, feed <eoi>: (D, h, w) for D generators.
+
+    `rows` holds the D drawings' rows, followed, when guided, by their D unconditional rows. Each drawing
+    samples with its own generator, so a seeded drawing comes out the same alone or in a batch."""
+    vocab, count = model.vocab, len(generators)
     rows.feed(torch.full((len(rows.mask),), vocab.boi_id))
     codes = []
     for _ in range(model.layout.tokens_per_image):
         logits = vocab.code_logits(rows.last)  # (B, K): image mode computes only the code rows
         if guided:
-            logits = logits[:1] + (settings.cfg_scale - 1) * (logits[:1] - logits[1:])
-        code = sample(logits, settings, generator)  # (1,)
-        codes.append(int(code))
-        rows.feed(vocab.code_ids(code).expand(len(rows.mask)))
+            logits = logits[:count] + (settings.cfg_scale - 1) * (logits[:count] - logits[count:])
+        code = torch.cat([sample(logits[i:i + 1], settings, g) for i, g in enumerate(generators)])  # (D,)
+        codes.append(code)
+        rows.feed(vocab.code_ids(code).repeat(len(rows.mask) // count))
     rows.feed(torch.full((len(rows.mask),), vocab.eoi_id))
-    if guided:
-        rows.keep_first()
     grid = model.vq.config.grid
-    codes_tensor = torch.tensor(codes).view(grid, grid)
-    image = to_pil(model.vq.decode(codes_tensor[None]))[0]
-    return rows, ImageDone(image, codes_tensor)
+    return torch.stack(codes, dim=1).view(count, grid, grid)
+
+
+# ---- many requests at once (evaluation, batch serving) ----------------------------------------------------
+
+@torch.inference_mode()
+def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLING) -> list[Finished]:
+    """Text replies to many prompts at once, as the rows of one KV-cached batch.
+
+    Text only: no image is drawn and stop strings are not applied. Each row ends at its end of turn, after
+    max_new_tokens, or when its context is full. Greedy replies are the tokens generate() gives one at a time
+    (up to float rounding); sampled ones draw from one generator for the whole batch."""
+    settings.validate()
+    _check_fits(model, prompts)
+    generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
+    vocab, eos = model.vocab, model.tokenizer.eos_token_id
+    rows = _Rows(model, prompts)
+    room = [model.context_length - p.input_ids.shape[1] for p in prompts]
+    replies: list[list[int]] = [[] for _ in prompts]
+    reasons = ["length"] * len(prompts)
+    live = torch.tensor([r >= 2 for r in room])
+    while live.any():
+        logits = model.logits(rows.last)  # (B, V)
+        logits[:, vocab.first_id:] = float("-inf")  # the LLM's own tokens only: never <boi>, a slot or a code
+        tokens = sample(logits, settings, generator)
+        for i in live.nonzero()[:, 0].tolist():
+            token = int(tokens[i])
+            if token == eos:
+                live[i], reasons[i] = False, "stop"
+                continue
+            replies[i].append(token)
+            if len(replies[i]) >= settings.max_new_tokens or room[i] - len(replies[i]) < 2:
+                live[i] = False
+        if live.any():
+            rows.feed(tokens, live)
+    return [Finished(reason, model.tokenizer.decode(ids, skip_special_tokens=True), ids)
+            for reason, ids in zip(reasons, replies)]
+
+
+@torch.inference_mode()
+def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, settings: Sampling,
+             seeds: list[int | None]) -> list[ImageDone]:
+    """One drawing per prompt, all in one KV-cached batch; guided when `unconditionals` are given.
+
+    Drawing i samples with seed seeds[i], so it is the image generate(..., draw=True) draws for that prompt
+    with Sampling(seed=seeds[i]) (up to float rounding)."""
+    settings.validate()
+    if len(seeds) != len(prompts) or (unconditionals is not None and len(unconditionals) != len(prompts)):
+        raise ValueError(f"{len(prompts)} prompts need as many seeds (got {len(seeds)}) and unconditional "
+                         f"prompts (got {len(unconditionals or [])})")
+    everything = prompts + (unconditionals or [])
+    _check_fits(model, everything, extra=model.layout.tokens_per_image + 2)
+    generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
+    codes = _sample_codes(model, _Rows(model, everything), unconditionals is not None, settings, generators)
+    return [ImageDone(image, grid) for image, grid in zip(to_pil(model.vq.decode(codes)), codes)]
+
+
+def _check_fits(model, prompts: list[Prompt], extra: int = 0) -> None:
+    for number, prompt in enumerate(prompts):
+        if prompt.input_ids.shape[1] + extra >= model.context_length:
+            raise ValueError(f"prompt {number} is {prompt.input_ids.shape[1]} tokens and needs {extra} more, but "
+                             f"the model's context holds {model.context_length}; shorten it")

@@ -11,7 +11,7 @@ from tiny_parts import VQ_CONFIG, assistant_config, build_parts
 
 from assistant.chat import ChatSession
 from assistant.config import ConfigError
-from assistant.generation import Finished, ImageDone, Prompt, Sampling, TextDelta, generate
+from assistant.generation import Finished, ImageDone, Prompt, Sampling, TextDelta, draw_all, generate, reply_all
 from assistant.images import ImageError
 from assistant.model import GlyphModel
 from assistant.templates import IGNORE_INDEX, TemplateError, render_chat
@@ -253,6 +253,56 @@ def test_a_prompt_longer_than_the_context_is_refused(model):
     with pytest.raises(ValueError, match="context"):
         list(session.send("a red circle " * 200))
     assert session.messages == []  # the refused turn is not kept to fail every later turn
+
+
+# ---- many prompts at once --------------------------------------------------------------------------------
+
+QUESTIONS = [[{"role": "user", "content": [{"type": "image", "image": red_square()},
+                                           {"type": "text", "text": "what is this?"}]}],
+             [{"role": "user", "content": "hello"}],
+             [{"role": "user", "content": "a much longer question about a red circle and a blue square"}]]
+
+
+def test_batched_greedy_replies_are_the_one_at_a_time_replies(model):
+    settings = Sampling(temperature=0, max_new_tokens=6, max_images=0)
+    prompts = [prompt_of(model, messages) for messages in QUESTIONS]  # three lengths: the batch is left-padded
+    alone = [list(generate(model, prompt, settings))[-1] for prompt in prompts]
+    batch = reply_all(model, prompts, settings)
+    assert [(r.reason, r.token_ids) for r in batch] == [(r.reason, r.token_ids) for r in alone]
+    assert [r.token_ids for r in reply_all(model, prompts[::-1], settings)] == [r.token_ids for r in alone[::-1]]
+    assert all(r.text == model.tokenizer.decode(r.token_ids, skip_special_tokens=True) for r in batch)
+
+
+def test_batched_drawings_are_the_one_at_a_time_drawings(model):
+    saved = model.vocab.output.clone()
+    with torch.no_grad():  # fresh code rows are all alike, so any order would give the same codes: spread them
+        # (set, not added to: other tests may have spread them already, and too much spread leaves one choice)
+        noise = 0.2 * torch.randn(saved[3:].shape, generator=torch.Generator().manual_seed(1))
+        model.vocab.output[3:] = saved[3:].mean(0) + noise
+    try:
+        requests = [DRAW, [{"role": "user", "content": "draw two blue squares"}], DRAW, DRAW]
+        prompts = [prompt_of(model, messages) for messages in requests]
+        unconditional = [prompt_of(model, UNCONDITIONAL)] * len(prompts)
+        seeds = [4, 5, 6, 7]
+        batch = draw_all(model, prompts, unconditional, Sampling(temperature=1.0, cfg_scale=3.0), seeds)
+        for drawn, prompt, seed in zip(batch, prompts, seeds):
+            alone = next(e for e in generate(model, prompt, Sampling(temperature=1.0, cfg_scale=3.0, seed=seed),
+                                             draw=True, unconditional=unconditional[0]) if isinstance(e, ImageDone))
+            assert torch.equal(drawn.codes, alone.codes)
+            assert drawn.image.size == alone.image.size
+        same_prompt = {tuple(batch[i].codes.flatten().tolist()) for i in (0, 2, 3)}
+        assert len(same_prompt) > 1  # the same prompt with other seeds: each drawing's seed is used
+    finally:
+        with torch.no_grad():
+            model.vocab.output.copy_(saved)
+
+
+def test_batched_generation_refuses_a_prompt_longer_than_the_context(model):
+    prompts = [prompt_of(model, DRAW), prompt_of(model, [{"role": "user", "content": "a red circle " * 200}])]
+    with pytest.raises(ValueError, match="prompt 1 .* context"):
+        reply_all(model, prompts, Sampling(temperature=0))
+    with pytest.raises(ValueError, match="2 prompts need as many seeds"):
+        draw_all(model, prompts, None, Sampling(), seeds=[0])
 
 
 # ---- chat session -----------------------------------------------------------------------------------------

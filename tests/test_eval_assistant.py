@@ -14,6 +14,7 @@ from training.eval_assistant import (
     CAPTION_REQUEST,
     geneval_prompts,
     load_scenes,
+    one_at_a_time,
     score_captions,
     score_drawings,
     score_vqa,
@@ -37,7 +38,7 @@ def oracle_answerer(items, questions):
             return describe(scenes[image], scene_rng(0, 1))
         return answers[(image, question)]
 
-    return answer
+    return one_at_a_time(answer)
 
 
 def test_a_perfect_oracle_scores_one(items):
@@ -49,18 +50,18 @@ def test_a_perfect_oracle_scores_one(items):
     assert captions["exact"] == 1.0
     prompts = geneval_prompts(per_category=12, seed=1)
     examples = {p.text: p.example(scene_rng(9, i)) for i, p in enumerate(prompts)}
-    geneval, _ = score_drawings(prompts, lambda text: render_scene(examples[text]))
+    geneval, _ = score_drawings(prompts, one_at_a_time(lambda text: render_scene(examples[text])))
     assert geneval["overall"] == 1.0
 
 
 def test_a_blank_canvas_and_a_know_nothing_score_near_zero(items):
     blank = Image.new("RGB", (64, 64), BACKGROUND)
-    geneval, outcomes = score_drawings(geneval_prompts(per_category=12, seed=1), lambda text: blank)
+    geneval, outcomes = score_drawings(geneval_prompts(per_category=12, seed=1), one_at_a_time(lambda text: blank))
     assert geneval["overall"] == 0.0 and all(o.reply == "read: nothing" for o in outcomes)
     questions = vqa_questions(items, seed=1)
-    vqa, _ = score_vqa(questions, lambda image, question: "I am not sure.")
+    vqa, _ = score_vqa(questions, one_at_a_time(lambda image, question: "I am not sure."))
     assert vqa["overall"] == 0.0
-    always_yes, _ = score_vqa(questions, lambda image, question: "Yes.")
+    always_yes, _ = score_vqa(questions, one_at_a_time(lambda image, question: "Yes."))
     assert 0.2 < always_yes["yes_no"]["accuracy"] < 0.8 and always_yes["yes_no"]["yes_ratio"] == 1.0
 
 
@@ -68,7 +69,7 @@ def test_a_drawing_of_the_wrong_scene_does_not_count(items):
     prompts = [p for p in geneval_prompts(per_category=12, seed=2) if p.category in ("colors", "position")]
     wrong = {p.text: render_scene(p.example(scene_rng(3, i))) for i, p in enumerate(prompts)}
     swapped = dict(zip(wrong, list(wrong.values())[1:] + list(wrong.values())[:1]))  # each gets another's drawing
-    geneval, _ = score_drawings(prompts, lambda text: swapped[text])
+    geneval, _ = score_drawings(prompts, one_at_a_time(lambda text: swapped[text]))
     assert max(geneval["by_category"][c] for c in ("colors", "position")) < 0.3
 
 

@@ -19,7 +19,7 @@ import torch
 
 from assistant.config import ConfigError, write_json_atomic
 from data_gen.scene_chats import SCENE_IN_TEXT
-from training.eval_assistant import load_scenes, score_vqa, vqa_questions
+from training.eval_assistant import load_scenes, one_at_a_time, score_vqa, vqa_questions
 
 
 def caption_answerer(model, tokenizer, captions: dict[Path, str], max_new_tokens: int = 48):
@@ -32,7 +32,7 @@ def caption_answerer(model, tokenizer, captions: dict[Path, str], max_new_tokens
                              pad_token_id=tokenizer.pad_token_id)
         return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
-    return answer
+    return one_at_a_time(answer)
 
 
 def main(argv: list[str] | None = None) -> int:
