@@ -37,7 +37,8 @@ def test_a_tiny_build_runs_every_stage_then_returns_at_once(tmp_path, capsys):
     report = json.loads((out / "instruct" / "eval" / "report.json").read_text())
     assert set(report["vqa"]["by_type"]) == {"color", "shape", "count", "position", "existence"}
     parts = [report[k]["seconds"] for k in ("vqa", "captions", "geneval")]  # where the evaluation's time went
-    assert all(seconds >= 0 for seconds in parts) and sum(parts) <= report["seconds"]
+    rounding = 0.05 * (len(parts) + 1)  # every figure is rounded to 0.1 s
+    assert all(seconds >= 0 for seconds in parts) and sum(parts) <= report["seconds"] + rounding
     assert (out / "instruct" / "adapter").is_dir() and (out / "instruct" / "eval" / "examples.png").is_file()
     assert set(json.loads((out / "build.json").read_text())) == {s["step"] for s in TINY["steps"]}
     assert "VQA" in capsys.readouterr().out
