@@ -42,7 +42,7 @@ CAPTION_REQUEST = "Describe this image."
 # Scorers hand their answerer and drawer a batch at a time: the model answers a batch as the rows of one pass.
 AnswerAll = Callable[[list[tuple[Path, str]]], list[str]]  # [(image file, question)] → replies
 DrawAll = Callable[[list[str]], list[Image.Image]]  # requests → drawings
-BATCH = 20  # questions or drawings per call: a CPU runs a batch of 20 rows about 8× faster than 20 single rows
+BATCH = 20  # per call; on a scenes-tiny build, 20 rows at once made VQA 4× and drawing 11–17× faster than 1
 
 
 @dataclass(frozen=True)
