@@ -21,6 +21,14 @@ def test_a_probe_reads_separable_classes_and_not_shuffled_ones():
     assert linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:]) < 0.5  # chance is 0.25
 
 
+def test_the_hidden_layer_probe_reads_what_a_linear_one_cannot():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(800, 2, generator=generator)
+    labels = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()  # XOR of the signs: no line separates the classes
+    assert linear_probe(x[:600], labels[:600], x[600:], labels[600:]) < 0.7
+    assert linear_probe(x[:600], labels[:600], x[600:], labels[600:], epochs=400, hidden=64) > 0.9
+
+
 def test_cells_take_the_patches_around_their_centres():
     cells = cell_patches(side=8, radius=1)
     assert len(cells) == 9 and all(len(c) == 9 for c in cells)
@@ -35,7 +43,7 @@ def test_the_command_writes_every_probe(tmp_path, capsys):
     assert eval_clip.main(["--model", str(clip), "--data", str(scenes), "--train", "60", "--test", "20"]) == 0
     report = json.loads((clip / "probes.json").read_text())
     probes = {"color_centre_patch", "color_3x3_patches", "shape_centre_patch", "shape_3x3_patches",
-              "patch_index", "grid_cell"}
+              "color_centre_patch_mlp", "shape_centre_patch_mlp", "patch_index", "grid_cell"}
     assert probes <= set(report) and all(0.0 <= report[k] <= 1.0 for k in probes)
     assert "shape_3x3_patches" in capsys.readouterr().out
     assert eval_clip.main(["--model", str(tmp_path / "missing"), "--data", str(scenes)]) == 2

@@ -5,7 +5,8 @@
 The assistant can only say what its projector can read off these features, so this measures the vision
 tower the way the projector sees it (the same patch tokens of the same block):
 - colour and shape of the object in each occupied grid cell, from the patch at the cell's centre and from
-  the 3×3 patches around it (a small shape covers about one 8 px patch of a 64 px scene);
+  the 3×3 patches around it, by a linear probe; and from the centre patch by a probe with one hidden layer,
+  which is what the assistant's MLP projector can read;
 - which patch a feature comes from (the place), and which grid cell.
 Each probe is a logistic regression trained on --train scenes of the training split and scored on --test
 scenes of the test split. Writes probes.json into --model and prints the accuracies.
@@ -25,6 +26,7 @@ from data_gen.scene_world import COLORS, SHAPES
 from training.eval_assistant import SceneItem, load_scenes
 
 GRID = 3  # scenes put at most one object in each cell of a 3×3 grid
+MLP_HIDDEN = 256  # the hidden width of the one-hidden-layer probes
 
 
 @torch.no_grad()
@@ -63,13 +65,21 @@ def cell_patches(side: int, radius: int) -> list[list[int]]:
 
 
 def linear_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                 epochs: int = 300, seed: int = 0) -> float:
-    """Test accuracy of a logistic regression (full-batch Adam on standardised features)."""
+                 epochs: int = 300, seed: int = 0, hidden: int = 0) -> float:
+    """Test accuracy of a logistic regression (full-batch Adam on standardised features).
+
+    With `hidden` > 0 the probe has one GELU hidden layer of that width: what an MLP projector can read.
+    """
     torch.manual_seed(seed)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-5
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    probe = torch.nn.Linear(x_train.shape[1], int(max(y_train.max(), y_test.max())) + 1)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2, weight_decay=1e-4)
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    if hidden:
+        probe = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], hidden), torch.nn.GELU(),
+                                    torch.nn.Linear(hidden, classes))
+    else:
+        probe = torch.nn.Linear(x_train.shape[1], classes)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=3e-3 if hidden else 1e-2, weight_decay=1e-4)
     for _ in range(epochs):
         loss = torch.nn.functional.cross_entropy(probe(x_train), y_train)
         optimizer.zero_grad()
@@ -80,7 +90,7 @@ def linear_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Ten
 
 
 def object_probe(train: tuple[torch.Tensor, list[SceneItem]], test: tuple[torch.Tensor, list[SceneItem]],
-                 attribute: str, radius: int) -> float:
+                 attribute: str, radius: int, hidden: int = 0) -> float:
     """Accuracy at naming the colour or shape of each occupied cell's object from the patches around it."""
     side = int(train[0].shape[1] ** 0.5)
     cells = cell_patches(side, radius)
@@ -90,7 +100,7 @@ def object_probe(train: tuple[torch.Tensor, list[SceneItem]], test: tuple[torch.
         y = cell_labels(items, attribute).flatten()
         return x[y > 0], y[y > 0]
 
-    return linear_probe(*rows(*train), *rows(*test))
+    return linear_probe(*rows(*train), *rows(*test), epochs=400 if hidden else 300, hidden=hidden)
 
 
 def place_probes(train: torch.Tensor, test: torch.Tensor, limit: int = 400) -> dict[str, float]:
@@ -109,6 +119,9 @@ def probe_all(tower, train_items: list[SceneItem], test_items: list[SceneItem]) 
     test = (patch_features(tower, test_items), test_items)
     report = {f"{attribute}_{where}": object_probe(train, test, attribute, radius)
               for attribute in ("color", "shape") for where, radius in (("centre_patch", 0), ("3x3_patches", 1))}
+    # What the assistant's MLP projector can read from the one patch at a cell's centre (one hidden layer).
+    report.update({f"{attribute}_centre_patch_mlp": object_probe(train, test, attribute, 0, hidden=MLP_HIDDEN)
+                   for attribute in ("color", "shape")})
     report.update(place_probes(train[0], test[0]))
     return {**report, "train_scenes": len(train_items), "test_scenes": len(test_items),
             "feature_layer": tower.config.feature_layer}
