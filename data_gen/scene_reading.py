@@ -37,6 +37,9 @@ def _alternation(words) -> str:
     return "(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")"
 
 
+# Shared with the faithfulness check (data_gen.faithfulness), which reads teachers' claims with the same words.
+SIZE_OF, CELL_OF, alternation = _SIZE_OF, _CELL_OF, _alternation
+
 _OBJECT = re.compile(rf"\b{_alternation(_SIZE_OF)} {_alternation(COLORS)} {_alternation(SHAPES)}\b")
 _BARE_OBJECT = re.compile(rf"\b{_alternation(COLORS)} {_alternation(SHAPES)}\b")
 _PLACE = re.compile(rf"\b{_alternation(_CELL_OF)}\b")
