@@ -9,7 +9,9 @@ What is checked, in the assistant's turns and in the user's requests for a pictu
 - a place given to it ("the red circle is in the top left corner") must be its cell;
 - "the <shape> is <colour>", "the <colour> shape is a <shape>", "the shape <place> is <colour|shape>";
 - counts ("there are two red shapes", "no circles");
-- how two named objects stand ("the red circle is above the blue square").
+- how two named objects stand ("the red circle is above the blue square");
+- a request that opens the chat by asking for the picture must name each of its objects' colour and shape,
+  or the assistant would learn to draw what nobody asked for.
 Claims the checker cannot read are not judged: it flags contradictions, it does not prove truth.
 """
 from __future__ import annotations
@@ -41,10 +43,13 @@ def contradictions(turns: list[Turn], scene: Scene) -> list[str]:
     """Every claim in the checked turns that the scene contradicts, as readable lines."""
     problems = []
     for i, turn in enumerate(turns):
-        checked = turn.role == "assistant" or (i + 1 < len(turns) and DRAWN in turns[i + 1].text)
-        if checked:
+        requests_drawing = i + 1 < len(turns) and DRAWN in turns[i + 1].text
+        if turn.role == "assistant" or requests_drawing:
             text = re.sub(r"\s+", " ", turn.text.replace(DRAWN, " ").lower())
             problems += [f"turn {i + 1}: {p}" for p in claims_against(text, scene)]
+            if requests_drawing and i == 0:  # a request for an unseen picture must name all of it
+                problems += [f"turn 1: asks for the picture without its {o.color} {o.shape}"
+                             for o in scene.objects if f"{o.color} {o.shape}" not in text]
     return problems
 
 

@@ -158,13 +158,15 @@ def test_a_planted_contradiction_is_flagged(scenes):
     assert contradictions(turns, record.scene) == []
     planted = parse_reply("detail", reply.replace(f"{obj.color} {obj.shape}", f"{wrong} {obj.shape}", 1))
     assert contradictions(planted, record.scene)
-    other = next(s for s in ("circle", "square", "triangle", "ring", "cross") if s != obj.shape)
+    other = next(s for s in ("circle", "square", "triangle", "ring", "cross")
+                 if not any((o.color, o.shape) == (obj.color, s) for o in record.scene.objects))
     for lie in (f"User: What colour is it?\nAssistant: The {obj.shape} is {wrong}.",
                 f"User: How many?\nAssistant: There are {len(record.scene.objects) + 1} shapes.",
-                f"User: Draw it.\nAssistant: Here. <image>\nUser: Which shape?\nAssistant: The {obj.color} shape "
-                f"is a {other}."):
-        kind = "mixed" if "<image>" in lie else "conversation"
-        assert contradictions(parse_reply(kind, lie), record.scene), lie
+                f"User: Which shape?\nAssistant: The {obj.color} shape is a {other}."):
+        assert contradictions(parse_reply("conversation", lie), record.scene), lie
+    for lie in (f"User: Draw a {wrong} {obj.shape}.\nAssistant: Here. <image>",  # names what is not there
+                "User: Draw a picture.\nAssistant: Here. <image>"):  # leaves every object out
+        assert contradictions(parse_reply("draw", lie), record.scene), lie
 
 
 def test_replies_that_break_the_format_are_refused():
@@ -249,3 +251,20 @@ def test_coco_records_go_to_an_llm_teacher_and_not_to_the_oracle(tmp_path, capsy
     written = rows(tmp_path / "out.jsonl")
     assert [r["id"] for r in written] and all("faithful" not in r for r in written)  # no spec: nothing to check
     assert sorted(r["id"] for r in written) == ["7-conversation-0", "7-detail-0"]
+
+
+def test_unfaithful_records_are_flagged_or_dropped(scenes, tmp_path):
+    def liar(body: dict) -> str:  # no scene has nine shapes
+        return "User: How many shapes are there?\nAssistant: There are nine shapes."
+
+    with FakeOpenAI(liar) as server:
+        base = ["--teacher", "openai", "--base-url", server.base_url, "--model", "m", "--api-key", server.api_key,
+                "--in", str(scenes), "--limit", "3", "--types", "conversation"]
+        assert instruct.main([*base, "--out", str(tmp_path / "kept.jsonl")]) == 0
+        assert instruct.main([*base, "--out", str(tmp_path / "clean.jsonl"), "--drop-unfaithful"]) == 0
+    kept = rows(tmp_path / "kept.jsonl")
+    assert len(kept) == 3 and not any(r["faithful"] for r in kept)
+    assert "counts nine shapes" in kept[0]["contradictions"][0]
+    assert rows(tmp_path / "clean.jsonl") == []
+    summary = json.loads((tmp_path / "clean.jsonl.summary.json").read_text())
+    assert summary["unfaithful"] == summary["dropped_unfaithful"] == 3 and summary["faithful_rate"] == 0.0
