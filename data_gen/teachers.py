@@ -154,11 +154,13 @@ class LocalTeacher:
         self.torch, self.max_new_tokens, self.temperature = torch, max_new_tokens, temperature
         self.tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf_file).eval()
+        self.tries: dict[str, int] = {}  # per job id: a retry samples anew, yet a rerun samples the same
 
     def complete(self, messages: list[dict], job: Job) -> Reply:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                  return_dict=True)["input_ids"]
-        self.torch.manual_seed(_stable_hash(job.id))
+        self.tries[job.id] = self.tries.get(job.id, 0) + 1
+        self.torch.manual_seed(_stable_hash(f"{job.id}/{self.tries[job.id]}"))
         with self.torch.no_grad():
             out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
                                       temperature=self.temperature or None, top_p=0.95,

@@ -268,3 +268,17 @@ def test_unfaithful_records_are_flagged_or_dropped(scenes, tmp_path):
     assert rows(tmp_path / "clean.jsonl") == []
     summary = json.loads((tmp_path / "clean.jsonl.summary.json").read_text())
     assert summary["unfaithful"] == summary["dropped_unfaithful"] == 3 and summary["faithful_rate"] == 0.0
+
+
+def test_a_local_transformers_teacher_runs_and_its_babble_is_rejected_not_written(scenes, tmp_path):
+    from tests.tiny_parts import build_llm
+
+    model = build_llm(tmp_path / "tiny-llm", "llama")  # random weights: its replies never parse into turns
+    out = tmp_path / "local.jsonl"
+    argv = ["--teacher", "local", "--model", str(model), "--in", str(scenes), "--out", str(out), "--limit", "1",
+            "--types", "detail", "--max-retries", "1"]
+    assert instruct.main(argv) == 0
+    summary = json.loads((tmp_path / "local.jsonl.summary.json").read_text())
+    assert summary["teacher"] == f"local:{model}" and summary["rejected"] == 1 and summary["written"] == 0
+    assert summary["retry_reasons"] == {"malformed reply": 2} and summary["completion_tokens"] > 0
+    assert rows(out) == []
