@@ -120,7 +120,7 @@ def _reply(response) -> Reply:
 def _message(error) -> str:
     body = getattr(error, "body", None)
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("error", {}).get("message") or body)[:200]
+        return str(body.get("message") or body.get("error", {}).get("message") or body)[:200].rstrip(".")
     return str(error)[:200]
 
 
