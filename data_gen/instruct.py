@@ -38,11 +38,11 @@ from tqdm import tqdm
 
 from assistant.config import write_json_atomic
 from data_gen.faithfulness import contradictions
-from data_gen.instruct_prompts import DRAWN, TYPES, MalformedReply, Turn, parse_reply, prompt_version, sees_image, \
-    teacher_messages
+from data_gen.instruct_prompts import (DRAWN, TYPES, MalformedReply, Turn, parse_reply, prompt_version, sees_image,
+                                      teacher_messages)
 from data_gen.instruct_records import RecordError, load_records
-from data_gen.teachers import Job, LocalTeacher, OpenAITeacher, OracleTeacher, TeacherFatal, TeacherRejected, \
-    TeacherRetry
+from data_gen.teachers import (Job, LocalTeacher, OpenAITeacher, OracleTeacher, TeacherFatal, TeacherRejected,
+                               TeacherRetry)
 
 FORMATS = ("messages", "llava")
 
@@ -207,7 +207,7 @@ def generate(jobs: list[Job], teacher, args: argparse.Namespace, output: Output,
                     break
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    record(future.result(), args, output, tally)
+                    keep(future.result(), args, output, tally)
                     progress.update()
                 progress.set_postfix(written=tally.written, rejected=tally.rejected, retried=tally.retried)
         except BaseException:
@@ -216,7 +216,8 @@ def generate(jobs: list[Job], teacher, args: argparse.Namespace, output: Output,
             raise
 
 
-def record(outcome: Outcome, args, output: Output, tally: Tally) -> None:
+def keep(outcome: Outcome, args, output: Output, tally: Tally) -> None:
+    """Count what one job did, and write its record unless it was rejected or dropped as unfaithful."""
     tally.retried += len(outcome.retries)
     tally.retry_reasons.update(outcome.retries)
     tally.prompt_tokens += outcome.prompt_tokens
