@@ -66,8 +66,7 @@ def _scene_records(directory: Path, split: str) -> RecordSet:
         try:
             row = json.loads(line)
             scene = Scene.from_dict(row)
-            image = directory / row["image"]
-            caption = row.get("caption")
+            image, record_id, caption = directory / row["image"], str(row["id"]), row.get("caption")
         except (ValueError, KeyError, TypeError) as error:
             found.skipped.append((where, f"malformed row ({error})"))
             continue
@@ -76,7 +75,7 @@ def _scene_records(directory: Path, split: str) -> RecordSet:
         if problem:
             found.skipped.append((where, problem))
             continue
-        found.records.append(ImageRecord(str(row.get("id", Path(row["image"]).stem)), image, (caption,), boxes, scene))
+        found.records.append(ImageRecord(record_id, image, (caption,), boxes, scene))
     return found
 
 

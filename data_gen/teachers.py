@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,8 +133,11 @@ def _retry_after(response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):  # neither seconds nor an HTTP date: fall back to our own backoff
+        return None
 
 
 class LocalTeacher:
@@ -219,6 +223,4 @@ def _pick(rng: np.random.Generator, options):
 
 def _stable_hash(text: str) -> int:
     """A hash of `text` that is the same in every process (Python's hash() is salted per process)."""
-    import zlib
-
     return zlib.crc32(text.encode())
