@@ -117,8 +117,9 @@ def _opposite(relation: str) -> str:
 class ChatWriter:
     """Makes one kind of chat from training scenes, rendering made-up scenes for drawing prompts."""
 
-    def __init__(self, scenes_dir: Path, out: Path, seed: int):
+    def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.brief_answers = brief_answers
         info = json.loads((scenes_dir / "dataset_info.json").read_text())
         self.split_seed, self.holdout = info["seed"], info["holdout"]
         self.rows = [json.loads(line) for line in (scenes_dir / "train.jsonl").read_text().splitlines()]
@@ -149,6 +150,12 @@ class ChatWriter:
                 if split_of(scene, self.split_seed, self.holdout) == "train":
                     return prompt.text, scene
 
+    def answer(self, qa, rng: np.random.Generator) -> str:
+        """The full sentence, or with probability brief_answers the answer alone ("Red.")."""
+        if self.brief_answers <= 0 or (self.brief_answers < 1 and rng.random() >= self.brief_answers):
+            return qa.answer
+        return qa.brief
+
     def chat(self, kind: str, index: int) -> dict:
         rng = scene_rng(self.seed, index)
         row = self.rows[int(rng.integers(len(self.rows)))]
@@ -162,7 +169,8 @@ class ChatWriter:
 
     def _text_qa(self, row, scene, rng):
         qa = ask(scene, rng)
-        return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)), assistant(qa.answer)]
+        return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)),
+                assistant(self.answer(qa, rng))]
 
     def _text_caption(self, row, scene, rng):
         return [user(_pick(rng, ("Describe a picture of shapes.", "Write a caption for a scene.",
@@ -197,8 +205,8 @@ class ChatWriter:
     def _instruct_conversation(self, row, scene, rng):
         turns = int(rng.integers(CONVERSATION_TURNS[0], CONVERSATION_TURNS[1] + 1))
         qas = [ask(scene, rng) for _ in range(turns)]
-        first = [user(qas[0].question, self.image(row)), assistant(qas[0].answer)]
-        return first + [m for qa in qas[1:] for m in (user(qa.question), assistant(qa.answer))]
+        first = [user(qas[0].question, self.image(row)), assistant(self.answer(qas[0], rng))]
+        return first + [m for qa in qas[1:] for m in (user(qa.question), assistant(self.answer(qa, rng)))]
 
     def _instruct_detail(self, row, scene, rng):
         return [user(_pick(rng, DETAIL), self.image(row)), assistant(detailed_description(scene, rng))]
@@ -223,7 +231,7 @@ class ChatWriter:
                     user(_pick(rng, AGAIN)), assistant(image=self.image(row))]
         qa = ask(scene, rng)  # draw, then answer a question about the drawing
         return [user(drawing_request(scene, rng)), assistant(image=self.image(row)),
-                user(qa.question), assistant(qa.answer)]
+                user(qa.question), assistant(self.answer(qa, rng))]
 
     def _instruct_chitchat(self, row, scene, rng):
         return _chitchat(rng)
@@ -238,8 +246,9 @@ def _pick(rng: np.random.Generator, options, p=None):
     return options[int(rng.choice(len(options), p=p))] if p is not None else options[int(rng.integers(len(options)))]
 
 
-def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0) -> Path:
-    """Write `n` chats of `kind` to `out` (JSONL), atomically."""
+def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
+                brief_answers: float = 0.0) -> Path:
+    """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers."""
     scenes_dir, out = Path(scenes_dir), Path(out)
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is unknown; choose from {', '.join(KINDS)}")
@@ -247,7 +256,9 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
         raise FileNotFoundError(f"--scenes {scenes_dir} is not a scene dataset; make one with "
                                 "`glyph data scenes --out data/scenes`")
     out.parent.mkdir(parents=True, exist_ok=True)
-    writer = ChatWriter(scenes_dir, out, seed)
+    if not 0 <= brief_answers <= 1:
+        raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     with partial.open("w") as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
@@ -263,9 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
     p.add_argument("--n", type=int, default=20_000, help="how many chats")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--brief-answers", type=float, default=0.0, metavar="FRACTION",
+                   help="answer this fraction of scene questions in a word or phrase ('Red.') instead of a "
+                        "sentence that repeats the question's object ('The square is red.')")
     args = p.parse_args(argv)
     try:
-        path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed)
+        path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
     qa = ask(scene, rng)                      # any kind; or ask(scene, rng, "count")
     qa.question, qa.answer, qa.short          # "How many red shapes are there?", "There are two red shapes.", "2"
+    qa.brief                                  # "Two.": the answer alone, as a short reply (LLaVA's VQA style)
     request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
 
 Five kinds, the ones Glyph's evaluation scores by type: colour, shape, count,
@@ -10,6 +11,8 @@ as in POPE). Every question names its object so that exactly one answer is
 right: by its position (each grid cell holds at most one object), or by a
 colour or shape that only it has. `short` is the canonical answer an evaluator
 compares against: a colour, a shape, a number, a position name, or yes/no.
+`brief` is the reply a person would give in a word or phrase ("Red.", "A ring.", "In the center."). A brief
+reply never repeats the question's object, so a model answering briefly needs no copying from its prompt.
 """
 from __future__ import annotations
 
@@ -35,6 +38,17 @@ class QA:
     question: str
     answer: str  # a full sentence
     short: str  # the canonical answer: "red", "circle", "2", "top left", "yes"
+
+    @property
+    def brief(self) -> str:
+        """The answer as a reply of a word or phrase: "Red.", "A circle.", "Two.", "In the top left corner.", "No."."""
+        if self.kind == "shape":
+            return f"A {self.short}."
+        if self.kind == "count":
+            return "None." if self.short == "0" else f"{NUMBER_WORDS[int(self.short)].capitalize()}."
+        if self.kind == "position":
+            return f"{_WHERE[self.short][0].upper()}{_WHERE[self.short][1:]}."
+        return f"{self.short.capitalize()}."
 
 
 def where(obj: SceneObject) -> str:

@@ -89,3 +89,11 @@ def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
     config = json.loads((out / "instruct" / "config.json").read_text())
     assert config["llm"]["gguf_file"].endswith(".gguf") and not (out / "lm").exists()
     assert read_state(out / "instruct" / "checkpoint")["step"] == 2
+
+
+def test_the_chats_step_passes_its_own_options_to_every_kind(tmp_path):
+    step = {"step": "chats", "text": 100, "align": 0, "instruct": 50, "brief_answers": 0.5}
+    runs = build.step_runs(step, tmp_path, 1.0)
+    assert [argv[argv.index("--kind") + 1] for _, argv in runs] == ["text", "instruct"]
+    assert all(argv[-2:] == ["--brief-answers", "0.5"] for _, argv in runs)
+    assert not build.done(step, tmp_path)

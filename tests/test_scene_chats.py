@@ -33,3 +33,22 @@ def test_seeing_chats_outnumber_drawing_requests(instruct):
     drawing = sum(c["kind"] == "draw" for c in instruct)
     seeing = sum(c["kind"] in ("describe", "conversation", "detail", "reasoning") for c in instruct)
     assert INSTRUCT_MIX["draw"] < 0.5 and seeing > 2 * drawing
+
+
+def test_brief_answers_replace_sentences_by_the_fraction_asked(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=40, seed=3)
+
+    def answers(fraction):
+        path = write_chats(scenes, tmp_path / f"chats-{fraction}" / "text.jsonl", "text", n=200, seed=5,
+                           brief_answers=fraction)
+        chats = [json.loads(line) for line in path.read_text().splitlines()]
+        return [c["messages"][-1]["content"][0]["text"] for c in chats if c["kind"] == "qa"]
+
+    full, brief = answers(0.0), answers(1.0)
+    assert len(full) == len(brief) > 50  # the same chats, answered two ways
+    assert all(len(a.split()) >= 4 for a in full if not a.startswith(("Yes", "No")))
+    assert all(len(a.split()) <= 5 for a in brief)
+    half = answers(0.5)
+    assert 0.3 < sum(a in brief and a not in full for a in half) / len(half) < 0.7
+    with pytest.raises(ValueError, match="--brief-answers"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "text", n=5, brief_answers=1.5)

@@ -79,3 +79,15 @@ def test_drawing_requests_name_every_object():
         for obj in scene.objects:
             assert f"{obj.color} {obj.shape}" in request
         assert request.count(" and ") == (len(scene.objects) > 1)
+
+
+def test_brief_answers_read_back_to_the_spec_and_never_name_the_object():
+    from data_gen.scene_reading import short_answer
+
+    for i, scene in enumerate(SCENES[:100]):
+        for kind in KINDS:
+            qa = ask(scene, scene_rng(9, i), kind)
+            assert short_answer(kind, qa.brief) == qa.short, (qa, qa.brief)
+            assert len(qa.brief.split()) <= 5 and qa.brief.endswith(".")
+            if kind in ("color", "position"):  # the shape named in the question is not repeated
+                assert not any(re.search(rf"\b{s}\b", qa.brief) for s in SHAPES), qa.brief

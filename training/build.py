@@ -28,6 +28,7 @@ from assistant.config import write_json_atomic
 from training.checkpoint import read_state
 
 RECIPES = Path(__file__).parent / "recipes"
+CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph data chats --kind)
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
                 "instruct": "training.train_instruct", "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
@@ -76,11 +77,12 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
             options[key] = max(2, round(options[key] * scale))
     if "config" in options:
         options["config"] = str(RECIPES / options["config"])
-    if kind == "chats":
+    if kind == "chats":  # how many chats of each kind; any other option is the chat writer's own
+        flags = _flags({k: v for k, v in options.items() if k not in CHAT_KINDS})
         return [(STEP_MODULES[kind], ["--scenes", str(out / "scenes"), "--kind", chat_kind, "--n",
                                       str(max(40, round(n * scale))),
-                                      "--out", str(out / "chats" / f"{chat_kind}.jsonl")])
-                for chat_kind, n in options.items() if n]
+                                      "--out", str(out / "chats" / f"{chat_kind}.jsonl")] + flags)
+                for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
 
 
@@ -121,7 +123,7 @@ def done(step: dict, out: Path) -> bool:
     if kind == "scenes":
         return (out / "scenes" / "dataset_info.json").is_file()
     if kind == "chats":
-        return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k != "step" and n)
+        return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k in CHAT_KINDS and n)
     if kind == "eval":
         return (out / "instruct" / "eval" / "report.json").is_file()
     if kind == "eval_lm":
