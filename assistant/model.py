@@ -186,6 +186,17 @@ class GlyphModel(nn.Module):
         return GlyphOutput(F.cross_entropy(logits.float(), targets[supervised]), None)
 
 
+def locate(directory: str | Path) -> Path:
+    """The assistant directory for `directory`: itself, or a build directory's `instruct/` (glyph build --out)."""
+    directory = Path(directory)
+    if (directory / "config.json").is_file():
+        return directory
+    if (directory / "instruct" / "config.json").is_file():
+        return directory / "instruct"
+    raise ConfigError(f"{directory} holds no assistant (no config.json); pass a directory written by glyph train "
+                      "instruct, or a glyph build --out directory")
+
+
 def _positions(attention_mask: Tensor | None) -> Tensor | None:
     """Position ids that skip left padding, so a padded row sees the same positions as an unpadded one."""
     if attention_mask is None:

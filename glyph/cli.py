@@ -33,6 +33,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
     (("build",), "training.build", "build a whole assistant from a recipe: glyph build scenes-tiny --out DIR"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
+    (("serve",), "assistant.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
+    (("chat",), "ui.terminal", "chat with an assistant in the terminal: streaming, images in and out"),
     (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),
 ]
 

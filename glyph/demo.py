@@ -17,9 +17,6 @@ from training import build
 
 DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph"))
 RECIPE = "scenes-tiny"
-NOT_BUILT_YET = [
-    "the chat in the UI (the trained assistant is built, but the UI cannot talk to it yet)",
-]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     code = build.main([RECIPE, "--out", str(out)])
     if code:
         return code
-    print("[not yet] these parts do not exist yet:")
-    for part in NOT_BUILT_YET:
-        print(f"          - {part}")
     from ui import app  # imported late: gradio takes seconds to import
 
-    return app.main(["--data", str(out / "scenes"), "--port", str(args.port)])
+    return app.main(["--model", str(out / "instruct"), "--data", str(out / "scenes"), "--port", str(args.port)])
 
 
 if __name__ == "__main__":

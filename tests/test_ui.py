@@ -61,8 +61,8 @@ def page(browser, app_url):
 
 
 @pytest.mark.browser
-def test_page_says_what_is_not_there_yet_and_renders_a_scene(page):
-    expect(page.locator("#status")).to_contain_text("The chat is not available yet")
+def test_without_a_model_the_page_says_how_to_chat_and_renders_a_scene(page):
+    expect(page.locator("#status")).to_contain_text("glyph ui --model DIR")
     page.get_by_role("button", name="Render a scene").click()
     _, expected_caption, expected_rows = app.render_example(0, 3)
     expect(page.locator("#caption textarea")).to_have_value(expected_caption, timeout=20_000)

@@ -1,11 +1,11 @@
 """Glyph's Gradio UI, served on 127.0.0.1.
 
-    glyph ui [--data DIR] [--port 7860] [--host 127.0.0.1]
+    glyph ui --model runs/scenes-tiny/instruct [--data runs/scenes-tiny/scenes] [--port 7860] [--host 127.0.0.1]
 
-The chat needs a trained assistant, which does not exist yet (the model
-exists; its training is being built). Until then the page says so and shows
-what exists: the scene world the assistant will learn from, and the scene
-parser that will referee its drawings.
+Tabs: Chat (a multimodal chat with the assistant: images in by upload or drag and drop, replies streamed,
+drawings inline; see ui/chat_tab.py), Scene world (render a scene, its caption and what the scene parser
+reads), Read an image (the parser on an upload) and, with --data, Dataset. Without --model the page says
+how to start it with one. No CDN, no analytics: nothing leaves the machine.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 # Read by gradio at import time: no telemetry, no hub calls, nothing leaves the machine.
@@ -25,14 +26,17 @@ from PIL import Image, UnidentifiedImageError  # noqa: E402
 from data_gen.captions import describe  # noqa: E402
 from data_gen.render import render_scene  # noqa: E402
 from data_gen.scene_parser import read_scene  # noqa: E402
-from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
+from data_gen.scene_qa import ask, drawing_request  # noqa: E402
+from data_gen.scene_world import Scene, SceneConfig, sample_scene, scene_rng  # noqa: E402
 
-NOT_YET = """\
-**The chat is not available yet.** Glyph's assistant model (CLIP → projector → LLM with an image
-vocabulary) and its image tokenizer exist, but the training that teaches it to see and draw scenes is
-still being built. Meanwhile this page shows the scene world the assistant will learn from, and the
-scene parser that will judge what it draws."""
+NO_MODEL = """\
+**No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui --model DIR`, where DIR is
+a trained assistant (`glyph build scenes-tiny --out runs/scenes-tiny` makes one in `runs/scenes-tiny`), or
+run `make demo`. Meanwhile this page shows the scene world and the scene parser."""
+EXAMPLE_KINDS = ("color", "count", "position")  # questions about dataset scenes, after "Describe this image."
 
+# Drawings are the model's size (64 px for scenes); show them larger, with crisp pixels. Pass to launch(css=).
+CSS = "#chatbot img { min-width: 192px; image-rendering: pixelated; }"
 DISPLAY_SIZE = 256  # scenes are 64 px; show them larger, with crisp pixels
 READING_HEADERS = ["shape", "color", "size", "row", "col"]
 
@@ -79,10 +83,32 @@ def _dataset_examples(data_dir: Path, limit: int = 24) -> list[tuple[str, str]]:
     return [(str(data_dir / row["image"]), row["caption"]) for row in rows]
 
 
-def build(data_dir: str | Path | None = None) -> gr.Blocks:
+def chat_examples(data_dir: Path | None) -> list[list]:
+    """One-click examples: questions the scene oracle asks about dataset scenes, and drawing requests."""
+    index = data_dir / "train.jsonl" if data_dir else None
+    if index is None or not index.is_file():
+        return []
+    rows = [json.loads(line) for line in index.read_text().splitlines()[:len(EXAMPLE_KINDS) + 3]]
+    settings = [0.7, 1.0, 128, 3.0, -1]  # the sampling sliders' defaults
+    rng = scene_rng(0, 0)
+    questions = ["Describe this image."]
+    questions += [ask(Scene.from_dict(row), rng, kind).question for row, kind in zip(rows[1:], EXAMPLE_KINDS)]
+    asked = [[{"text": q, "files": [str(data_dir / r["image"])]}, False, *settings] for q, r in zip(questions, rows)]
+    requests = [drawing_request(Scene.from_dict(r), rng) for r in rows[len(questions):][:2]]
+    return asked + [[{"text": text, "files": []}, True, *settings] for text in requests]
+
+
+def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | None = None) -> gr.Blocks:
+    """The whole page; with a model (and a folder for its drawings) it opens on the chat."""
     with gr.Blocks(title="Glyph") as demo:
         gr.Markdown("# Glyph\nA multimodal chat assistant that sees and draws.")
-        gr.Markdown(NOT_YET, elem_id="status")
+        if model is None:
+            gr.Markdown(NO_MODEL, elem_id="status")
+        else:
+            from ui.chat_tab import Responder, chat_interface
+
+            with gr.Tab("Chat"):
+                chat_interface(Responder(model, Path(out_dir)), chat_examples(Path(data_dir) if data_dir else None))
         with gr.Tab("Scene world"):
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed")
@@ -111,7 +137,9 @@ def build(data_dir: str | Path | None = None) -> gr.Blocks:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glyph ui", description="Start Glyph's Gradio UI.")
+    parser.add_argument("--model", type=Path, help="the assistant to chat with (a build's instruct/ or the build)")
     parser.add_argument("--data", help="a scene dataset directory to show examples from")
+    parser.add_argument("--max-concurrency", type=int, default=2, help="requests served at once (others queue)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     return parser
@@ -119,11 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    demo = build(args.data)
-    allowed = [str(Path(args.data).resolve())] if args.data else None
-    demo.queue(default_concurrency_limit=2)
+    model, drawings = None, Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "glyph-drawings"
+    if args.model is not None:
+        try:
+            from assistant.model import GlyphModel, locate
+
+            model = GlyphModel.from_pretrained(locate(args.model))
+        except (ValueError, OSError) as error:
+            print(f"glyph ui: {error}", file=sys.stderr)
+            return 2
+    demo = build(args.data, model, drawings)
+    allowed = [str(drawings)] + ([str(Path(args.data).resolve())] if args.data else [])
+    demo.queue(default_concurrency_limit=args.max_concurrency)
     print(f"Glyph UI: http://{args.host}:{args.port}  (Ctrl+C stops it)", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, quiet=True, allowed_paths=allowed)
+    demo.launch(server_name=args.host, server_port=args.port, quiet=True, allowed_paths=allowed, css=CSS)
     return 0
 
 

@@ -1,0 +1,440 @@
+"""An OpenAI-compatible HTTP server for a Glyph assistant (FastAPI + uvicorn), on 127.0.0.1 by default.
+
+    glyph serve --model runs/scenes-tiny/instruct [--port 8000] [--api-key KEY]
+
+    from openai import OpenAI
+    client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="KEY or anything")
+    reply = client.chat.completions.create(model="glyph", messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}},
+        {"type": "text", "text": "What colour is the circle?"}]}])
+
+Endpoints:
+- `POST /v1/chat/completions`: text and `image_url` content parts (data: URLs; http(s) URLs only with
+  --allow-remote-images), `stream` (server-sent events in OpenAI's chunk format), temperature, top_p,
+  max_tokens (or max_completion_tokens), seed, stop. Ask for a drawing in words ("draw a red circle"), or
+  pass `"glyph_draw": true` (the client's `extra_body`) to make the reply start with an image.
+  **Drawn images** come back twice: as markdown images with PNG data URLs inside `message.content`
+  (`![image 1](data:image/png;base64,...)`, so any chat client shows them), and as
+  `message.images = [{"b64_json": "..."}]` (the client reads it as `message.model_extra["images"]`).
+  In a stream they come as a content delta and a `delta.images` list. Assistant messages sent back in a
+  later request keep their text; their markdown images are left out of the prompt.
+- `POST /v1/images/generations`: `prompt`, `n` (1 to --max-images), `response_format` "b64_json";
+  `size` may be left out or be the model's own size.
+- `GET /v1/models`.
+
+Errors are OpenAI's error bodies (`{"error": {"message", "type", "param", "code"}}`) with 400 (bad
+request), 401 (API key), 404 (unknown model or path), 413 (request too large) or 500. One generation runs
+at a time (the model is shared; requests queue), and every request has its own conversation.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import queue
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from assistant.chat import ChatSession, one_turn_prompts
+from assistant.generation import Finished, ImageDone, Sampling, TextDelta, draw_all
+from assistant.images import ImageError, decode_data_url, load_image
+
+MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(data:image/[^)]*\)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_image_bytes: int = 4 * 1024 * 1024
+    max_images: int = 4  # per request (images in) and per images.generate call (images out)
+    max_tokens: int = 1024  # the most text tokens a request may ask for
+    allow_remote_images: bool = False  # fetch http(s) image URLs? Off: the server fetches nothing by default
+    remote_timeout_s: float = 10.0
+
+
+class APIError(Exception):
+    """An error for the client: becomes an OpenAI error body with this status."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict:
+        kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large",
+                500: "server_error"}.get(self.status, "invalid_request_error")
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}}
+
+
+# ---- requests → a conversation and sampling settings -------------------------------------------------------
+
+def sampling_of(body: dict, limits: Limits) -> Sampling:
+    stop = body.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
+        raise APIError(400, "stop must be a string or a list of at most 4 strings", "stop")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 256
+    numbers = {"temperature": body.get("temperature", 0.7), "top_p": body.get("top_p", 1.0),
+               "max_tokens": max_tokens, "seed": body.get("seed")}
+    for name, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise APIError(400, f"{name} must be a number, not {json.dumps(value)}", name)
+    if not 1 <= max_tokens <= limits.max_tokens:
+        raise APIError(400, f"max_tokens {max_tokens} must be between 1 and {limits.max_tokens}", "max_tokens")
+    try:
+        return Sampling(temperature=float(numbers["temperature"]), top_p=float(numbers["top_p"]),
+                        max_new_tokens=int(max_tokens), seed=None if numbers["seed"] is None else int(numbers["seed"]),
+                        stop=tuple(stop), cfg_scale=float(body.get("glyph_cfg_scale", 3.0))).validate()
+    except (ValueError, TypeError) as error:
+        raise APIError(400, str(error)) from None
+
+
+def conversation_of(messages, limits: Limits) -> tuple[str | None, list[dict], dict]:
+    """(system prompt, earlier turns as ChatSession messages, the last user turn's {text, images})."""
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "messages must be a non-empty list of {role, content}", "messages")
+    system, turns, images_seen = None, [], 0
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+            raise APIError(400, f"{where} needs a role of system, user or assistant", where)
+        text, images = _content(message.get("content"), where, limits)
+        if message["role"] in ("system", "developer"):
+            system = (system + "\n" if system else "") + text
+        elif message["role"] == "assistant":
+            turns.append({"role": "assistant", "content": [{"type": "text", "text": MARKDOWN_IMAGE.sub("", text)}]})
+        else:
+            images_seen += len(images)
+            if images_seen > limits.max_images:
+                raise APIError(400, f"the request holds more than {limits.max_images} images; send at most "
+                                    f"{limits.max_images}", where)
+            turns.append({"role": "user", "text": text, "images": images})
+    if turns and turns[-1]["role"] == "user":
+        return system, turns[:-1], turns[-1]
+    raise APIError(400, "the last message must be the user's", "messages")
+
+
+def _content(content, where: str, limits: Limits) -> tuple[str, list]:
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise APIError(400, f"{where}.content must be a string or a list of content parts", where)
+    texts, images = [], []
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            url = part.get("image_url", {}).get("url") if isinstance(part.get("image_url"), dict) else None
+            images.append(_image(url, f"{where}.content[{number}]", limits))
+        else:
+            raise APIError(400, f"{where}.content[{number}] must be a text or image_url part", where)
+    return "\n".join(texts), images
+
+
+def _image(url, where: str, limits: Limits):
+    try:
+        if isinstance(url, str) and url.lower().startswith(("http://", "https://")):
+            if not limits.allow_remote_images:
+                raise APIError(400, f"{where}: this server does not fetch image URLs; send the image inline as a "
+                                    "data URL (data:image/png;base64,...), or start it with --allow-remote-images",
+                               where, "remote_image_refused")
+            return load_image(_fetch(url, limits), name=url)
+        return load_image(decode_data_url(url, max_bytes=limits.max_image_bytes), name=where)
+    except ImageError as error:
+        raise APIError(400, f"{where}: {error}", where, "invalid_image") from None
+
+
+def _fetch(url: str, limits: Limits) -> bytes:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=limits.remote_timeout_s) as response:  # noqa: S310 (opted in)
+            data = response.read(limits.max_image_bytes + 1)
+    except OSError as error:
+        raise ImageError(f"could not fetch {url}: {error}") from None
+    if len(data) > limits.max_image_bytes:
+        raise ImageError(f"{url} is over the {limits.max_image_bytes:,}-byte image limit")
+    return data
+
+
+def png_base64(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+# ---- generation, one at a time ------------------------------------------------------------------------------
+
+class Assistant:
+    """The model behind the endpoints. One generation at a time: requests wait their turn for the lock."""
+
+    def __init__(self, model, name: str, limits: Limits = Limits()):
+        self.model, self.name, self.limits = model, name, limits
+        self.lock = threading.Lock()
+
+    def session(self, system: str | None, turns: list[dict]) -> ChatSession:
+        session = ChatSession(self.model, system)
+        for turn in turns:
+            if turn["role"] == "assistant":
+                session.messages.append(turn)
+            else:
+                session.messages.append(_user_message(turn))
+        return session
+
+    def chat(self, body: dict) -> Reply:
+        """Start the reply to a chat completions request. Bad requests raise APIError here, before any work."""
+        self.check_model(body.get("model"))
+        if body.get("n", 1) != 1:
+            raise APIError(400, "n must be 1: send one request per reply", "n")
+        settings = sampling_of(body, self.limits)
+        system, turns, last = conversation_of(body.get("messages"), self.limits)
+        session = self.session(system, turns)
+        events = session.send(last["text"], images=last["images"], settings=settings,
+                              draw=bool(body.get("glyph_draw", False)))
+        return Reply(events, self.lock)
+
+    def images(self, body: dict) -> list[str]:
+        """base64 PNGs for an images.generate request."""
+        self.check_model(body.get("model"), optional=True)
+        prompt, n = body.get("prompt"), body.get("n", 1)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise APIError(400, "prompt must be a non-empty string", "prompt")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.limits.max_images:
+            raise APIError(400, f"n must be an integer from 1 to {self.limits.max_images}", "n")
+        if body.get("response_format", "b64_json") != "b64_json":
+            raise APIError(400, "response_format must be b64_json: this server keeps no files to link to",
+                           "response_format")
+        side = self.model.vq.config.image_size
+        if body.get("size") not in (None, "auto", f"{side}x{side}"):
+            raise APIError(400, f"size must be {side}x{side}, this model's image size", "size")
+        scale = float(body.get("glyph_cfg_scale", 3.0))
+        seed = body.get("seed")
+        prompt_pair = one_turn_prompts(self.model, prompt, cfg_scale=scale)
+        settings = Sampling(temperature=1.0, cfg_scale=scale).validate()
+        seeds = [None if seed is None else int(seed) + i for i in range(n)]
+        with self.lock:
+            try:
+                done = draw_all(self.model, [prompt_pair[0]] * n, [prompt_pair[1]] * n if prompt_pair[1] else None,
+                                settings, seeds)
+            except ValueError as error:
+                raise APIError(400, str(error), "prompt") from None
+        return [png_base64(d.image) for d in done]
+
+    def check_model(self, model, optional: bool = False) -> None:
+        if model is None and optional:
+            return
+        if model != self.name:
+            raise APIError(404, f"the model {json.dumps(model)} does not exist here; this server serves "
+                                f"{json.dumps(self.name)} (GET /v1/models lists it)", "model", "model_not_found")
+
+
+class Reply:
+    """A reply generated by a worker thread that holds the model's lock until the reply is complete.
+
+    The worker finishes even when the client goes away, so the lock is always released. first() waits for
+    the first event and turns a refusal (the prompt does not fit the context) into an APIError.
+    """
+
+    def __init__(self, events: Iterator, lock: threading.Lock):
+        self._queue: queue.Queue = queue.Queue()
+        self._events, self._lock = events, lock
+        threading.Thread(target=self._work, daemon=True).start()
+
+    def _work(self) -> None:
+        with self._lock:
+            try:
+                for event in self._events:
+                    self._queue.put(event)
+            except ValueError as error:  # the prompt does not fit the context, or another refusal
+                self._queue.put(APIError(400, str(error), "messages", "context_length_exceeded"))
+            except Exception as error:  # noqa: BLE001 (reported to the client, not lost in a thread)
+                self._queue.put(APIError(500, f"generation failed: {type(error).__name__}: {error}"))
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[TextDelta | ImageDone | Finished]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, APIError):
+                raise item
+            yield item
+
+    def first(self) -> Iterator[TextDelta | ImageDone | Finished]:
+        """Wait for the first event (raising APIError for a refused request); iterate the result for all."""
+        item = self._queue.get()
+        if isinstance(item, APIError):
+            raise item
+        return _chain([] if item is None else [item], [] if item is None else self)
+
+
+def _user_message(turn: dict) -> dict:
+    content = [{"type": "image", "image": image} for image in turn["images"]]
+    if turn["text"]:
+        content.append({"type": "text", "text": turn["text"]})
+    return {"role": "user", "content": content}
+
+
+# ---- responses ---------------------------------------------------------------------------------------------
+
+def completion(name: str, events: list) -> dict:
+    text, images, finished = "", [], None
+    for event in events:
+        if isinstance(event, TextDelta):
+            text += event.text
+        elif isinstance(event, ImageDone):
+            images.append(png_base64(event.image))
+            text += _markdown(len(images), images[-1])
+        elif isinstance(event, Finished):
+            finished = event
+    message = {"role": "assistant", "content": text}
+    if images:
+        message["images"] = [{"b64_json": b} for b in images]
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": name, "choices": [{"index": 0, "message": message,
+                                        "finish_reason": finished.reason if finished else "stop"}]}
+
+
+def chunks(name: str, events: Iterator) -> Iterator[str]:
+    """Server-sent events in OpenAI's chat.completion.chunk format, ending with `data: [DONE]`."""
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": name}
+
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        return "data: " + json.dumps(base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) \
+            + "\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    count = 0
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, ImageDone):
+                count += 1
+                data = png_base64(event.image)
+                yield chunk({"content": _markdown(count, data), "images": [{"b64_json": data}]})
+            elif isinstance(event, Finished):
+                yield chunk({}, event.reason)
+    except APIError as error:  # after the stream began, errors travel inside it
+        yield "data: " + json.dumps(error.body()) + "\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _markdown(number: int, b64: str) -> str:
+    return f"\n![image {number}](data:image/png;base64,{b64})\n"
+
+
+# ---- the app -----------------------------------------------------------------------------------------------
+
+def create_app(assistant: Assistant, api_key: str | None = None):
+    app = FastAPI(title="Glyph", docs_url=None, redoc_url=None, openapi_url=None)
+    limits = assistant.limits
+
+    def error(err: APIError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+            return error(APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
+                                       "with the key this server was started with", code="invalid_api_key"))
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_request_bytes:
+            return error(APIError(413, f"the request is {int(length):,} bytes, over this server's "
+                                       f"{limits.max_request_bytes:,}-byte limit; send smaller images"))
+        return await call_next(request)
+
+    @app.exception_handler(APIError)
+    async def api_error(_request, err: APIError):
+        return error(err)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, err: HTTPException):
+        return error(APIError(err.status_code, str(err.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, err: RequestValidationError):
+        return error(APIError(400, f"the request is not valid: {err.errors()[:1]}"))
+
+    async def json_body(request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > limits.max_request_bytes:
+            raise APIError(413, f"the request is over this server's {limits.max_request_bytes:,}-byte limit")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise APIError(400, "the request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the request body must be a JSON object")
+        return body
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": assistant.name, "object": "model", "created": 0,
+                                            "owned_by": "glyph"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        body = await json_body(request)
+        reply = await run_in_threadpool(assistant.chat, body)
+        events = await run_in_threadpool(reply.first)  # a refused prompt is a 4xx here, before any chunk is sent
+        if body.get("stream"):
+            return StreamingResponse(chunks(assistant.name, events), media_type="text/event-stream")
+        return completion(assistant.name, await run_in_threadpool(list, events))
+
+    @app.post("/v1/images/generations")
+    async def images(request: Request):
+        body = await json_body(request)
+        pictures = await run_in_threadpool(assistant.images, body)
+        return {"created": int(time.time()), "data": [{"b64_json": p} for p in pictures]}
+
+    return app
+
+
+def _chain(first: list, rest) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="glyph serve", description="Serve an assistant with OpenAI's HTTP API.")
+    parser.add_argument("--model", required=True, type=Path, help="the assistant directory (or a build directory)")
+    parser.add_argument("--name", default="glyph", help="the model id clients pass as `model`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: none)")
+    parser.add_argument("--max-images", type=int, default=Limits.max_images)
+    parser.add_argument("--max-request-mb", type=float, default=Limits.max_request_bytes / 2**20)
+    parser.add_argument("--allow-remote-images", action="store_true",
+                        help="fetch http(s) image URLs (off: only inline data: URLs are read)")
+    args = parser.parse_args(argv)
+    try:
+        from assistant.model import GlyphModel, locate
+
+        model = GlyphModel.from_pretrained(locate(args.model))
+    except (ValueError, OSError) as error:
+        print(f"glyph serve: {error}", file=sys.stderr)
+        return 2
+    limits = Limits(max_request_bytes=int(args.max_request_mb * 2**20), max_images=args.max_images,
+                    allow_remote_images=args.allow_remote_images)
+    import uvicorn
+
+    app = create_app(Assistant(model, args.name, limits), args.api_key)
+    print(f"Glyph API: http://{args.host}:{args.port}/v1  (model {args.name!r}; Ctrl+C stops it)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""`glyph serve`, driven by the official openai client over real HTTP, on a tiny random assistant."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import uvicorn
+from PIL import Image
+
+from assistant.model import GlyphModel
+from assistant.server import Assistant, Limits, create_app
+
+KEY = "test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_assistant):
+    return tiny_assistant
+
+
+@pytest.fixture(scope="module")
+def base_url(model_dir):
+    model = GlyphModel.from_pretrained(model_dir)
+    app = create_app(Assistant(model, "glyph-tiny", Limits(max_images=2, max_request_bytes=200_000)), api_key=KEY)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture()
+def client(base_url):
+    return openai.OpenAI(base_url=base_url, api_key=KEY, max_retries=0, timeout=60)
+
+
+def data_url(image: Image.Image, kind: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind)
+    return f"data:image/{kind.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def ask(text: str, *images: str) -> list[dict]:
+    parts = [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return [{"role": "user", "content": parts + [{"type": "text", "text": text}]}]
+
+
+RED = data_url(Image.new("RGB", (16, 16), (255, 0, 0)))
+
+
+def test_models_lists_the_served_model(client):
+    assert [m.id for m in client.models.list()] == ["glyph-tiny"]
+
+
+def test_chat_with_an_image_answers_and_a_seed_repeats_it(client):
+    first = client.chat.completions.create(model="glyph-tiny", messages=ask("what is this?", RED), max_tokens=6,
+                                           seed=3, temperature=1.0)
+    again = client.chat.completions.create(model="glyph-tiny", messages=ask("what is this?", RED), max_tokens=6,
+                                           seed=3, temperature=1.0)
+    choice = first.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    assert choice.message.content == again.choices[0].message.content
+
+
+def test_streaming_sends_chunks_that_add_up_to_the_reply(client):
+    settings = {"model": "glyph-tiny", "messages": ask("hello"), "max_tokens": 8, "temperature": 0}
+    whole = client.chat.completions.create(**settings).choices[0].message.content
+    chunks = list(client.chat.completions.create(stream=True, **settings))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole
+    assert len(chunks) >= 3  # role, text as it came, the finish
+
+
+def test_a_drawing_comes_back_as_markdown_and_as_b64_json(client, model_dir):
+    reply = client.chat.completions.create(model="glyph-tiny", messages=ask("draw a red square"), max_tokens=4,
+                                           seed=0, extra_body={"glyph_draw": True})
+    message = reply.choices[0].message
+    images = message.model_extra["images"]
+    assert len(images) >= 1 and "![image 1](data:image/png;base64," in message.content
+    picture = Image.open(io.BytesIO(base64.b64decode(images[0]["b64_json"])))
+    side = GlyphModel.from_pretrained(model_dir).vq.config.image_size
+    assert picture.size == (side, side)
+    # the drawing, sent back in the next request's history, is left out of the prompt and does not break it
+    history = ask("draw a red square") + [{"role": "assistant", "content": message.content}] + ask("thanks")
+    assert client.chat.completions.create(model="glyph-tiny", messages=history, max_tokens=3).choices
+
+
+def test_images_generate_gives_n_pngs(client):
+    result = client.images.generate(model="glyph-tiny", prompt="a blue circle", n=2, response_format="b64_json")
+    pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
+    assert len(pictures) == 2 and all(p.format == "PNG" for p in pictures)
+
+
+@pytest.mark.parametrize(("request_kwargs", "status", "words"), [
+    ({"messages": ask("what?", "data:image/png;base64,bm90IGFuIGltYWdl")}, 400, "image"),
+    ({"messages": ask("what?", RED, RED, RED)}, 400, "at most 2"),
+    ({"messages": ask("what?", "https://example.com/cat.png")}, 400, "data URL"),
+    ({"messages": ask("word " * 400)}, 400, "context"),
+    ({"messages": ask("hi"), "model": "gpt-4o"}, 404, "does not exist"),
+    ({"messages": ask("hi"), "temperature": -1}, 400, "temperature"),
+    ({"messages": [{"role": "assistant", "content": "hi"}]}, 400, "last message"),
+])
+def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, request_kwargs, status, words):
+    settings = {"model": "glyph-tiny", "max_tokens": 4} | request_kwargs
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(**settings)
+    assert caught.value.status_code == status
+    assert words in caught.value.body["message"], caught.value.body
+    assert client.chat.completions.create(model="glyph-tiny", messages=ask("hi"), max_tokens=2).choices
+
+
+def test_a_wrong_key_and_an_oversized_request_are_refused(base_url):
+    wrong = openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    huge = json.dumps({"model": "glyph-tiny", "messages": ask("x" * 300_000)}).encode()
+    request = urllib.request.Request(f"{base_url}/chat/completions", data=huge, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request)
+    assert caught.value.code == 413 and "limit" in json.loads(caught.value.read())["error"]["message"]
+
+
+def test_sixteen_clients_at_once_each_get_their_own_conversation(client):
+    """Each conversation's seeded reply, asked alone, is what that client gets when all 16 ask at once."""
+    prompts = [ask(f"what is shape {i}?", RED) if i % 2 else ask(f"say {i}") for i in range(16)]
+
+    def reply(number):
+        return client.chat.completions.create(model="glyph-tiny", messages=prompts[number], max_tokens=6,
+                                              temperature=1.0, seed=number).choices[0].message.content
+
+    alone = [reply(i) for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(reply, range(16)))
+    assert together == alone
+    assert len(set(alone)) > 1  # the replies differ, so a mix-up would show

@@ -1,0 +1,43 @@
+"""`glyph chat`: the terminal chat, fed lines as a person would type them."""
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from ui import terminal
+
+
+def chat(model_dir, lines: list[str], tmp_path, *extra: str) -> str:
+    out = io.StringIO()
+    code = terminal.main(["--model", str(model_dir), "--save-dir", str(tmp_path / "drawn"), "--max-tokens", "4",
+                          "--seed", "0", *extra], stdin=io.StringIO("".join(f"{line}\n" for line in lines)),
+                         stdout=out)
+    assert code == 0
+    return out.getvalue()
+
+
+def test_a_conversation_with_an_image_a_drawing_and_the_commands(tiny_assistant, tmp_path):
+    scene = tmp_path / "scene.png"
+    Image.new("RGB", (16, 16), (0, 0, 255)).save(scene)
+    text = chat(tiny_assistant, ["/image " + str(scene), "what is this?", "/draw a red circle", "/undo", "/reset",
+                                 "/help", "/nonsense", "hello", "/quit", "never read"], tmp_path)
+    assert f"[attached] {scene}" in text
+    assert text.count("glyph> ") == 3  # three replies: the question, the drawing, hello
+    drawn = sorted((tmp_path / "drawn").glob("*.png"))
+    assert drawn and f"[image: {drawn[0]}]" in text
+    assert Image.open(drawn[0]).size[0] == Image.open(drawn[0]).size[1]
+    assert "[undone]" in text and "[reset]" in text and "/draw TEXT" in text and "[unknown command] /nonsense" in text
+
+
+def test_bad_images_are_refused_and_the_chat_goes_on(tiny_assistant, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    text = chat(tiny_assistant, ["hello"], tmp_path, "--image", str(broken), "--image", str(tmp_path / "gone.png"))
+    assert text.count("[not attached]") == 2 and "broken.png" in text and "gone.png" in text
+    assert text.count("glyph> ") == 1
+
+
+def test_a_missing_model_is_one_clear_line(tmp_path, capsys):
+    assert terminal.main(["--model", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO()) == 2
+    assert "holds no assistant" in capsys.readouterr().err

@@ -1,0 +1,196 @@
+"""The UI's chat: a Gradio multimodal ChatInterface over assistant.chat.ChatSession.
+
+    responder = Responder(model, out_dir)     # the ChatInterface's fn (Gradio calls it with the whole history)
+    chat_interface(responder, examples)       # inside a gr.Blocks; the API endpoint is /respond
+
+Gradio keeps each browser session's history and hands it over with every message, so every call rebuilds
+a ChatSession from that history: retry, undo and clear (Gradio's own buttons) need no state of ours, and
+sessions never see each other's turns. Images the assistant drew are PNG files in `out_dir`; their VQ
+codes are remembered by path so later turns see exactly what was drawn (an unknown picture in an
+assistant turn is encoded again with the VQ-VAE).
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from assistant.chat import ChatSession
+from assistant.generation import Finished, ImageDone, Sampling, TextDelta
+from assistant.images import ImageError, load_image
+from assistant.pixels import to_tensor
+
+DRAWING = "Drawing…"
+
+
+class Responder:
+    """ChatInterface's fn: (message, history, draw, temperature, top_p, max_tokens, cfg_scale, seed) → replies."""
+
+    def __init__(self, model, out_dir: Path, system_prompt: str | None = None):
+        self.model, self.out_dir, self.system_prompt = model, Path(out_dir), system_prompt
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.codes: dict[str, torch.Tensor] = {}  # drawn image path → its (h, w) VQ codes
+        self.lock = threading.Lock()  # one generation at a time: the model is shared by every session
+
+    def __call__(self, message, history, draw=False, temperature=0.7, top_p=1.0, max_tokens=256,
+                 cfg_scale=3.0, seed=-1) -> Iterator[str | list[dict]]:
+        text, files = _message_parts(message)
+        try:
+            settings = Sampling(temperature=float(temperature), top_p=float(top_p), max_new_tokens=int(max_tokens),
+                                cfg_scale=float(cfg_scale), seed=None if seed is None or seed < 0 else int(seed))
+            settings.validate()
+            images = [load_image(path, name=Path(path).name) for path in files]
+            session = self.session(history)
+        except (ImageError, ValueError, OSError) as error:
+            yield f"⚠️ {error}"
+            return
+        if not text and not images and not draw:
+            yield "⚠️ Type a message, attach an image, or tick Draw."
+            return
+        yield from self.stream(session.send(text, images=images, settings=settings, draw=bool(draw)), bool(draw))
+
+    def stream(self, events, draw: bool) -> Iterator[str | list[dict]]:
+        parts: list[str | dict] = [DRAWING] if draw else []
+        with self.lock:
+            try:
+                for event in events:
+                    if isinstance(event, TextDelta):
+                        _add_text(parts, event.text)
+                    elif isinstance(event, ImageDone):
+                        parts = [p for p in parts if p != DRAWING] + [{"path": self.save(event)}]
+                    elif isinstance(event, Finished) and event.reason == "length":
+                        _add_text(parts, " …(cut off at the max tokens setting)")
+                    yield _bubbles(parts)
+            except ValueError as error:  # the conversation outgrew the model's context, or a bad image
+                parts = [p for p in parts if p != DRAWING] + [f"⚠️ {error}"]
+        yield _bubbles(parts or ["(no reply)"])
+
+    def save(self, drawn: ImageDone) -> str:
+        path = self.out_dir / f"drawn-{uuid.uuid4().hex[:12]}.png"
+        drawn.image.save(path)
+        self.codes[str(path)] = drawn.codes
+        return str(path)
+
+    def session(self, history: list) -> ChatSession:
+        """A ChatSession holding the conversation Gradio shows (normalised from the UI's or the API's form)."""
+        session = ChatSession(self.model, self.system_prompt)
+        for role, text, paths in _turns(history):
+            if role == "user":
+                content = [{"type": "image", "image": load_image(p, name=Path(p).name)} for p in paths]
+            else:
+                content = [{"type": "image", "codes": self.codes_of(p)} for p in paths]
+            if text:
+                content.append({"type": "text", "text": text})
+            session.messages.append({"role": role, "content": content})
+        return session
+
+    def codes_of(self, path: str) -> torch.Tensor:
+        if path not in self.codes:  # a picture this process did not draw (e.g. after a restart): encode it
+            image = load_image(path, name=Path(path).name)
+            self.codes[path] = self.model.vq.encode(to_tensor([image], self.model.vq.config.image_size))[0]
+        return self.codes[path]
+
+
+def chat_interface(responder: Responder, examples: list[list] | None = None) -> gr.ChatInterface:
+    # render=False: the ChatInterface places them, inside its settings accordion
+    draw = gr.Checkbox(False, label="Draw: the reply starts with a picture", elem_id="draw", render=False)
+    settings = [
+        gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0 = greedy)", render=False),
+        gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", render=False),
+        gr.Slider(1, 512, value=128, step=1, label="Max tokens", render=False),
+        gr.Slider(1, 8, value=3.0, step=0.5, label="CFG scale (drawings; 1 = none)", render=False),
+        gr.Number(-1, precision=0, label="Seed (-1 = random)", render=False),
+    ]
+
+    def respond(message, history, *options):  # the API endpoint is named after this function: /respond
+        yield from responder(message, history, *options)
+
+    return gr.ChatInterface(
+        fn=respond, multimodal=True, additional_inputs=[draw, *settings],
+        additional_inputs_accordion=gr.Accordion("Draw and sampling settings", open=False, render=False),
+        textbox=gr.MultimodalTextbox(file_types=["image"], file_count="multiple", sources=["upload"],
+                                     placeholder="Ask about a scene (attach or drop images), or ask for a drawing",
+                                     render=False),
+        chatbot=gr.Chatbot(height=520, label="Glyph", elem_id="chatbot", render=False),
+        examples=examples or None, example_labels=[_label(e) for e in examples] if examples else None,
+        cache_examples=False, save_history=False, fill_height=False)
+
+
+# ---- Gradio's message forms -------------------------------------------------------------------------------
+
+def _message_parts(message) -> tuple[str, list[str]]:
+    if isinstance(message, str):
+        return message.strip(), []
+    files = [_path(f) for f in (message or {}).get("files", [])]
+    return str((message or {}).get("text") or "").strip(), [f for f in files if f]
+
+
+def _turns(history: list) -> list[tuple[str, str, list[str]]]:
+    """(role, text, file paths) per turn; Gradio splits a turn into several messages (files, then text)."""
+    turns: list[tuple[str, str, list[str]]] = []
+    for message in history or []:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant"):
+            continue
+        texts, paths = _content_parts(message.get("content"))
+        texts = [t for t in texts if t != DRAWING and not t.startswith("⚠️")]
+        if turns and turns[-1][0] == role:
+            _, text, earlier = turns.pop()
+            texts, paths = [text, *texts] if text else texts, earlier + paths
+        turns.append((role, "".join(texts).strip(), paths))
+    return [t for t in turns if t[1] or t[2]]
+
+
+def _content_parts(content) -> tuple[list[str], list[str]]:
+    if content is None:
+        return [], []
+    if isinstance(content, str):
+        return [content], []
+    if isinstance(content, (list, tuple)):
+        texts, paths = [], []
+        for part in content:
+            more_texts, more_paths = _content_parts(part)
+            texts, paths = texts + more_texts, paths + more_paths
+        return texts, paths
+    if isinstance(content, dict):
+        if content.get("type") == "text":
+            return [str(content.get("text", ""))], []
+        path = _path(content)
+        return ([], [path]) if path else ([], [])
+    path = _path(content)  # a gr.Image / gr.File component or a FileData object
+    return ([], [path]) if path else ([], [])
+
+
+def _path(item) -> str | None:
+    """The file path in a path string, a {"path"}/{"file": {"path"}} dict, or a component/FileData object."""
+    if item is None or isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        inner = item.get("file") or item.get("value") or item
+        if isinstance(inner, str):
+            return inner
+        return inner.get("path") if isinstance(inner, dict) else None
+    return getattr(item, "path", None) or _path(getattr(item, "value", None))
+
+
+def _label(example: list) -> str:
+    message, draw = example[0], example[1]
+    return ("🎨 " if draw else "🖼️ " if message.get("files") else "") + message["text"]
+
+
+def _add_text(parts: list, text: str) -> None:
+    if parts and isinstance(parts[-1], str) and parts[-1] != DRAWING:
+        parts[-1] += text
+    else:
+        parts.append(text)
+
+
+def _bubbles(parts: list) -> str | list[dict]:
+    """One text part streams as a plain string; text and images become several assistant bubbles."""
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return parts[0]
+    return [{"role": "assistant", "content": p} for p in parts if p != ""]
