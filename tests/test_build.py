@@ -6,6 +6,7 @@ import json
 import pytest
 import yaml
 
+from assistant.model import GlyphModel
 from training import build
 from training.checkpoint import read_state
 
@@ -29,11 +30,14 @@ TINY = {"steps": [
 ]}
 
 
-def test_a_tiny_build_runs_every_stage_then_returns_at_once(tmp_path, capsys):
+def test_a_tiny_build_runs_every_stage_then_returns_at_once(tmp_path, capsys, monkeypatch):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "build"
-    assert build.main([str(recipe), "--out", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert build.main([str(recipe), "--out", "build"]) == 0  # a relative --out, as a person types it
+    monkeypatch.chdir(out / "scenes")  # the assistant loads from anywhere: its parts are named by absolute paths
+    assert GlyphModel.from_pretrained(out / "instruct").config.vq == str(out / "vq")
     report = json.loads((out / "instruct" / "eval" / "report.json").read_text())
     assert set(report["vqa"]["by_type"]) == {"color", "shape", "count", "position", "existence"}
     parts = [report[k]["seconds"] for k in ("vqa", "captions", "geneval")]  # where the evaluation's time went

@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="change one option of one step, e.g. --set instruct.batch_size=8 (repeatable)")
     args = p.parse_args(argv)
+    # The assistant's config.json names its parts (CLIP, LM, VQ) by path: absolute ones load from any directory.
+    args.out = args.out.resolve()
     try:
         steps = [s for s in read_build(recipe_path(args.recipe), args.set) if s["step"] not in args.skip]
     except BuildError as error:

@@ -36,7 +36,8 @@ run `make demo`. Meanwhile this page shows the scene world and the scene parser.
 EXAMPLE_KINDS = ("color", "count", "position")  # questions about dataset scenes, after "Describe this image."
 
 # Drawings are the model's size (64 px for scenes); show them larger, with crisp pixels. Pass to launch(css=).
-CSS = "#chatbot img { min-width: 192px; image-rendering: pixelated; }"
+CSS = ("#chatbot img { width: 192px !important; height: 192px !important; object-fit: contain; "
+       "image-rendering: pixelated; }")
 DISPLAY_SIZE = 256  # scenes are 64 px; show them larger, with crisp pixels
 READING_HEADERS = ["shape", "color", "size", "row", "col"]
 
