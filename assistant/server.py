@@ -12,7 +12,8 @@ Endpoints:
 - `POST /v1/chat/completions`: text and `image_url` content parts (data: URLs; http(s) URLs only with
   --allow-remote-images), `stream` (server-sent events in OpenAI's chunk format), temperature, top_p,
   max_tokens (or max_completion_tokens), seed, stop. Ask for a drawing in words ("draw a red circle"), or
-  pass `"glyph_draw": true` (the client's `extra_body`) to make the reply start with an image.
+  pass `"glyph_draw": true` (the client's `extra_body`) to make the reply start with an image;
+  `"glyph_cfg_scale"` sets the drawings' classifier-free guidance (default 3, 1 = none), here and below.
   **Drawn images** come back twice: as markdown images with PNG data URLs inside `message.content`
   (`![image 1](data:image/png;base64,...)`, so any chat client shows them), and as
   `message.images = [{"b64_json": "..."}]` (the client reads it as `message.model_extra["images"]`).
