@@ -50,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from assistant.chat import ChatSession, one_turn_prompts
-from assistant.generation import Finished, ImageDone, Sampling, TextDelta, draw_all
+from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Sampling, TextDelta, draw_all
 from assistant.images import ImageError, decode_data_url, load_image
 
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(data:image/[^)]*\)")
@@ -86,9 +86,11 @@ def sampling_of(body: dict, limits: Limits) -> Sampling:
     stop = (stop,) if isinstance(stop, str) else stop
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
         raise APIError(400, "stop must be a string or a list of at most 4 strings", "stop")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 256
-    numbers = {"temperature": body.get("temperature", 0.7), "top_p": body.get("top_p", 1.0),
-               "max_tokens": max_tokens, "seed": body.get("seed")}
+    default = DEFAULT_SAMPLING
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or default.max_new_tokens
+    numbers = {"temperature": body.get("temperature", default.temperature), "top_p": body.get("top_p", default.top_p),
+               "max_tokens": max_tokens, "seed": body.get("seed"),
+               "glyph_cfg_scale": body.get("glyph_cfg_scale", default.cfg_scale)}
     for name, value in numbers.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise APIError(400, f"{name} must be a number, not {json.dumps(value)}", name)
@@ -97,7 +99,7 @@ def sampling_of(body: dict, limits: Limits) -> Sampling:
     try:
         return Sampling(temperature=float(numbers["temperature"]), top_p=float(numbers["top_p"]),
                         max_new_tokens=int(max_tokens), seed=None if numbers["seed"] is None else int(numbers["seed"]),
-                        stop=tuple(stop), cfg_scale=float(body.get("glyph_cfg_scale", 3.0))).validate()
+                        stop=tuple(stop), cfg_scale=float(numbers["glyph_cfg_scale"])).validate()
     except (ValueError, TypeError) as error:
         raise APIError(400, str(error)) from None
 
@@ -221,11 +223,13 @@ class Assistant:
         side = self.model.vq.config.image_size
         if body.get("size") not in (None, "auto", f"{side}x{side}"):
             raise APIError(400, f"size must be {side}x{side}, this model's image size", "size")
-        scale = float(body.get("glyph_cfg_scale", 3.0))
         seed = body.get("seed")
-        prompt_pair = one_turn_prompts(self.model, prompt, cfg_scale=scale)
-        settings = Sampling(temperature=1.0, cfg_scale=scale).validate()
-        seeds = [None if seed is None else int(seed) + i for i in range(n)]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise APIError(400, f"seed must be an integer, not {json.dumps(seed)}", "seed")
+        settings = sampling_of({"temperature": 1.0} | {k: body[k] for k in ("glyph_cfg_scale",) if k in body},
+                               self.limits)
+        prompt_pair = one_turn_prompts(self.model, prompt, cfg_scale=settings.cfg_scale)
+        seeds = [None if seed is None else seed + i for i in range(n)]
         with self.lock:
             try:
                 done = draw_all(self.model, [prompt_pair[0]] * n, [prompt_pair[1]] * n if prompt_pair[1] else None,

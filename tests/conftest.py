@@ -20,3 +20,29 @@ def tiny_assistant(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-assistant")
     torch.manual_seed(0)
     return GlyphModel.build(assistant_config(build_parts(root))).save_pretrained(root / "assistant")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium through Playwright (Playwright's own browser download cannot work offline)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A page on the test module's `app_url`; the test fails if the page reached beyond this machine."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    pg = context.new_page()
+    outside = []
+    pg.on("request", lambda r: r.url.startswith((app_url, "data:", "blob:")) or outside.append(r.url))
+    pg.goto(app_url)
+    yield pg
+    context.close()
+    assert not outside, f"the page reached beyond this machine: {outside}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -17,14 +16,9 @@ from PIL import Image
 
 from assistant.model import GlyphModel
 from assistant.server import Assistant, Limits, create_app
+from tests.web import free_port
 
 KEY = "test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +104,11 @@ def test_images_generate_gives_n_pngs(client):
     result = client.images.generate(model="glyph-tiny", prompt="a blue circle", n=2, response_format="b64_json")
     pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
     assert len(pictures) == 2 and all(p.format == "PNG" for p in pictures)
+    for bad, param in (({"n": 9}, "n must"), ({"extra_body": {"seed": "x"}}, "seed"),
+                       ({"extra_body": {"glyph_cfg_scale": "high"}}, "glyph_cfg_scale")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.images.generate(model="glyph-tiny", prompt="a blue circle", **bad)
+        assert param in caught.value.body["message"]
 
 
 @pytest.mark.parametrize(("request_kwargs", "status", "words"), [

@@ -1,26 +1,15 @@
 """The UI, driven for real: headless Chromium (Debian's, through Playwright) and gradio_client."""
 import json
-import os
-import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import Client
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from data_gen.scene_dataset import write_scene_dataset
+from tests.web import ARTIFACTS, free_port
 from ui import app
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("GLYPH_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,29 +24,6 @@ def app_url(scenes):
                             quiet=True, allowed_paths=[str(scenes)])
     yield url
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        # The resolver rule keeps Chromium fully offline; any non-loopback request would fail loudly.
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--disable-gpu", "--disable-quic",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    outside = []
-    pg.on("request", lambda r: r.url.startswith((app_url, "data:", "blob:")) or outside.append(r.url))
-    pg.goto(app_url)
-    yield pg
-    context.close()
-    assert not outside, f"the page reached beyond this machine: {outside}"
 
 
 @pytest.mark.browser

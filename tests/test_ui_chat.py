@@ -3,29 +3,20 @@ against the real app with a tiny random-weight assistant."""
 from __future__ import annotations
 
 import io
-import os
-import socket
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from assistant.model import GlyphModel
 from data_gen.scene_dataset import write_scene_dataset
+from tests.web import ARTIFACTS, free_port
 from ui import app
 from ui.chat_tab import DRAWING, Responder, _turns
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("GLYPH_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 SETTINGS = [False, 0.7, 1.0, 8, 3.0, 0]  # draw, temperature, top-p, max tokens, CFG scale, seed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +42,6 @@ def app_url(model, scenes, drawings):
                             allowed_paths=[str(drawings), str(scenes)], css=app.CSS)
     yield url
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--disable-gpu", "--disable-quic",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1280, "height": 1100})
-    pg = context.new_page()
-    outside = []
-    pg.on("request", lambda r: r.url.startswith((app_url, "data:", "blob:")) or outside.append(r.url))
-    pg.goto(app_url)
-    yield pg
-    context.close()
-    assert not outside, f"the page reached beyond this machine: {outside}"
 
 
 def scene_image(scenes: Path) -> Path:

@@ -26,14 +26,12 @@ from PIL import Image, UnidentifiedImageError  # noqa: E402
 from data_gen.captions import describe  # noqa: E402
 from data_gen.render import render_scene  # noqa: E402
 from data_gen.scene_parser import read_scene  # noqa: E402
-from data_gen.scene_qa import ask, drawing_request  # noqa: E402
-from data_gen.scene_world import Scene, SceneConfig, sample_scene, scene_rng  # noqa: E402
+from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
 
 NO_MODEL = """\
 **No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui --model DIR`, where DIR is
 a trained assistant (`glyph build scenes-tiny --out runs/scenes-tiny` makes one in `runs/scenes-tiny`), or
 run `make demo`. Meanwhile this page shows the scene world and the scene parser."""
-EXAMPLE_KINDS = ("color", "count", "position")  # questions about dataset scenes, after "Describe this image."
 
 # Drawings are the model's size (64 px for scenes); show them larger, with crisp pixels. Pass to launch(css=).
 CSS = ("#chatbot img { width: 192px !important; height: 192px !important; object-fit: contain; "
@@ -84,21 +82,6 @@ def _dataset_examples(data_dir: Path, limit: int = 24) -> list[tuple[str, str]]:
     return [(str(data_dir / row["image"]), row["caption"]) for row in rows]
 
 
-def chat_examples(data_dir: Path | None) -> list[list]:
-    """One-click examples: questions the scene oracle asks about dataset scenes, and drawing requests."""
-    index = data_dir / "train.jsonl" if data_dir else None
-    if index is None or not index.is_file():
-        return []
-    rows = [json.loads(line) for line in index.read_text().splitlines()[:len(EXAMPLE_KINDS) + 3]]
-    settings = [0.7, 1.0, 128, 3.0, -1]  # the sampling sliders' defaults
-    rng = scene_rng(0, 0)
-    questions = ["Describe this image."]
-    questions += [ask(Scene.from_dict(row), rng, kind).question for row, kind in zip(rows[1:], EXAMPLE_KINDS)]
-    asked = [[{"text": q, "files": [str(data_dir / r["image"])]}, False, *settings] for q, r in zip(questions, rows)]
-    requests = [drawing_request(Scene.from_dict(r), rng) for r in rows[len(questions):][:2]]
-    return asked + [[{"text": text, "files": []}, True, *settings] for text in requests]
-
-
 def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | None = None) -> gr.Blocks:
     """The whole page; with a model (and a folder for its drawings) it opens on the chat."""
     with gr.Blocks(title="Glyph") as demo:
@@ -106,7 +89,7 @@ def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | 
         if model is None:
             gr.Markdown(NO_MODEL, elem_id="status")
         else:
-            from ui.chat_tab import Responder, chat_interface
+            from ui.chat_tab import Responder, chat_examples, chat_interface
 
             with gr.Tab("Chat"):
                 chat_interface(Responder(model, Path(out_dir)), chat_examples(Path(data_dir) if data_dir else None))

@@ -11,6 +11,7 @@ assistant turn is encoded again with the VQ-VAE).
 """
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,8 +24,14 @@ from assistant.chat import ChatSession
 from assistant.generation import Finished, ImageDone, Sampling, TextDelta
 from assistant.images import ImageError, load_image
 from assistant.pixels import to_tensor
+from data_gen.scene_qa import ask, drawing_request
+from data_gen.scene_world import Scene, scene_rng
 
 DRAWING = "Drawing…"
+# The settings panel's starting values, in the order of Responder's parameters after `draw`:
+# temperature, top-p, max tokens, CFG scale, seed (-1 = random). The examples start from them too.
+SETTING_DEFAULTS = (0.7, 1.0, 128, 3.0, -1)
+EXAMPLE_KINDS = ("color", "count", "position")  # questions about dataset scenes, after "Describe this image."
 
 
 class Responder:
@@ -36,8 +43,8 @@ class Responder:
         self.codes: dict[str, torch.Tensor] = {}  # drawn image path → its (h, w) VQ codes
         self.lock = threading.Lock()  # one generation at a time: the model is shared by every session
 
-    def __call__(self, message, history, draw=False, temperature=0.7, top_p=1.0, max_tokens=256,
-                 cfg_scale=3.0, seed=-1) -> Iterator[str | list[dict]]:
+    def __call__(self, message, history, draw, temperature, top_p, max_tokens, cfg_scale,
+                 seed) -> Iterator[str | list[dict]]:
         text, files = _message_parts(message)
         try:
             settings = Sampling(temperature=float(temperature), top_p=float(top_p), max_new_tokens=int(max_tokens),
@@ -98,12 +105,13 @@ class Responder:
 def chat_interface(responder: Responder, examples: list[list] | None = None) -> gr.ChatInterface:
     # render=False: the ChatInterface places them, inside its settings accordion
     draw = gr.Checkbox(False, label="Draw: the reply starts with a picture", elem_id="draw", render=False)
+    temperature, top_p, max_tokens, cfg_scale, seed = SETTING_DEFAULTS
     settings = [
-        gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0 = greedy)", render=False),
-        gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", render=False),
-        gr.Slider(1, 512, value=128, step=1, label="Max tokens", render=False),
-        gr.Slider(1, 8, value=3.0, step=0.5, label="CFG scale (drawings; 1 = none)", render=False),
-        gr.Number(-1, precision=0, label="Seed (-1 = random)", render=False),
+        gr.Slider(0, 2, value=temperature, step=0.05, label="Temperature (0 = greedy)", render=False),
+        gr.Slider(0.05, 1, value=top_p, step=0.05, label="Top-p", render=False),
+        gr.Slider(1, 512, value=max_tokens, step=1, label="Max tokens", render=False),
+        gr.Slider(1, 8, value=cfg_scale, step=0.5, label="CFG scale (drawings; 1 = none)", render=False),
+        gr.Number(seed, precision=0, label="Seed (-1 = random)", render=False),
     ]
 
     def respond(message, history, *options):  # the API endpoint is named after this function: /respond
@@ -118,6 +126,21 @@ def chat_interface(responder: Responder, examples: list[list] | None = None) -> 
         chatbot=gr.Chatbot(height=520, label="Glyph", elem_id="chatbot", render=False),
         examples=examples or None, example_labels=[_label(e) for e in examples] if examples else None,
         cache_examples=False, save_history=False, fill_height=False)
+
+
+def chat_examples(data_dir: Path | None) -> list[list]:
+    """One-click examples: questions the scene oracle asks about dataset scenes, and drawing requests."""
+    index = data_dir / "train.jsonl" if data_dir else None
+    if index is None or not index.is_file():
+        return []
+    rows = [json.loads(line) for line in index.read_text().splitlines()[:len(EXAMPLE_KINDS) + 3]]
+    rng = scene_rng(0, 0)
+    questions = ["Describe this image."]
+    questions += [ask(Scene.from_dict(row), rng, kind).question for row, kind in zip(rows[1:], EXAMPLE_KINDS)]
+    asked = [[{"text": q, "files": [str(data_dir / r["image"])]}, False, *SETTING_DEFAULTS]
+             for q, r in zip(questions, rows)]
+    requests = [drawing_request(Scene.from_dict(r), rng) for r in rows[len(questions):][:2]]
+    return asked + [[{"text": text, "files": []}, True, *SETTING_DEFAULTS] for text in requests]
 
 
 # ---- Gradio's message forms -------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class TerminalChat:
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """The sampling flags every surface offers (see assistant.generation.Sampling)."""
+    """The chat's sampling flags (see assistant.generation.Sampling; the UI and the server take them per request)."""
     group = parser.add_argument_group("sampling")
     group.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
     group.add_argument("--top-p", type=float, default=1.0)
