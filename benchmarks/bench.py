@@ -1,0 +1,161 @@
+"""Glyph against the plain Hugging Face way, speed and memory side by side in one run.
+
+    make bench                                          # both configs; writes benchmarks/RESULTS.md and .png
+    glyph bench --configs small --repeats 5             # one config, more repetitions
+    glyph bench --configs tiny --out /tmp/bench.md      # seconds: what the tests run
+
+For each config (benchmarks/parts.py) it builds random-weight parts, Glyph's
+assistant on them and the reference (benchmarks/reference.py:
+LlavaForConditionalGeneration + peft LoRA + generate()) on the same weights. It
+first checks that both give the same greedy tokens in fp32, then times every
+workload on both sides alternately (Glyph first in even repetitions, the
+reference first in odd ones) after one warm-up, in fp32 and in bf16, and takes
+medians. Training steps alternate the same way, from the same weights, on the
+same batches. See benchmarks/README.md for what each number means.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from benchmarks import floors
+from benchmarks.measure import bandwidth_bytes_per_s, matmul_flops_per_s, median, peak_memory, timed
+from benchmarks.parts import CONFIGS, BenchConfig, build_parts
+from benchmarks.report import write_chart, write_markdown
+from benchmarks.workloads import BATCH, LENGTH, SIDES, Pair, Trainer, training_batches
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DECODE_TOKENS = 64  # timed reply length after the first token
+FAIRNESS_TOKENS = 32
+IMAGE_TOKENS = (64, 256)
+LEARNING_RATES = {1: 1e-3, 2: 2e-4}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glyph bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", default=["small", "scenes-tiny"], choices=sorted(CONFIGS))
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md",
+                   help="the markdown report; the chart goes next to it as .png")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.repeats < 1:
+        print(f"glyph bench: --repeats {args.repeats} must be ≥ 1", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    machine = measure_machine()
+    print(f"machine: {machine['bandwidth'] / 1e9:.1f} GB/s read, matmul {machine['flops']['fp32'] / 1e9:.0f} "
+          f"GFLOP/s fp32, {machine['flops']['bf16'] / 1e9:.0f} bf16")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="glyph-bench-") as root:
+        for name in args.configs:
+            results.append(run_config(CONFIGS[name], args.repeats, machine, Path(root) / name))
+    machine["seconds"] = time.perf_counter() - started
+    markdown = write_markdown(results, machine, args, args.out)
+    chart = write_chart(results, args.out.with_suffix(".png"))
+    print(markdown.read_text().split("\n## ", 2)[1] if len(results) else "")
+    print(f"wrote {markdown} and {chart} in {machine['seconds']:.0f} s")
+    return 0
+
+
+def measure_machine() -> dict:
+    return {"bandwidth": bandwidth_bytes_per_s(),
+            "flops": {name: matmul_flops_per_s(dtype) for name, dtype in DTYPES.items()},
+            "threads": torch.get_num_threads()}
+
+
+def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> dict:
+    print(f"\n== {config.name}: building parts")
+    parts = build_parts(config, root, IMAGE_TOKENS)
+    pairs = {tokens: Pair.build(parts, config, tokens) for tokens in IMAGE_TOKENS}
+    result = {"config": config, "machine": machine, "fairness": fairness(pairs[64]), "inference": {}, "memory": {}, "training": {}}
+    print(f"{config.name}: same greedy tokens in fp32: {result['fairness']}")
+    for dtype_name, dtype in DTYPES.items():
+        for pair in pairs.values():
+            pair.to(dtype)
+        calls = inference_calls(pairs)
+        result["inference"][dtype_name] = alternate(calls, repeats, f"{config.name} inference {dtype_name}")
+        biggest = f"image {IMAGE_TOKENS[-1]} cfg"
+        result["memory"][dtype_name] = {side: peak_memory(calls[biggest][side]) for side in SIDES}
+    for stage in (1, 2):
+        for dtype_name, dtype in DTYPES.items():
+            result["training"][(stage, dtype_name)] = train_side_by_side(parts, config, stage, dtype, repeats)
+    result["floors"] = floor_seconds(pairs[64].glyph, pairs[256].glyph, machine)
+    return result
+
+
+def fairness(pair: Pair) -> dict[str, bool]:
+    """Do both sides produce the same tokens under greedy decoding (fp32)?"""
+    text = {side: pair.reply(side, FAIRNESS_TOKENS)() for side in SIDES}
+    checks = {f"text {FAIRNESS_TOKENS} tokens": text["glyph"] == text["reference"]}
+    for scale in (1.0, 4.0):
+        codes = {side: pair.draw(side, scale, seed=None)() for side in SIDES}
+        checks[f"image {pair.glyph.layout.tokens_per_image} tokens, cfg {scale:g}"] = torch.equal(*codes.values())
+    return checks
+
+
+def inference_calls(pairs: dict[int, Pair]) -> dict[str, dict[str, callable]]:
+    small = pairs[IMAGE_TOKENS[0]]
+    calls = {"first token": {s: small.reply(s, 1) for s in SIDES},
+             f"reply {DECODE_TOKENS + 1} tokens": {s: small.reply(s, DECODE_TOKENS + 1) for s in SIDES}}
+    for tokens, pair in pairs.items():
+        calls[f"image {tokens}"] = {s: pair.draw(s, 1.0) for s in SIDES}
+        calls[f"image {tokens} cfg"] = {s: pair.draw(s, 4.0) for s in SIDES}
+    return calls
+
+
+def alternate(calls: dict[str, dict[str, callable]], repeats: int, title: str) -> dict[str, dict[str, float]]:
+    """Median seconds of each call on each side; one warm-up, then sides in alternating order."""
+    seconds = {name: {side: [] for side in SIDES} for name in calls}
+    with tqdm(total=(repeats + 1) * len(calls) * len(SIDES), desc=title, unit="run") as progress:
+        for repeat in range(repeats + 1):
+            order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+            for name, sides in calls.items():
+                for side in order:
+                    elapsed = timed(sides[side])
+                    if repeat:  # the first round is the warm-up
+                        seconds[name][side].append(elapsed)
+                    progress.update(1)
+    return {name: {side: median(values) for side, values in per_side.items()} for name, per_side in seconds.items()}
+
+
+def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtype, repeats: int) -> dict:
+    """Both sides from the same weights on the same batches: step seconds, losses, peak memory."""
+    pair = Pair.build(parts, config, IMAGE_TOKENS[0], lora=stage == 2)
+    batches = training_batches(pair.glyph, stage, repeats + 2)
+    trainers = {side: Trainer(pair, stage, side, LEARNING_RATES[stage], batches) for side in SIDES}
+    seconds = {side: [] for side in SIDES}
+    losses = {side: [] for side in SIDES}
+    name = "fp32" if dtype == torch.float32 else "bf16"
+    for step, batch in enumerate(tqdm(batches[:-1], desc=f"{config.name} stage {stage} {name}", unit="step")):
+        for side in SIDES if step % 2 == 0 else SIDES[::-1]:
+            started = time.perf_counter()
+            losses[side].append(trainers[side].step(batch, dtype))
+            if step:
+                seconds[side].append(time.perf_counter() - started)
+    memory = {side: peak_memory(lambda s=side: trainers[s].step(batches[-1], dtype)) for side in SIDES}
+    return {"step_seconds": {side: median(v) for side, v in seconds.items()}, "losses": losses,
+            "peak_bytes": memory, "state_bytes": {side: trainers[side].trainable_bytes() for side in SIDES},
+            "flops": floors.training_step_flops(pair.glyph, BATCH, LENGTH,
+                                                int((batches[0]["labels"][:, 1:] != -100).sum()))}
+
+
+def floor_seconds(glyph64, glyph256, machine: dict) -> dict:
+    bandwidth = machine["bandwidth"]
+    return {dtype: {"token": floors.text_token_seconds(glyph64, size, bandwidth),
+                    "image 64": floors.image_seconds(glyph64, size, bandwidth),
+                    "image 256": floors.image_seconds(glyph256, size, bandwidth)}
+            for dtype, size in (("fp32", 4), ("bf16", 2))}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Random-weight parts at a benchmark config's sizes, saved to disk and loaded by the same code as real models.
+
+    paths = build_parts(CONFIGS["small"], root)          # tokenizer+LLM dir, open_clip local-dir, VQ dirs
+    model = assistant(paths, CONFIGS["small"], tokens=64)  # a GlyphModel with "trained" rows and a LoRA adapter
+
+Speed does not depend on what the weights say, so the benchmark needs no training
+run: it builds each part at the sizes of its config, with random weights, and
+saves them the way a trained part is saved. The trainable parts (projector, new
+vocabulary rows, LoRA) are randomised too, as if trained, so that no logit ties
+make greedy decoding degenerate. The end-of-turn token's output row is zeroed,
+so that greedy replies run to their full length on both sides.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import yaml
+from open_clip.push_to_hf_hub import save_config_for_hf
+from peft import LoraConfig
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from assistant.config import AssistantConfig, LLMConfig, ProjectorConfig, VisionConfig, VQConfig
+from assistant.model import GlyphModel
+from assistant.vq import VQModel
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "training" / "recipes"
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    # vision tower (open_clip ViT)
+    image_size: int
+    patch_size: int
+    vision_width: int
+    vision_layers: int
+    vision_head_width: int
+    # language model (Llama-shaped)
+    vocab_size: int  # text tokens, before the image vocabulary is added
+    hidden_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate_size: int
+    max_positions: int
+    tied: bool
+    # VQ-VAE: codebook, and the channels and stem of its 8× downsampling
+    codebook_size: int
+    code_dim: int
+    vq_channels: tuple[int, ...]
+    vq_stem: int
+    # LoRA of stage 2
+    lora_r: int
+    lora_alpha: int
+
+    @property
+    def slots(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def scenes_tiny() -> BenchConfig:
+    """The sizes the scenes-tiny recipe trains (issue 5), read from its recipes so the two never drift apart."""
+    clip = yaml.safe_load((RECIPES / "clip-scenes.yaml").read_text())
+    lm = yaml.safe_load((RECIPES / "lm-scenes.yaml").read_text())
+    vq = yaml.safe_load((RECIPES / "vq-scenes.yaml").read_text())
+    recipe = yaml.safe_load((RECIPES / "scenes-tiny.yaml").read_text())
+    instruct = next(s for s in recipe["steps"] if s["step"] == "instruct")
+    return BenchConfig(
+        "scenes-tiny", clip["image_size"], clip["patch_size"], clip["vision_width"], clip["vision_layers"],
+        clip["vision_head_width"], lm["vocab_size"], lm["hidden_size"], lm["layers"], lm["heads"], lm["kv_heads"],
+        lm["intermediate_size"], lm["max_length"], True, vq["codebook_size"], vq["code_dim"],
+        tuple(int(c) for c in str(vq["channels"]).split(",")), vq["stem"], instruct["lora_r"], instruct["lora_alpha"])
+
+
+CONFIGS = {
+    # The issue's "small": CLIP-ViT 64 px / patch 8 / width 256 / 6 layers; Llama hidden 512, 8 layers, vocab 4096.
+    "small": BenchConfig("small", 64, 8, 256, 6, 64, 4096, 512, 8, 8, 8, 1408, 1024, False, 1024, 8, (64, 128), 4,
+                         64, 128),
+    "scenes-tiny": scenes_tiny(),
+    # For the tests: seconds, not minutes.
+    "tiny": BenchConfig("tiny", 16, 8, 32, 2, 16, 300, 32, 2, 4, 2, 64, 512, True, 16, 4, (16, 32), 4, 4, 8),
+}
+
+
+@dataclass(frozen=True)
+class Parts:
+    llm: Path
+    clip: Path
+    vq: dict[int, Path]  # tokens per image → VQ directory
+
+
+def build_parts(config: BenchConfig, root: Path, image_tokens: tuple[int, ...] = (64, 256)) -> Parts:
+    root.mkdir(parents=True, exist_ok=True)
+    vqs = {tokens: build_vq(config, tokens, root / f"vq-{tokens}") for tokens in image_tokens}
+    return Parts(build_llm(config, root / "llm"), build_clip(config, root / "clip"), vqs)
+
+
+def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with ChatML specials, trained on this repository's own text (offline, deterministic)."""
+    texts = [path.read_text() for folder in ("assistant", "training", "data_gen", "ui") for path in
+             sorted((REPO / folder).rglob("*.py"))] + [(REPO / "README.md").read_text()]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
+                                                       show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=CHATML)
+
+
+def build_llm(config: BenchConfig, directory: Path) -> Path:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(config.vocab_size)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
+        max_position_embeddings=config.max_positions, tie_word_embeddings=config.tied,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None))
+    with torch.no_grad():
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = 0  # greedy replies never end early
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_clip(config: BenchConfig, directory: Path) -> Path:
+    """An open_clip ViT in open_clip's hub folder layout (`local-dir:` loads it)."""
+    torch.manual_seed(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    clip_config = {"embed_dim": 64, "quick_gelu": False,
+                   "vision_cfg": {"image_size": config.image_size, "layers": config.vision_layers,
+                                  "width": config.vision_width, "head_width": config.vision_head_width,
+                                  "patch_size": config.patch_size},
+                   "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
+    model = open_clip.CLIP(**clip_config)
+    model.visual.image_mean, model.visual.image_std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
+    save_file(model.state_dict(), directory / "open_clip_model.safetensors")
+    save_config_for_hf(model, directory / "open_clip_config.json", model_config=clip_config)
+    return directory
+
+
+def build_vq(config: BenchConfig, tokens: int, directory: Path) -> Path:
+    """A VQ-VAE whose grid holds `tokens` codes (8× downsampling, so 64 tokens are 64 px, 256 are 128 px)."""
+    torch.manual_seed(2)
+    grid = round(tokens ** 0.5)
+    downsample = config.vq_stem * 2 ** (len(config.vq_channels) - 1)
+    vq = VQConfig(image_size=grid * downsample, downsample=downsample, codebook_size=config.codebook_size,
+                  code_dim=config.code_dim, channels=config.vq_channels, stem=config.vq_stem,
+                  groups=min(16, config.vq_channels[0]))
+    return VQModel(vq).save_pretrained(directory)
+
+
+def assistant(parts: Parts, config: BenchConfig, tokens: int, lora: bool = True, seed: int = 3) -> GlyphModel:
+    """The Glyph assistant on these parts, its trainable parts randomised as if trained."""
+    glyph_config = AssistantConfig(vq=str(parts.vq[tokens]), vision=VisionConfig(f"local-dir:{parts.clip}", None),
+                                   projector=ProjectorConfig("mlp2x_gelu"), llm=LLMConfig(str(parts.llm)))
+    torch.manual_seed(seed)
+    model = GlyphModel.build(glyph_config)
+    with torch.no_grad():
+        head = model.causal_lm.get_output_embeddings().weight[:model.vocab.first_id]
+        model.vocab.output.normal_(std=float(head.std()))
+        model.vocab.special_input.normal_(std=float(head.std()))
+    if lora:
+        model.add_lora(LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                                  target_modules="all-linear", bias="none"))
+        with torch.no_grad():
+            for name, parameter in model.language_model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(std=0.02)
+    return model.eval()
+
+
+def describe(config: BenchConfig) -> str:
+    return json.dumps({k: v for k, v in config.__dict__.items() if k != "name"})

@@ -1,0 +1,152 @@
+"""The measured work, once for Glyph and once for the reference, each a call that starts from the same inputs.
+
+    pair = Pair.build(parts, config, tokens=64, lora=True)     # Glyph and the reference on the same weights
+    pair.first_token("glyph")(); pair.reply("reference", 64)(); pair.draw("glyph", cfg_scale=4.0)()
+    trainer = Trainer(pair, stage=2); trainer.step("glyph")
+
+Inference starts from a rendered prompt's ids and a PIL image on both sides, so
+that time to first token includes the vision tower. Drawing is sampled at
+temperature 1 with a seed; text is greedy. Training steps run on batches of
+8 chats × 256 tokens: an image's slots after a short prompt, supervised text
+after it (all of it in stage 1, the second half in stage 2).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from assistant.chat import one_turn_prompts
+from assistant.generation import Finished, ImageDone, Prompt, Sampling, generate
+from assistant.model import GlyphModel
+from assistant.pixels import to_pil
+from assistant.templates import IGNORE_INDEX
+from benchmarks.parts import BenchConfig, Parts, assistant
+from benchmarks.reference import generate_codes, generate_text, llava_from, set_trainable
+
+QUESTION = "What is in this picture? Describe every shape, its colour and where it is."
+REQUEST = "Draw a red circle above a small blue square."
+SIDES = ("glyph", "reference")
+BATCH, LENGTH = 8, 256
+
+
+def picture(size: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+@dataclass
+class Pair:
+    glyph: GlyphModel
+    reference: torch.nn.Module
+    image: Image.Image
+
+    @classmethod
+    def build(cls, parts: Parts, config: BenchConfig, tokens: int, lora: bool = True) -> Pair:
+        glyph = assistant(parts, config, tokens, lora=lora)
+        return cls(glyph, llava_from(glyph), picture(config.image_size))
+
+    def to(self, dtype: torch.dtype) -> Pair:
+        self.glyph.to(dtype)
+        self.reference.to(dtype)
+        return self
+
+    # ---- inference ----
+
+    def _question(self) -> tuple[Tensor, Tensor]:
+        prompt, _ = one_turn_prompts(self.glyph, QUESTION, [self.image])
+        return prompt.input_ids, self.glyph.vision_tower.preprocess(self.image)[None]
+
+    def reply(self, side: str, tokens: int) -> Callable[[], list[int]]:
+        """Greedy text reply of `tokens` tokens to a question about the image (1 token: time to first token)."""
+        ids, pixels = self._question()
+        if side == "reference":
+            return lambda: generate_text(self.reference, self.glyph, ids, pixels, tokens).tolist()
+        settings = Sampling(temperature=0, max_new_tokens=tokens, max_images=0)
+
+        def glyph() -> list[int]:
+            prompt = Prompt(ids, self.glyph.image_features(pixels))
+            return next(e for e in generate(self.glyph, prompt, settings) if isinstance(e, Finished)).token_ids
+        return glyph
+
+    def draw(self, side: str, cfg_scale: float, seed: int | None = 0) -> Callable[[], Tensor]:
+        """One drawing for a text request, as (h, w) codes; the VQ decoder turns it into pixels on both sides.
+        seed None: greedy (for the fairness check)."""
+        prompt, unconditional = one_turn_prompts(self.glyph, REQUEST, cfg_scale=cfg_scale)
+        if side == "reference":
+            def reference() -> Tensor:
+                codes = generate_codes(self.reference, self.glyph, prompt.input_ids,
+                                       None if unconditional is None else unconditional.input_ids, cfg_scale, seed)
+                to_pil(self.glyph.vq.decode(codes[None]))
+                return codes
+            return reference
+        settings = Sampling(temperature=0 if seed is None else 1.0, top_k=0, top_p=1.0, cfg_scale=cfg_scale,
+                            seed=seed, max_new_tokens=1)
+
+        def glyph() -> Tensor:
+            events = generate(self.glyph, prompt, settings, draw=True, unconditional=unconditional)
+            return next(e for e in events if isinstance(e, ImageDone)).codes
+        return glyph
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+
+def training_batches(glyph: GlyphModel, stage: int, count: int, seed: int = 0) -> list[dict]:
+    """`count` batches of BATCH chats × LENGTH tokens: a 16-token prompt, the image's slots, then text."""
+    generator = torch.Generator().manual_seed(seed)
+    slots, first = glyph.layout.slots_per_image, 16
+    batches = []
+    for _ in range(count):
+        ids = torch.randint(3, glyph.vocab.first_id, (BATCH, LENGTH), generator=generator)
+        ids[:, first:first + slots] = glyph.vocab.image_id
+        labels = ids.clone()
+        answer_start = first + slots if stage == 1 else (first + slots + LENGTH) // 2
+        labels[:, :answer_start] = IGNORE_INDEX
+        pixels = torch.stack([glyph.vision_tower.preprocess(picture(glyph.vision_tower.image_size))] * BATCH)
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
+                        "pixel_values": pixels})
+    return batches
+
+
+class Trainer:
+    """One side's optimizer steps as its trainer takes them: AdamW, gradient clipping, optional bf16 autocast.
+
+    Glyph reads cached vision features (its trainer caches them per file: the tower is frozen); the reference
+    runs the vision tower in every step, as LlavaForConditionalGeneration does."""
+
+    def __init__(self, pair: Pair, stage: int, side: str, lr: float, batches: list[dict]):
+        from training.assistant_stage import set_trainable as glyph_trainable
+
+        self.side, self.model = side, pair.glyph if side == "glyph" else pair.reference
+        if side == "glyph":
+            glyph_trainable(pair.glyph, stage)
+            self.parameters = [p for p in pair.glyph.parameters() if p.requires_grad]
+            # The trainer caches them once per data file before training (training.chat_data); so does this.
+            self.features = {id(b): pair.glyph.vision_tower(b["pixel_values"]) for b in batches}
+        else:
+            self.parameters = set_trainable(pair.reference, stage)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, fused=True)
+
+    def step(self, batch: dict, dtype: torch.dtype) -> float:
+        self.model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            loss = self._loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def _loss(self, batch: dict) -> Tensor:
+        if self.side == "reference":
+            return self.model(**batch).loss
+        features = self.model.project(self.features[id(batch)])
+        return self.model(batch["input_ids"], batch["attention_mask"], image_features=features,
+                          labels=batch["labels"]).loss
+
+    def trainable_bytes(self) -> int:
+        """Weights, gradients and AdamW's two moments of what trains, in fp32."""
+        return 16 * sum(p.numel() for p in self.parameters)
