@@ -5,10 +5,14 @@ BIN := $(VENV)/bin
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: demo test install browser clean
+.PHONY: demo test bench install browser clean
 
 demo: $(VENV)/.installed
 	$(BIN)/glyph demo
+
+# Glyph against the plain Hugging Face way, side by side; writes benchmarks/RESULTS.md and RESULTS.png.
+bench: $(VENV)/.installed
+	$(BIN)/glyph bench
 
 test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest

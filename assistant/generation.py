@@ -86,6 +86,9 @@ class Prompt:
     image_features: Tensor | None = None
 
 
+_ROOM = 256  # cache positions reserved past the prompt at first; the decoder doubles its cache when full
+
+
 class _Rows:
     """A KV-cached pass of the LLM over one or more left-padded rows."""
 
@@ -97,11 +100,16 @@ class _Rows:
         self.mask = torch.stack([torch.arange(width) >= width - p.input_ids.shape[1] for p in prompts]).long()
         features = [p.image_features for p in prompts if p.image_features is not None]
         embeds = model.embed(ids, torch.cat(features) if features else None)
-        self.cache = DynamicCache()
-        self._run(embeds, (self.mask.cumsum(-1) - 1).clamp(min=0))
+        # The lean decoder when the LLM's architecture has one (assistant/decoder.py), else transformers' forward.
+        self.decoder = model.decoder(len(prompts), capacity=width + _ROOM)
+        self.cache = DynamicCache() if self.decoder is None else None
+        self._run(embeds, self.mask, (self.mask.cumsum(-1) - 1).clamp(min=0))
 
-    def _run(self, embeds: Tensor, positions: Tensor) -> None:
-        hidden, self.cache = self.model.backbone(embeds, self.mask, positions, self.cache, use_cache=True)
+    def _run(self, embeds: Tensor, new_mask: Tensor, positions: Tensor) -> None:
+        if self.decoder is not None:
+            hidden = self.decoder(embeds, new_mask.bool())
+        else:
+            hidden, self.cache = self.model.backbone(embeds, self.mask, positions, self.cache, use_cache=True)
         self.last = hidden[:, -1]  # (B, H): predicts the next token of each row
 
     def feed(self, ids: Tensor, live: Tensor | None = None) -> None:
@@ -109,12 +117,19 @@ class _Rows:
         masked out, so their positions stop growing."""
         column = live.long()[:, None] if live is not None else self.mask.new_ones(len(ids), 1)
         self.mask = torch.cat([self.mask, column], dim=1)
-        embeds = self.model.vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
-        self._run(embeds, self.mask.sum(-1, keepdim=True) - 1)
+        vocab = self.model.vocab
+        if bool((ids >= vocab.first_id).all()):  # drawing: every row is fed a code (or <boi>, <eoi>)
+            embeds = vocab.rows_of(ids)[:, None].to(self.last.dtype)
+        else:
+            embeds = vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
+        self._run(embeds, column, self.mask.sum(-1, keepdim=True) - 1)
 
     def keep_first(self) -> None:
         """Drop every row but the first (the conditional one) from the cache."""
-        self.cache.batch_select_indices(torch.tensor([0]))
+        if self.decoder is not None:
+            self.decoder.keep(torch.tensor([0]))
+        else:
+            self.cache.batch_select_indices(torch.tensor([0]))
         self.mask, self.last = self.mask[:1], self.last[:1]
 
 

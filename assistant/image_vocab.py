@@ -94,9 +94,18 @@ class ImageVocabulary(nn.Module):
         new = input_ids >= self.first_id
         embeds = base(input_ids.masked_fill(new, 0))  # (B, T, H); new positions are overwritten below
         if new.any():
-            rows = self.input_rows().to(embeds.dtype)
-            embeds = embeds.masked_scatter(new.unsqueeze(-1), rows[input_ids[new] - self.first_id])
+            rows = self.rows_of(input_ids[new]).to(embeds.dtype)
+            embeds = embeds.masked_scatter(new.unsqueeze(-1), rows)
         return embeds
+
+    def rows_of(self, ids: Tensor) -> Tensor:
+        """(n,) new ids → (n, H) input rows, the same as input_rows()[ids − first_id], with the code map run only
+        on the codes asked for: a drawing step embeds one code, not all K."""
+        offset = ids - self.first_id
+        specials = self.special_input[offset.clamp(max=SPECIALS - 1)]  # (n, H)
+        codebook = self.codebook[(offset - SPECIALS).clamp(min=0)].to(self.input_mean.dtype)  # (n, code_dim)
+        codes = self.input_mean + self.code_map(codebook)  # (n, H)
+        return torch.where((offset < SPECIALS)[:, None], specials, codes)
 
     def logits(self, hidden: Tensor, head: nn.Module) -> Tensor:
         """(..., H) → (..., size) logits over the original tokens and the new ones."""

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from assistant.config import AssistantConfig, ConfigError
+from assistant.decoder import Decoder
 from assistant.image_vocab import ImageVocabulary
 from assistant.llm import load_language_model
 from assistant.projector import build_projector, slots_per_image
@@ -56,6 +57,8 @@ class GlyphModel(nn.Module):
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.vq = vq.requires_grad_(False).eval()
+        self.lora_merged = False  # merge_lora() folded the adapter into the LLM (inference only)
+        self.use_decoder = True  # generation runs assistant.decoder where it supports the LLM
         slots = slots_per_image(vision_tower.num_patches, config.projector.merge)
         self.layout = ImageLayout.of(vocab, slots, vq.config.tokens_per_image)
 
@@ -75,10 +78,11 @@ class GlyphModel(nn.Module):
         return cls(config, tower, projector, llm, tokenizer, vocab, vq)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, trainable: bool = False) -> GlyphModel:
+    def from_pretrained(cls, directory: str | Path, trainable: bool = False, merge_lora: bool = False) -> GlyphModel:
         """Rebuild the whole assistant from a directory written by save_pretrained.
 
         trainable=True keeps the LoRA adapter trainable (to continue training); otherwise it is frozen.
+        merge_lora=True folds it into the LLM's weights (merge_lora()): what chatting and serving want.
         """
         directory = Path(directory)
         config = AssistantConfig.load(directory)
@@ -90,10 +94,15 @@ class GlyphModel(nn.Module):
         if (directory / ADAPTER_DIR).is_dir():
             model.language_model = PeftModel.from_pretrained(model.language_model, directory / ADAPTER_DIR,
                                                              is_trainable=trainable)
+            if merge_lora:
+                model.merge_lora()
         return model.eval()
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Only what trains (projector, new rows, LoRA) and the config naming the frozen parts."""
+        if self.lora_merged:
+            raise RuntimeError("this model's LoRA adapter was merged into the LLM for inference (merge_lora), so "
+                               "it can no longer be saved apart; save the model you loaded with trainable=True")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {f"projector.{k}": v for k, v in self.projector.state_dict().items()}
@@ -113,6 +122,17 @@ class GlyphModel(nn.Module):
         if isinstance(self.language_model, PeftModel):
             raise RuntimeError("this model already has a LoRA adapter")  # noqa: TRY004 (a state, not a type)
         self.language_model = get_peft_model(self.language_model, lora)
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA adapter into the LLM's weights for inference: the same outputs, without LoRA's two
+        extra matmuls per linear at every step. A merged model cannot be trained or saved any more."""
+        if isinstance(self.language_model, PeftModel):
+            self.language_model = self.language_model.merge_and_unload()
+            self.lora_merged = True
+
+    def decoder(self, batch: int, capacity: int):
+        """generation's lean decoder over the LLM (assistant/decoder.py), or None: use backbone()."""
+        return Decoder.for_model(self.causal_lm, batch, capacity) if self.use_decoder else None
 
     def train(self, mode: bool = True) -> GlyphModel:
         super().train(mode)

@@ -45,9 +45,15 @@ class Pair:
     image: Image.Image
 
     @classmethod
-    def build(cls, parts: Parts, config: BenchConfig, tokens: int, lora: bool = True) -> Pair:
+    def build(cls, parts: Parts, config: BenchConfig, tokens: int, lora: bool = True, merged: bool = False) -> Pair:
+        """merged: LoRA folded into the weights on both sides, as a deployed model has it (LLaVA's own loader
+        merges too); training keeps it apart."""
         glyph = assistant(parts, config, tokens, lora=lora)
-        return cls(glyph, llava_from(glyph), picture(config.image_size))
+        reference = llava_from(glyph)
+        if merged:
+            glyph.merge_lora()
+            reference = reference.merge_and_unload()
+        return cls(glyph, reference, picture(config.image_size))
 
     def to(self, dtype: torch.dtype) -> Pair:
         self.glyph.to(dtype)

@@ -35,6 +35,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("serve",), "assistant.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
     (("chat",), "ui.terminal", "chat with an assistant in the terminal: streaming, images in and out"),
+    (("bench",), "benchmarks.bench",
+     "speed and memory against LLaVA + peft + generate() on the same weights; writes benchmarks/RESULTS.md"),
     (("demo",), "glyph.demo", "build what the embedded assistant needs, if not cached, and start the UI"),
 ]
 

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         from assistant.model import GlyphModel
 
         items = load_scenes(args.data, args.split, args.scenes)
-        model = GlyphModel.from_pretrained(args.model)
+        model = GlyphModel.from_pretrained(args.model, merge_lora=True)
     except (ConfigError, ValueError, OSError) as error:
         print(f"glyph eval assistant: {error}", file=sys.stderr)
         return 2

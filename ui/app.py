@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from assistant.model import GlyphModel, locate
 
-            model = GlyphModel.from_pretrained(locate(args.model))
+            model = GlyphModel.from_pretrained(locate(args.model), merge_lora=True)
         except (ValueError, OSError) as error:
             print(f"glyph ui: {error}", file=sys.stderr)
             return 2

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         settings = sampling_from(args)
         from assistant.model import GlyphModel, locate
 
-        model = GlyphModel.from_pretrained(locate(args.model))
+        model = GlyphModel.from_pretrained(locate(args.model), merge_lora=True)
     except (ValueError, OSError) as error:
         print(f"glyph chat: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,127 @@
+"""A lean KV-cached pass over a Llama-family LLM's layers: generation's hot loop without transformers' machinery.
+
+    decoder = Decoder.for_model(causal_lm, batch=2, capacity=300)    # None when the architecture is not supported
+    hidden = decoder(embeds, key_mask)        # (B, T, H) → (B, T, H) final hidden states; the cache grows by T
+
+Why: for a small model on a CPU, one decoding step spends more time in
+transformers' per-layer orchestration (mask building, cache objects,
+attention dispatch, output dataclasses) than in its matmuls. This module runs
+the same layers with the same modules (`q_proj`, `mlp.gate_proj`, the norms'
+weights, the model's own rotary embedding, so rope scaling variants carry
+over, and peft's LoRA layers when present) in one short function per layer,
+over a key/value cache pre-allocated per row and grown by doubling.
+
+It never changes or subclasses the model: it reads its modules. Architectures
+whose layers it reproduces exactly are listed in SUPPORTED; for any other,
+`for_model` returns None and generation uses the transformers forward.
+The tests check that both give the same logits and the same greedy tokens.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
+# RMSNorm → SiLU-gated MLP → residual, with every layer attending globally.
+SUPPORTED = ("llama", "qwen2", "mistral")
+
+
+class Decoder:
+    def __init__(self, causal_lm, batch: int, capacity: int, dtype: torch.dtype):
+        self.model = causal_lm.model  # the transformers backbone (embeddings are the caller's business)
+        config = causal_lm.config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        layers = len(self.model.layers)
+        self.keys = torch.zeros(layers, batch, self.kv_heads, capacity, self.head_dim, dtype=dtype)
+        self.values = torch.zeros_like(self.keys)
+        self.length = 0  # positions filled in every row
+        self.key_mask = torch.zeros(batch, 0, dtype=torch.bool)  # (B, length): False where a row is padding
+
+    @classmethod
+    def for_model(cls, causal_lm, batch: int, capacity: int) -> Decoder | None:
+        config = causal_lm.config
+        if config.model_type not in SUPPORTED or config.hidden_act != "silu" or _windowed(config):
+            return None
+        dtype = causal_lm.model.embed_tokens.weight.dtype
+        return cls(causal_lm, batch, capacity, dtype)
+
+    def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
+        """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
+        attends only to itself and is never attended to). Returns the final-norm hidden states (B, T, H)."""
+        batch, steps, _ = embeds.shape
+        self._reserve(steps)
+        start, self.length = self.length, self.length + steps
+        self.key_mask = torch.cat([self.key_mask, key_mask], dim=1)
+        positions = (self.key_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T): padding skipped
+        cos, sin = self.model.rotary_emb(embeds, positions)  # (B, T, head_dim), the model's own rope
+        mask = self._attention_mask(start, steps)
+        hidden = embeds
+        for index, layer in enumerate(self.model.layers):
+            hidden = self._layer(index, layer, hidden, cos, sin, mask, start)
+        return self.model.norm(hidden)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only these rows (B',) of the cache."""
+        self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+        self.key_mask = self.key_mask[rows]
+
+    def _layer(self, index: int, layer, hidden: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, start: int) -> Tensor:
+        attention = layer.self_attn
+        batch, steps, _ = hidden.shape
+        x = layer.input_layernorm(hidden)
+        q = attention.q_proj(x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
+        k = attention.k_proj(x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = attention.v_proj(x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        end = start + steps
+        self.keys[index, :, :, start:end] = k
+        self.values[index, :, :, start:end] = v
+        out = F.scaled_dot_product_attention(q.to(self.keys.dtype), self.keys[index, :, :, :end], self.values[index, :, :, :end],
+                                             attn_mask=mask, scale=attention.scaling,
+                                             enable_gqa=self.heads != self.kv_heads)
+        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))
+        x = layer.post_attention_layernorm(hidden)
+        mlp = layer.mlp
+        return hidden + mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+
+    def _attention_mask(self, start: int, steps: int) -> Tensor | None:
+        """(B, 1, T, start+T) bool: causal, no padding keys; a padding query sees itself (never a NaN row).
+        None when one new position may see every key (a decoding step without padding)."""
+        if steps == 1 and bool(self.key_mask.all()):
+            return None
+        query = torch.arange(start, start + steps)[:, None]
+        key = torch.arange(start + steps)[None, :]
+        allowed = (key <= query)[None] & self.key_mask[:, None, :]  # (B, T, S)
+        allowed |= (key == query)[None]
+        return allowed[:, None]
+
+    def _reserve(self, steps: int) -> None:
+        capacity = self.keys.shape[3]
+        if self.length + steps <= capacity:
+            return
+        grown = max(2 * capacity, self.length + steps)
+        shape = (*self.keys.shape[:3], grown, self.head_dim)
+        keys, values = self.keys.new_zeros(shape), self.values.new_zeros(shape)
+        keys[:, :, :, :self.length] = self.keys[:, :, :, :self.length]
+        values[:, :, :, :self.length] = self.values[:, :, :, :self.length]
+        self.keys, self.values = keys, values
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding as transformers' Llama applies it: x·cos + rotate_half(x)·sin, heads on dim 1."""
+    cos, sin = cos[:, None], sin[:, None]
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def _windowed(config) -> bool:
+    """A sliding window that some layer actually uses: those layers would need a windowed mask."""
+    window = getattr(config, "sliding_window", None)
+    if not window:
+        return False
+    if config.model_type == "qwen2":
+        return bool(getattr(config, "use_sliding_window", False))
+    return window < config.max_position_embeddings
