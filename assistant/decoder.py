@@ -9,7 +9,7 @@ attention dispatch, output dataclasses) than in its matmuls. This module runs
 the same layers with the same modules (`q_proj`, `mlp.gate_proj`, the norms'
 weights, the model's own rotary embedding, so rope scaling variants carry
 over, and peft's LoRA layers when present) in one short function per layer,
-over a key/value cache pre-allocated per row and grown by doubling.
+over a key/value cache pre-allocated per row (grown by half again when more positions come).
 
 It never changes or subclasses the model: it reads its modules. Architectures
 whose layers it reproduces exactly are listed in SUPPORTED; for any other,
@@ -101,7 +101,7 @@ class Decoder:
         capacity = self.keys.shape[3]
         if self.length + steps <= capacity:
             return
-        grown = max(2 * capacity, self.length + steps)
+        grown = max(capacity + capacity // 2, self.length + steps)
         shape = (*self.keys.shape[:3], grown, self.head_dim)
         keys, values = self.keys.new_zeros(shape), self.values.new_zeros(shape)
         keys[:, :, :, :self.length] = self.keys[:, :, :, :self.length]

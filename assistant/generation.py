@@ -86,13 +86,11 @@ class Prompt:
     image_features: Tensor | None = None
 
 
-_ROOM = 256  # cache positions reserved past the prompt at first; the decoder doubles its cache when full
-
-
 class _Rows:
-    """A KV-cached pass of the LLM over one or more left-padded rows."""
+    """A KV-cached pass of the LLM over one or more left-padded rows; `room`: the positions expected past the
+    prompt (the lean decoder reserves them, and grows its cache if more come)."""
 
-    def __init__(self, model, prompts: list[Prompt]):
+    def __init__(self, model, prompts: list[Prompt], room: int):
         self.model = model
         width = max(p.input_ids.shape[1] for p in prompts)
         ids = torch.stack([torch.cat([p.input_ids[0].new_zeros(width - p.input_ids.shape[1]), p.input_ids[0]])
@@ -101,7 +99,7 @@ class _Rows:
         features = [p.image_features for p in prompts if p.image_features is not None]
         embeds = model.embed(ids, torch.cat(features) if features else None)
         # The lean decoder when the LLM's architecture has one (assistant/decoder.py), else transformers' forward.
-        self.decoder = model.decoder(len(prompts), capacity=width + _ROOM)
+        self.decoder = model.decoder(len(prompts), capacity=min(width + room, model.context_length))
         self.cache = DynamicCache() if self.decoder is None else None
         self._run(embeds, self.mask, (self.mask.cumsum(-1) - 1).clamp(min=0))
 
@@ -163,7 +161,8 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
                          f"{context}; shorten the conversation or start a new one")
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
-    rows = _Rows(model, [prompt])
+    drawing = model.layout.tokens_per_image + 2
+    rows = _Rows(model, [prompt], room=settings.max_new_tokens + 1 + (drawing if draw else 0))
     reply: list[int] = []  # every token of the reply so far, text and image
     text_ids: list[int] = []  # the text tokens alone, to decode
     shown, images = "", 0
@@ -220,7 +219,7 @@ def _draw(model, rows: _Rows, so_far: Prompt, unconditional: Prompt | None, sett
     if guided:
         # Both rows in one batch. The conditional row is re-run from its ids so that the two rows share
         # one cache: one prefill per image, against h·w guided steps.
-        rows = _Rows(model, [so_far, unconditional])
+        rows = _Rows(model, [so_far, unconditional], room=model.layout.tokens_per_image + 2 + settings.max_new_tokens)
     codes = _sample_codes(model, rows, guided, settings, [generator])[0]
     if guided:
         rows.keep_first()
@@ -261,7 +260,7 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
     _check_fits(model, prompts)
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, eos = model.vocab, model.tokenizer.eos_token_id
-    rows = _Rows(model, prompts)
+    rows = _Rows(model, prompts, room=settings.max_new_tokens + 1)
     room = [model.context_length - p.input_ids.shape[1] for p in prompts]
     replies: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
@@ -298,7 +297,7 @@ def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, 
     everything = prompts + (unconditionals or [])
     _check_fits(model, everything, extra=model.layout.tokens_per_image + 2)
     generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
-    codes = _sample_codes(model, _Rows(model, everything), unconditionals is not None, settings, generators)
+    codes = _sample_codes(model, _Rows(model, everything, room=model.layout.tokens_per_image + 2), unconditionals is not None, settings, generators)
     return [ImageDone(image, grid) for image, grid in zip(to_pil(model.vq.decode(codes)), codes)]
 
 
