@@ -18,9 +18,12 @@ The tests check that both give the same logits and the same greedy tokens.
 """
 from __future__ import annotations
 
+import functools
+import time
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
 # RMSNorm → SiLU-gated MLP → residual, with every layer attending globally.
@@ -38,6 +41,8 @@ class Decoder:
         self.values = torch.zeros_like(self.keys)
         self.length = 0  # positions filled in every row
         self.key_mask = torch.zeros(batch, 0, dtype=torch.bool)  # (B, length): False where a row is padding
+        gate = self.model.layers[0].mlp.gate_proj
+        self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if type(gate) is nn.Linear else "linear"
 
     @classmethod
     def for_model(cls, causal_lm, batch: int, capacity: int) -> Decoder | None:
@@ -50,7 +55,7 @@ class Decoder:
     def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
         """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
         attends only to itself and is never attended to). Returns the final-norm hidden states (B, T, H)."""
-        batch, steps, _ = embeds.shape
+        steps = embeds.shape[1]
         self._reserve(steps)
         start, self.length = self.length, self.length + steps
         self.key_mask = torch.cat([self.key_mask, key_mask], dim=1)
@@ -71,9 +76,9 @@ class Decoder:
         attention = layer.self_attn
         batch, steps, _ = hidden.shape
         x = layer.input_layernorm(hidden)
-        q = attention.q_proj(x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
-        k = attention.k_proj(x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = attention.v_proj(x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = self._linear(attention.q_proj, x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
+        k = self._linear(attention.k_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self._linear(attention.v_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         end = start + steps
         self.keys[index, :, :, start:end] = k
@@ -81,10 +86,21 @@ class Decoder:
         out = F.scaled_dot_product_attention(q.to(self.keys.dtype), self.keys[index, :, :, :end], self.values[index, :, :, :end],
                                              attn_mask=mask, scale=attention.scaling,
                                              enable_gqa=self.heads != self.kv_heads)
-        hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))
+        hidden = hidden + self._linear(attention.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
         x = layer.post_attention_layernorm(hidden)
         mlp = layer.mlp
-        return hidden + mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+        gated = F.silu(self._linear(mlp.gate_proj, x)) * self._linear(mlp.up_proj, x)
+        return hidden + self._linear(mlp.down_proj, gated)
+
+    def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """x @ weight.T (+ bias) in this decoder's faster matmul form: for the output head's rows."""
+        return F.linear(x, weight, bias) if self.matmul_form == "linear" else matmul(x, weight, bias)
+
+    def _linear(self, module: nn.Module, x: Tensor) -> Tensor:
+        """module(x), for a plain nn.Linear in the faster of two matmul forms (see _faster_form)."""
+        if self.matmul_form == "linear" or type(module) is not nn.Linear:
+            return module(x)  # also peft's LoRA layers: they add their own low-rank term
+        return matmul(x, module.weight, module.bias)
 
     def _attention_mask(self, start: int, steps: int) -> Tensor | None:
         """(B, 1, T, start+T) bool: causal, no padding keys; a padding query sees itself (never a NaN row).
@@ -107,6 +123,41 @@ class Decoder:
         keys[:, :, :, :self.length] = self.keys[:, :, :, :self.length]
         values[:, :, :, :self.length] = self.values[:, :, :, :self.length]
         self.keys, self.values = keys, values
+
+
+def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x @ weight.T (+ bias) as weight @ xᵀ over at least two rows: the "few rows" form (see _faster_form)."""
+    flat = x.reshape(-1, x.shape[-1])  # (n, in)
+    rows = flat.shape[0]
+    if rows == 1:
+        flat = torch.cat([flat, flat])  # a real second row: a stride-0 view takes a slow path
+    out = torch.mm(weight, flat.T).T[:rows]  # (n, out)
+    if bias is not None:
+        out = out + bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+@functools.cache
+def _faster_form(shape: tuple[int, int], dtype: torch.dtype) -> str:
+    """"linear" or "few rows": which is faster for one or two rows times a weight of this shape, timed once.
+
+    For one or two rows, F.linear takes the BLAS library's matrix-vector path, and on some CPUs (AMD EPYC
+    with fp32 here) that reads weights at half the speed of a matrix product with the rows as a 2-column
+    right-hand side. Which wins depends on the CPU, the BLAS library and the dtype, so it is measured."""
+    weights = [torch.randn(shape).to(dtype) for _ in range(max(4, 2 ** 24 // (shape[0] * shape[1] * 4)))]
+    x = torch.randn(1, shape[1]).to(dtype)
+
+    def seconds(form) -> float:
+        form(weights[0])
+        started = time.perf_counter()
+        for _ in range(3):
+            for weight in weights:  # more bytes than the caches hold, as a model's layers are
+                form(weight)
+        return time.perf_counter() - started
+
+    linear = seconds(lambda w: F.linear(x, w))
+    few_rows = seconds(lambda w: matmul(x, w, None))
+    return "few rows" if few_rows < 0.8 * linear else "linear"
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

@@ -32,6 +32,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import DynamicCache
 
+from assistant.image_vocab import SPECIALS
 from assistant.pixels import to_pil
 
 
@@ -122,6 +123,22 @@ class _Rows:
             embeds = vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
         self._run(embeds, column, self.mask.sum(-1, keepdim=True) - 1)
 
+    def text_logits(self) -> Tensor:
+        """(B, first_id + 1) logits of the next token over the LLM's own tokens, then <boi>."""
+        vocab, head = self.model.vocab, self.model.causal_lm.get_output_embeddings()
+        original = self._project(head.weight[:vocab.first_id], None if head.bias is None else head.bias[:vocab.first_id])
+        return torch.cat([original, self._project(vocab.output[1:2], None)], dim=-1)
+
+    def code_logits(self) -> Tensor:
+        """(B, K) logits over the code tokens alone: all that image mode needs."""
+        return self._project(self.model.vocab.output[SPECIALS:], None)
+
+    def _project(self, weight: Tensor, bias: Tensor | None) -> Tensor:
+        weight = weight.to(self.last.dtype)
+        if self.decoder is not None:
+            return self.decoder.project(self.last, weight, bias)
+        return torch.nn.functional.linear(self.last, weight, bias)
+
     def keep_first(self) -> None:
         """Drop every row but the first (the conditional one) from the cache."""
         if self.decoder is not None:
@@ -203,13 +220,11 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
 
 def _next_text_token(model, rows: _Rows, settings: Sampling, generator, may_draw: bool) -> int:
     """Text mode: the LLM's own tokens, and <boi>; never an image slot, a code or <eoi>."""
-    vocab = model.vocab
-    logits = model.logits(rows.last)  # (1, V)
-    boi = logits[:, vocab.boi_id].clone()
-    logits[:, vocab.first_id:] = float("-inf")
-    if may_draw:
-        logits[:, vocab.boi_id] = boi
-    return int(sample(logits, settings, generator))
+    logits = rows.text_logits()  # (1, first_id + 1): index first_id is <boi>
+    if not may_draw:
+        logits[:, -1] = float("-inf")
+    token = int(sample(logits, settings, generator))
+    return model.vocab.boi_id if token == model.vocab.first_id else token
 
 
 def _draw(model, rows: _Rows, so_far: Prompt, unconditional: Prompt | None, settings: Sampling,
@@ -236,7 +251,7 @@ def _sample_codes(model, rows: _Rows, guided: bool, settings: Sampling,
     rows.feed(torch.full((len(rows.mask),), vocab.boi_id))
     codes = []
     for _ in range(model.layout.tokens_per_image):
-        logits = vocab.code_logits(rows.last)  # (B, K): image mode computes only the code rows
+        logits = rows.code_logits()  # (B, K): image mode computes only the code rows
         if guided:
             logits = logits[:count] + (settings.cfg_scale - 1) * (logits[:count] - logits[count:])
         code = torch.cat([sample(logits[i:i + 1], settings, g) for i, g in enumerate(generators)])  # (D,)
@@ -259,15 +274,14 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
     settings.validate()
     _check_fits(model, prompts)
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
-    vocab, eos = model.vocab, model.tokenizer.eos_token_id
+    eos = model.tokenizer.eos_token_id
     rows = _Rows(model, prompts, room=settings.max_new_tokens + 1)
     room = [model.context_length - p.input_ids.shape[1] for p in prompts]
     replies: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     live = torch.tensor([r >= 2 for r in room])
     while live.any():
-        logits = model.logits(rows.last)  # (B, V)
-        logits[:, vocab.first_id:] = float("-inf")  # the LLM's own tokens only: never <boi>, a slot or a code
+        logits = rows.text_logits()[:, :-1]  # (B, first_id): the LLM's own tokens only, never <boi> or a code
         tokens = sample(logits, settings, generator)
         for i in live.nonzero()[:, 0].tolist():
             token = int(tokens[i])

@@ -77,15 +77,11 @@ def speed_rows(result: dict) -> list[Row]:
                         floors[best][name.replace(" cfg", "")]))
     for stage in (1, 2):
         runs = {d: result["training"][(stage, d)] for d in dtypes}
-
-        def samples(side: str) -> dict[str, float]:
-            return {d: BATCH / runs[d]["step_seconds"][side] for d in dtypes}
-
-        glyph = samples("glyph")
-        best = max(glyph, key=glyph.get)
+        samples = {side: {d: BATCH / runs[d]["step_seconds"][side] for d in dtypes} for side in ("glyph", "reference")}
+        best = max(samples["glyph"], key=samples["glyph"].get)
         floor = BATCH / (runs[best]["flops"] / machine["flops"][best])
-        rows.append(Row(f"stage {stage} training, batch 8 × 256", "samples/s", glyph, samples("reference"), True,
-                        1.5 if stage == 2 else None, floor))
+        rows.append(Row(f"stage {stage} training, batch 8 × 256", "samples/s", samples["glyph"],
+                        samples["reference"], True, 1.5 if stage == 2 else None, floor))
     return rows
 
 
@@ -94,9 +90,9 @@ def _number(value: float) -> str:
 
 
 def speed_table(rows: list[Row]) -> list[str]:
-    lines = ["| measure | Glyph fp32 | ref. fp32 | Glyph bf16 | ref. bf16 | best vs best | at fp32 | at bf16 | "
-             "target | floor | Glyph best ÷ floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| measure | Glyph fp32 | ref. fp32 | Glyph bf16 | ref. bf16 | best vs best | at fp32 | at bf16 | "
+              "target | floor | Glyph best ÷ floor |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         cells = [f"{row.measure} ({row.unit})"]
         for dtype in ("fp32", "bf16"):
@@ -140,27 +136,28 @@ def machine_lines(machine: dict) -> list[str]:
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     packages = ", ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "peft", "open_clip_torch"))
     return [f"- CPU: {cpu}, {os.cpu_count()} cores, torch threads {machine['threads']}",
-            f"- measured: memory read {machine['bandwidth'] / 1e9:.1f} GB/s (sum over 512 MB); matmul peak "
-            f"{machine['flops']['fp32'] / 1e9:.0f} GFLOP/s fp32, {machine['flops']['bf16'] / 1e9:.0f} GFLOP/s bf16 "
-            f"(1024² products)",
+            (f"- measured: memory read {machine['bandwidth'] / 1e9:.1f} GB/s (sum over 512 MB); matmul peak "
+             f"{machine['flops']['fp32'] / 1e9:.0f} GFLOP/s fp32, {machine['flops']['bf16'] / 1e9:.0f} GFLOP/s bf16 "
+             "(1024² products)"),
             f"- Python {platform.python_version()}, {packages}"]
 
 
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "?"
+                              cwd=Path(__file__).parent, timeout=10, check=False).stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
 
 
 def write_markdown(results: list[dict], machine: dict, args, path: Path) -> Path:
-    lines = ["# Benchmarks: Glyph against the plain Hugging Face way", "",
-             f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit {_commit()}, "
-             f"`glyph bench --configs {' '.join(args.configs)} --repeats {args.repeats}`, "
-             f"{machine['seconds']:.0f} s in all.", ""] + machine_lines(machine) + [
-             "", "Medians of the timed repetitions after one warm-up, both sides alternating; a ratio > 1 means "
-             "Glyph is faster. See benchmarks/README.md for the method.", ""]
+    run = (f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit {_commit()}, "
+           f"`glyph bench --configs {' '.join(args.configs)} --repeats {args.repeats}`, "
+           f"{machine['seconds']:.0f} s in all.")
+    method = ("Medians of the timed repetitions after a warm-up, both sides alternating; a ratio > 1 means Glyph "
+              "is faster. See benchmarks/README.md for the method.")
+    lines = ["# Benchmarks: Glyph against the plain Hugging Face way", "", run, "", *machine_lines(machine), "",
+             method, ""]
     for result in results:
         config = result["config"]
         rows = speed_rows(result)
