@@ -136,17 +136,17 @@ def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtyp
     """Both sides from the same weights on the same batches: step seconds, losses, peak memory."""
     pair = Pair.build(parts, config, IMAGE_TOKENS[0], lora=stage == 2)
     batches = training_batches(pair.glyph, stage, repeats + 2)
-    trainers = {side: Trainer(pair, stage, side, LEARNING_RATES[stage], batches) for side in SIDES}
+    trainers = {side: Trainer(pair, stage, side, LEARNING_RATES[stage], batches, dtype) for side in SIDES}
     seconds = {side: [] for side in SIDES}
     losses = {side: [] for side in SIDES}
     name = "fp32" if dtype == torch.float32 else "bf16"
     for step, batch in enumerate(tqdm(batches[:-1], desc=f"{config.name} stage {stage} {name}", unit="step")):
         for side in SIDES if step % 2 == 0 else SIDES[::-1]:
             started = time.perf_counter()
-            losses[side].append(trainers[side].step(batch, dtype))
+            losses[side].append(trainers[side].step(batch))
             if step:
                 seconds[side].append(time.perf_counter() - started)
-    memory = {side: peak_memory(lambda s=side: trainers[s].step(batches[-1], dtype)) for side in SIDES}
+    memory = {side: peak_memory(lambda s=side: trainers[s].step(batches[-1])) for side in SIDES}
     return {"step_seconds": {side: median(v) for side, v in seconds.items()}, "losses": losses,
             "peak_bytes": memory, "state_bytes": {side: trainers[side].trainable_bytes() for side in SIDES},
             "flops": floors.training_step_flops(pair.glyph, BATCH, LENGTH,

@@ -2,7 +2,7 @@
 
     pair = Pair.build(parts, config, tokens=64, lora=True)     # Glyph and the reference on the same weights
     pair.first_token("glyph")(); pair.reply("reference", 64)(); pair.draw("glyph", cfg_scale=4.0)()
-    trainer = Trainer(pair, stage=2); trainer.step("glyph")
+    trainer = Trainer(pair, stage=2, side="glyph", lr=2e-4, batches=batches, dtype=torch.bfloat16); trainer.step(batch)
 
 Inference starts from a rendered prompt's ids and a PIL image on both sides, so
 that time to first token includes the vision tower. Drawing is sampled at
@@ -118,17 +118,21 @@ def training_batches(glyph: GlyphModel, stage: int, count: int, seed: int = 0) -
 
 
 class Trainer:
-    """One side's optimizer steps as its trainer takes them: AdamW, gradient clipping, optional bf16 autocast.
+    """One side's optimizer steps as its trainer takes them: AdamW, gradient clipping, optional bf16 autocast
+    (under which Glyph's trainer keeps the frozen layers in bf16).
 
     Glyph reads cached vision features (its trainer caches them per file: the tower is frozen); the reference
     runs the vision tower in every step, as LlavaForConditionalGeneration does."""
 
-    def __init__(self, pair: Pair, stage: int, side: str, lr: float, batches: list[dict]):
+    def __init__(self, pair: Pair, stage: int, side: str, lr: float, batches: list[dict], dtype: torch.dtype):
         from training.assistant_stage import set_trainable as glyph_trainable
+        from training.assistant_stage import store_frozen_layers_in
 
-        self.side, self.model = side, pair.glyph if side == "glyph" else pair.reference
+        self.side, self.model, self.dtype = side, pair.glyph if side == "glyph" else pair.reference, dtype
         if side == "glyph":
             glyph_trainable(pair.glyph, stage)
+            if dtype == torch.bfloat16:  # as glyph train align / instruct do under bf16
+                store_frozen_layers_in(pair.glyph, dtype)
             self.parameters = [p for p in pair.glyph.parameters() if p.requires_grad]
             # The trainer caches them once per data file before training (training.chat_data); so does this.
             self.features = {id(b): pair.glyph.vision_tower(b["pixel_values"]) for b in batches}
@@ -136,9 +140,9 @@ class Trainer:
             self.parameters = set_trainable(pair.reference, stage)
         self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, fused=True)
 
-    def step(self, batch: dict, dtype: torch.dtype) -> float:
+    def step(self, batch: dict) -> float:
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             loss = self._loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
