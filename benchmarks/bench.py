@@ -8,10 +8,11 @@ For each config (benchmarks/parts.py) it builds random-weight parts, Glyph's
 assistant on them and the reference (benchmarks/reference.py:
 LlavaForConditionalGeneration + peft LoRA + generate()) on the same weights. It
 first checks that both give the same greedy tokens in fp32, then times every
-workload on both sides alternately (Glyph first in even repetitions, the
-reference first in odd ones) after one warm-up, in fp32 and in bf16, and takes
-medians. Training steps alternate the same way, from the same weights, on the
-same batches. See benchmarks/README.md for what each number means.
+inference workload on both sides alternately (Glyph first in even repetitions,
+the reference first in odd ones) after a warm-up, in fp32 and in bf16, and
+takes medians. Training steps alternate the same way, from the same weights, on
+the same batches, in the precision `glyph train` picks. See benchmarks/README.md
+for what each number means.
 """
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ from benchmarks.measure import bandwidth_bytes_per_s, matmul_flops_per_s, median
 from benchmarks.parts import CONFIGS, BenchConfig, build_parts
 from benchmarks.report import write_chart, write_markdown
 from benchmarks.workloads import BATCH, LENGTH, SIDES, Pair, Trainer, training_batches
+from training.precision import choose_precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DECODE_TOKENS = 64  # timed reply length after the first token
 FAIRNESS_TOKENS = 32
 IMAGE_TOKENS = (64, 256)
+TRAINING_STEPS = 6  # timed steps per side, after one warm-up step
 LEARNING_RATES = {1: 1e-3, 2: 2e-4}
 
 
@@ -77,7 +80,8 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> 
     print(f"\n== {config.name}: building parts")
     parts = build_parts(config, root, IMAGE_TOKENS)
     pairs = {tokens: Pair.build(parts, config, tokens, merged=True) for tokens in IMAGE_TOKENS}
-    result = {"config": config, "machine": machine, "fairness": fairness(pairs[64]), "inference": {}, "memory": {}, "training": {}}
+    result = {"config": config, "machine": machine, "fairness": fairness(pairs[64]), "inference": {}, "memory": {},
+              "training": {}}
     print(f"{config.name}: same greedy tokens in fp32: {result['fairness']}")
     for dtype_name, dtype in DTYPES.items():
         for pair in pairs.values():
@@ -86,9 +90,12 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> 
         result["inference"][dtype_name] = alternate(calls, repeats, f"{config.name} inference {dtype_name}")
         biggest = f"image {IMAGE_TOKENS[-1]} cfg"
         result["memory"][dtype_name] = {side: peak_memory(calls[biggest][side]) for side in SIDES}
+    # Training runs in the precision glyph train picks here (bf16 where the CPU has it): both sides' best, and
+    # equal; fp32 training would only double the run's time.
+    dtype_name = "bf16" if choose_precision("auto", torch.device("cpu")) == "bf16" else "fp32"
     for stage in (1, 2):
-        for dtype_name, dtype in DTYPES.items():
-            result["training"][(stage, dtype_name)] = train_side_by_side(parts, config, stage, dtype, repeats)
+        result["training"][(stage, dtype_name)] = train_side_by_side(parts, config, stage, DTYPES[dtype_name],
+                                                                     TRAINING_STEPS)
     result["floors"] = floor_seconds(pairs[64].glyph, pairs[256].glyph, machine)
     return result
 
@@ -132,10 +139,10 @@ def alternate(calls: dict[str, dict[str, callable]], repeats: int, title: str) -
     return {name: {side: median(values) for side, values in per_side.items()} for name, per_side in seconds.items()}
 
 
-def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtype, repeats: int) -> dict:
+def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtype, steps: int) -> dict:
     """Both sides from the same weights on the same batches: step seconds, losses, peak memory."""
     pair = Pair.build(parts, config, IMAGE_TOKENS[0], lora=stage == 2)
-    batches = training_batches(pair.glyph, stage, repeats + 2)
+    batches = training_batches(pair.glyph, stage, steps + 2)
     trainers = {side: Trainer(pair, stage, side, LEARNING_RATES[stage], batches, dtype) for side in SIDES}
     seconds = {side: [] for side in SIDES}
     losses = {side: [] for side in SIDES}

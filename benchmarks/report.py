@@ -76,8 +76,9 @@ def speed_rows(result: dict) -> list[Row]:
                         "s/image", glyph, values(name, "reference"), False, 5.0 if name.endswith("cfg") else 3.0,
                         floors[best][name.replace(" cfg", "")]))
     for stage in (1, 2):
-        runs = {d: result["training"][(stage, d)] for d in dtypes}
-        samples = {side: {d: BATCH / runs[d]["step_seconds"][side] for d in dtypes} for side in ("glyph", "reference")}
+        runs = {d: run for (s, d), run in result["training"].items() if s == stage}
+        samples = {side: {d: BATCH / run["step_seconds"][side] for d, run in runs.items()}
+                   for side in ("glyph", "reference")}
         best = max(samples["glyph"], key=samples["glyph"].get)
         floor = BATCH / (runs[best]["flops"] / machine["flops"][best])
         rows.append(Row(f"stage {stage} training, batch 8 × 256", "samples/s", samples["glyph"],
@@ -96,11 +97,12 @@ def speed_table(rows: list[Row]) -> list[str]:
     for row in rows:
         cells = [f"{row.measure} ({row.unit})"]
         for dtype in ("fp32", "bf16"):
-            cells += [_number(row.glyph[dtype]), _number(row.reference[dtype])]
+            cells += [_number(row.glyph[dtype]), _number(row.reference[dtype])] if dtype in row.glyph else ["–", "–"]
         ratio = row.best_ratio()
         met = "" if row.target is None else (" ✓" if ratio >= row.target else " ✗")
         cells += [f"**{ratio:.2f}×**{met}"]
-        cells += [f"{row.ratio(row.glyph[d], row.reference[d]):.2f}×" for d in ("fp32", "bf16")]
+        cells += [f"{row.ratio(row.glyph[d], row.reference[d]):.2f}×" if d in row.glyph else "–"
+                  for d in ("fp32", "bf16")]
         cells += [f"≥ {row.target:g}×" if row.target else "–"]
         cells += [_number(row.floor) if row.floor else "–",
                   f"{row.over_floor():.1f}×" if row.floor else "–"]
