@@ -49,6 +49,8 @@ class Decoder:
         config = causal_lm.config
         if config.model_type not in SUPPORTED or config.hidden_act != "silu" or _windowed(config):
             return None
+        if not hasattr(causal_lm.model.norm, "variance_epsilon"):  # an RMSNorm of another kind
+            return None
         dtype = causal_lm.model.embed_tokens.weight.dtype
         return cls(causal_lm, batch, capacity, dtype)
 
@@ -65,7 +67,7 @@ class Decoder:
         hidden = embeds
         for index, layer in enumerate(self.model.layers):
             hidden = self._layer(index, layer, hidden, cos, sin, mask, start)
-        return self.model.norm(hidden)
+        return _rms_norm(self.model.norm, hidden)
 
     def keep(self, rows: Tensor) -> None:
         """Keep only these rows (B',) of the cache."""
@@ -75,7 +77,7 @@ class Decoder:
     def _layer(self, index: int, layer, hidden: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, start: int) -> Tensor:
         attention = layer.self_attn
         batch, steps, _ = hidden.shape
-        x = layer.input_layernorm(hidden)
+        x = _rms_norm(layer.input_layernorm, hidden)
         q = self._linear(attention.q_proj, x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
         k = self._linear(attention.k_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         v = self._linear(attention.v_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -87,7 +89,7 @@ class Decoder:
                                              attn_mask=mask, scale=attention.scaling,
                                              enable_gqa=self.heads != self.kv_heads)
         hidden = hidden + self._linear(attention.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
-        x = layer.post_attention_layernorm(hidden)
+        x = _rms_norm(layer.post_attention_layernorm, hidden)
         mlp = layer.mlp
         gated = F.silu(self._linear(mlp.gate_proj, x)) * self._linear(mlp.up_proj, x)
         return hidden + self._linear(mlp.down_proj, gated)
@@ -127,14 +129,22 @@ class Decoder:
 
 def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """x @ weight.T (+ bias) as weight @ xᵀ over at least two rows: the "few rows" form (see _faster_form)."""
-    flat = x.reshape(-1, x.shape[-1])  # (n, in)
+    *lead, width = x.shape
+    flat = x.reshape(-1, width)  # (n, in)
     rows = flat.shape[0]
     if rows == 1:
-        flat = torch.cat([flat, flat])  # a real second row: a stride-0 view takes a slow path
-    out = torch.mm(weight, flat.T).T[:rows]  # (n, out)
+        flat = flat.expand(2, width).contiguous()  # a real second row: a stride-0 view takes a slow path
+    out = torch.mm(weight, flat.T).T  # (n', out)
+    if rows == 1:
+        out = out[:1]
     if bias is not None:
         out = out + bias
-    return out.reshape(*x.shape[:-1], weight.shape[0])
+    return out.reshape(*lead, weight.shape[0])
+
+
+def _rms_norm(norm: nn.Module, x: Tensor) -> Tensor:
+    """The model's RMSNorm as one fused operator (transformers' runs eight): weight · x / √(mean(x²) + ε)."""
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
 @functools.cache

@@ -194,7 +194,7 @@ def write_chart(results: list[dict], path: Path) -> Path:
             axis.text(ratios[y], y, f" {ratios[y]:.2f}×", va="center", fontsize=8)
         axis.axvline(1.0, color="grey", linestyle=":")
         axis.invert_yaxis()
-        axis.set_xlabel("Glyph's speed ÷ the reference's (each at its best dtype); black ticks: targets")
+        axis.set_xlabel("speed-up over the reference, each at its best dtype (black: target)")
         axis.set_title(result["config"].name)
     figure.suptitle("Glyph against LlavaForConditionalGeneration + peft + generate()")
     figure.tight_layout()
