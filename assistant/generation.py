@@ -178,8 +178,8 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
                          f"{context}; shorten the conversation or start a new one")
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
-    drawing = model.layout.tokens_per_image + 2
-    rows = _Rows(model, [prompt], room=settings.max_new_tokens + 1 + (drawing if draw else 0))
+    room_needed = settings.max_new_tokens + 1 + (model.layout.tokens_per_image + 2 if draw else 0)
+    rows = None  # prefilled when first needed: a guided drawing prefills two rows of its own (_draw)
     reply: list[int] = []  # every token of the reply so far, text and image
     text_ids: list[int] = []  # the text tokens alone, to decode
     shown, images = "", 0
@@ -189,8 +189,11 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             yield Finished("length", shown, reply)
             return
         may_draw = images < settings.max_images and room > model.layout.tokens_per_image + 2
-        token = vocab.boi_id if draw and not reply and may_draw else _next_text_token(model, rows, settings,
-                                                                                        generator, may_draw)
+        if draw and not reply and may_draw:
+            token = vocab.boi_id
+        else:
+            rows = rows or _Rows(model, [prompt], room=room_needed)
+            token = _next_text_token(model, rows, settings, generator, may_draw)
         if token == tokenizer.eos_token_id:
             yield Finished("stop", shown, reply)
             return
@@ -198,6 +201,10 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             images += 1
             so_far = Prompt(torch.cat([prompt.input_ids, torch.tensor([reply], dtype=torch.long)], dim=1),
                             prompt.image_features)
+            if unconditional is not None:
+                rows = None  # _draw prefills two new rows: let this cache go first
+            else:
+                rows = rows or _Rows(model, [prompt], room=room_needed)
             rows, done = _draw(model, rows, so_far, unconditional, settings, generator)
             reply += [vocab.boi_id, *vocab.code_ids(done.codes.flatten()).tolist(), vocab.eoi_id]
             yield done
@@ -227,7 +234,7 @@ def _next_text_token(model, rows: _Rows, settings: Sampling, generator, may_draw
     return model.vocab.boi_id if token == model.vocab.first_id else token
 
 
-def _draw(model, rows: _Rows, so_far: Prompt, unconditional: Prompt | None, settings: Sampling,
+def _draw(model, rows: _Rows | None, so_far: Prompt, unconditional: Prompt | None, settings: Sampling,
           generator: torch.Generator | None) -> tuple[_Rows, ImageDone]:
     """Feed <boi>, sample exactly h·w codes (with CFG when asked), feed <eoi>; return the text-mode rows."""
     guided = unconditional is not None
