@@ -69,10 +69,10 @@ class Decoder:
             hidden = self._layer(index, layer, hidden, cos, sin, mask, start)
         return _rms_norm(self.model.norm, hidden)
 
-    def keep(self, rows: Tensor) -> None:
-        """Keep only these rows (B',) of the cache."""
-        self.keys, self.values = self.keys[:, rows], self.values[:, rows]
-        self.key_mask = self.key_mask[rows]
+    def keep_first(self, count: int) -> None:
+        """Keep only the first `count` rows of the cache: views, so no copy of the cache is ever made."""
+        self.keys, self.values = self.keys[:, :count], self.values[:, :count]
+        self.key_mask = self.key_mask[:count]
 
     def _layer(self, index: int, layer, hidden: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, start: int) -> Tensor:
         attention = layer.self_attn

@@ -142,7 +142,7 @@ class _Rows:
     def keep_first(self) -> None:
         """Drop every row but the first (the conditional one) from the cache."""
         if self.decoder is not None:
-            self.decoder.keep(torch.tensor([0]))
+            self.decoder.keep_first(1)
         else:
             self.cache.batch_select_indices(torch.tensor([0]))
         self.mask, self.last = self.mask[:1], self.last[:1]
