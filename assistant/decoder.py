@@ -85,9 +85,9 @@ class Decoder:
         end = start + steps
         self.keys[index, :, :, start:end] = k
         self.values[index, :, :, start:end] = v
-        out = F.scaled_dot_product_attention(q.to(self.keys.dtype), self.keys[index, :, :, :end], self.values[index, :, :, :end],
-                                             attn_mask=mask, scale=attention.scaling,
-                                             enable_gqa=self.heads != self.kv_heads)
+        out = F.scaled_dot_product_attention(q.to(self.keys.dtype), self.keys[index, :, :, :end],
+                                             self.values[index, :, :, :end], attn_mask=mask,
+                                             scale=attention.scaling, enable_gqa=self.heads != self.kv_heads)
         hidden = hidden + self._linear(attention.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
         x = _rms_norm(layer.post_attention_layernorm, hidden)
         mlp = layer.mlp

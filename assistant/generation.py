@@ -126,7 +126,8 @@ class _Rows:
     def text_logits(self) -> Tensor:
         """(B, first_id + 1) logits of the next token over the LLM's own tokens, then <boi>."""
         vocab, head = self.model.vocab, self.model.causal_lm.get_output_embeddings()
-        original = self._project(head.weight[:vocab.first_id], None if head.bias is None else head.bias[:vocab.first_id])
+        bias = None if head.bias is None else head.bias[:vocab.first_id]
+        original = self._project(head.weight[:vocab.first_id], bias)
         return torch.cat([original, self._project(vocab.output[1:2], None)], dim=-1)
 
     def code_logits(self) -> Tensor:
@@ -241,7 +242,8 @@ def _draw(model, rows: _Rows | None, so_far: Prompt, unconditional: Prompt | Non
     if guided:
         # Both rows in one batch. The conditional row is re-run from its ids so that the two rows share
         # one cache: one prefill per image, against h·w guided steps.
-        rows = _Rows(model, [so_far, unconditional], room=model.layout.tokens_per_image + 2 + settings.max_new_tokens)
+        room = model.layout.tokens_per_image + 2 + settings.max_new_tokens
+        rows = _Rows(model, [so_far, unconditional], room=room)
     codes = _sample_codes(model, rows, guided, settings, [generator])[0]
     if guided:
         rows.keep_first()
@@ -318,7 +320,8 @@ def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, 
     everything = prompts + (unconditionals or [])
     _check_fits(model, everything, extra=model.layout.tokens_per_image + 2)
     generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
-    codes = _sample_codes(model, _Rows(model, everything, room=model.layout.tokens_per_image + 2), unconditionals is not None, settings, generators)
+    rows = _Rows(model, everything, room=model.layout.tokens_per_image + 2)
+    codes = _sample_codes(model, rows, unconditionals is not None, settings, generators)
     return [ImageDone(image, grid) for image, grid in zip(to_pil(model.vq.decode(codes)), codes)]
 
 

@@ -111,7 +111,3 @@ class ImageVocabulary(nn.Module):
         """(..., H) → (..., size) logits over the original tokens and the new ones."""
         original = head(hidden)[..., :self.first_id]
         return torch.cat([original, hidden @ self.output.to(hidden.dtype).T], dim=-1)
-
-    def code_logits(self, hidden: Tensor) -> Tensor:
-        """(..., H) → (..., K) logits over the code tokens alone: all that image mode needs."""
-        return hidden @ self.output[SPECIALS:].to(hidden.dtype).T

@@ -12,7 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from torch.profiler import profile
 
 from benchmarks.bench import DTYPES

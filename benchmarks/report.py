@@ -97,7 +97,8 @@ def speed_table(rows: list[Row]) -> list[str]:
     for row in rows:
         cells = [f"{row.measure} ({row.unit})"]
         for dtype in ("fp32", "bf16"):
-            cells += [_number(row.glyph[dtype]), _number(row.reference[dtype])] if dtype in row.glyph else ["–", "–"]
+            measured = dtype in row.glyph
+            cells += [_number(row.glyph[dtype]), _number(row.reference[dtype])] if measured else ["–", "–"]
         ratio = row.best_ratio()
         met = "" if row.target is None else (" ✓" if ratio >= row.target else " ✗")
         cells += [f"**{ratio:.2f}×**{met}"]
