@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_NAME = "config.json"
+LOCAL_DIR = "local-dir:"  # open_clip's prefix for a folder holding open_clip_config.json and its weights
 
 
 class ConfigError(ValueError):
@@ -189,6 +190,23 @@ class AssistantConfig(JsonConfig):
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     tokens: ImageTokens = field(default_factory=ImageTokens)
+
+    def located_in(self, directory: str | Path) -> AssistantConfig:
+        """This config with its relative part paths (the VQ directory, a `local-dir:` vision folder, an LLM
+        folder that exists there) taken as relative to `directory`: a shipped assistant names its parts by
+        paths inside itself, so it loads from wherever the repository was cloned."""
+        base = Path(directory)
+
+        def under(path: str) -> str:
+            return path if Path(path).is_absolute() else str(base / path)
+
+        vision = self.vision
+        if vision.model_name.startswith(LOCAL_DIR):
+            vision = dataclasses.replace(vision, model_name=LOCAL_DIR + under(vision.model_name[len(LOCAL_DIR):]))
+        llm = self.llm
+        if not Path(llm.name_or_path).is_absolute() and (base / llm.name_or_path).is_dir():
+            llm = dataclasses.replace(llm, name_or_path=str(base / llm.name_or_path))
+        return dataclasses.replace(self, vq=under(self.vq), vision=vision, llm=llm)
 
     def validate(self) -> AssistantConfig:
         if self.kind != "glyph-assistant":

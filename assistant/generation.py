@@ -132,7 +132,7 @@ class _Rows:
 
     def code_logits(self) -> Tensor:
         """(B, K) logits over the code tokens alone: all that image mode needs."""
-        return self._project(self.model.vocab.output[SPECIALS:], None)
+        return self._project(self.model.vocab.code_rows(), None)
 
     def _project(self, weight: Tensor, bias: Tensor | None) -> Tensor:
         weight = weight.to(self.last.dtype)
@@ -330,3 +330,11 @@ def _check_fits(model, prompts: list[Prompt], extra: int = 0) -> None:
         if prompt.input_ids.shape[1] + extra >= model.context_length:
             raise ValueError(f"prompt {number} is {prompt.input_ids.shape[1]} tokens and needs {extra} more, but "
                              f"the model's context holds {model.context_length}; shorten it")
+
+
+@torch.inference_mode()
+def first_token_logits(model, prompts: list[Prompt]) -> Tensor:
+    """(B, first_id + 1) logits of each prompt's first reply token over the LLM's own tokens, then <boi>: what
+    the model would open its reply with, free to start a drawing."""
+    _check_fits(model, prompts, extra=1)
+    return _Rows(model, prompts, room=1).text_logits()

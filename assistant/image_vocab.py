@@ -107,6 +107,10 @@ class ImageVocabulary(nn.Module):
         codes = self.input_mean + self.code_map(codebook)  # (n, H)
         return torch.where((offset < SPECIALS)[:, None], specials, codes)
 
+    def code_rows(self) -> Tensor:
+        """(K, H) output rows of the code tokens: image mode's whole head."""
+        return self.output[SPECIALS:]
+
     def logits(self, hidden: Tensor, head: nn.Module) -> Tensor:
         """(..., H) → (..., size) logits over the original tokens and the new ones."""
         original = head(hidden)[..., :self.first_id]

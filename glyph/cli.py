@@ -32,6 +32,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "lm"), "training.eval_lm", "stage 0's LM: scene questions answered from a caption in its prompt"),
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
     (("build",), "training.build", "build a whole assistant from a recipe: glyph build scenes-tiny --out DIR"),
+    (("ship",), "training.ship", "pack a finished build's trained parts into a small directory to ship (models/)"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("serve",), "assistant.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
     (("chat",), "ui.terminal", "chat with an assistant in the terminal: streaming, images in and out"),

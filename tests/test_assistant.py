@@ -121,6 +121,30 @@ def test_only_projector_lora_and_new_rows_train(model):
     assert embedding.grad is None and not embedding.requires_grad  # also when tied to the output (llama here)
 
 
+def test_drawn_codes_are_scored_among_the_codes_alone_and_words_over_everything(llama_parts):
+    """Training's loss scores a code target as generation samples it (image mode: codes only), every other
+    target over the whole vocabulary; the mean is over all supervised tokens."""
+    model = GlyphModel.build(assistant_config(llama_parts))
+    chat = render_chat(two_turns([3, 1, 4, 1]), model.tokenizer, model.layout)
+    pixels = model.vision_tower.preprocess(chat.images[0])[None]
+    with torch.no_grad():
+        ours = model(chat.input_ids[None], pixel_values=pixels, labels=chat.labels[None]).loss
+        logits = model(chat.input_ids[None], pixel_values=pixels).logits[0, :-1]  # (T - 1, vocab)
+    targets = chat.labels[1:]
+    losses = []
+    for row, target in zip(logits, targets.tolist()):
+        if target == IGNORE_INDEX:
+            continue
+        if target >= model.vocab.code_start:  # among the K codes: the slice of the full logits
+            row, target = row[model.vocab.code_start:], target - model.vocab.code_start
+        losses.append(torch.nn.functional.cross_entropy(row[None], torch.tensor([target])))
+    assert len(losses) == int((targets != IGNORE_INDEX).sum()) and sum(t >= model.vocab.code_start
+                                                                         for t in targets.tolist()) == 4
+    assert ours == pytest.approx(float(torch.stack(losses).mean()), rel=1e-5)
+    full = torch.nn.functional.cross_entropy(logits[targets != IGNORE_INDEX], targets[targets != IGNORE_INDEX])
+    assert abs(float(full) - float(ours)) > 1e-3  # the code-only scoring is not the full softmax
+
+
 def test_image_slots_and_images_must_match(model):
     chat = render_chat(two_turns([0, 1, 2, 3]), model.tokenizer, model.layout)
     pixels = model.vision_tower.preprocess(red_square())[None]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
 
@@ -52,3 +53,15 @@ def test_brief_answers_replace_sentences_by_the_fraction_asked(tmp_path):
     assert 0.3 < sum(a in brief and a not in full for a in half) / len(half) < 0.7
     with pytest.raises(ValueError, match="--brief-answers"):
         write_chats(scenes, tmp_path / "bad.jsonl", "text", n=5, brief_answers=1.5)
+
+
+def test_mix_changes_how_often_each_kind_comes(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=200, seed=3)
+    out = scene_chats.write_chats(scenes, tmp_path / "i.jsonl", "instruct", 300, mix={"draw": 0.0, "describe": 1.0})
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert "draw" not in kinds and kinds.count("describe") > 150  # describe now weighs 1 of about 1.63
+    with pytest.raises(ValueError, match="KIND=WEIGHT"):
+        scene_chats.parse_mix(["drawing=0.1"])
+    with pytest.raises(ValueError, match="no align chat kind"):
+        scene_chats.write_chats(scenes, tmp_path / "a.jsonl", "align", 10, mix={"describe": 0, "caption_draw": 0})
+    assert not (tmp_path / "a.jsonl").exists()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from data_gen.scene_qa import KINDS, POSITION_NAMES, ask, drawing_request
+from data_gen.scene_qa import FRAMES, KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
 from data_gen.scene_world import COLORS, SHAPES, sample_scene, scene_rng
 
 SCENES = [sample_scene(scene_rng(7, i)) for i in range(300)]
@@ -39,20 +39,31 @@ def test_questions_name_one_object_and_answer_its_attribute(kind):
 
 
 def test_counts_are_the_specs():
+    for phrasing in PHRASINGS:
+        for i, scene in enumerate(SCENES):
+            qa = ask(scene, scene_rng(9, i), "count", phrasing)
+            words = qa.question.rstrip("?.").split()
+            counted = next(i for i, w in enumerate(words) if w == "shapes" or w[:-1] in SHAPES)
+            what = " ".join(words[counted - 1:counted + 1]) if words[counted - 1] in COLORS else words[counted]
+            if what == "shapes":
+                expected = len(scene.objects)
+            elif what.split()[0] in COLORS:
+                expected = sum(o.color == what.split()[0] for o in scene.objects)
+            else:
+                expected = sum(o.shape + "s" == what for o in scene.objects)
+            assert qa.short == str(expected), qa
+
+
+def test_held_out_phrasings_are_never_training_phrasings():
+    for kind, frames in FRAMES.items():
+        assert frames["train"] and frames["held_out"] and not set(frames["train"]) & set(frames["held_out"]), kind
     for i, scene in enumerate(SCENES):
-        qa = ask(scene, scene_rng(9, i), "count")
-        if qa.question.split()[2] in ("shapes", "the"):  # "How many shapes ...", "Count the shapes ..."
-            words = qa.question.replace("Count the", "How many").split()
-        else:
-            words = qa.question.split()
-        what = words[2]
-        if what == "shapes":
-            expected = len(scene.objects)
-        elif what in COLORS:
-            expected = sum(o.color == what for o in scene.objects)
-        else:
-            expected = sum(o.shape + "s" == what for o in scene.objects)
-        assert qa.short == str(expected), qa
+        for kind in KINDS:
+            seen = ask(scene, scene_rng(4, i), kind, "train")
+            unseen = ask(scene, scene_rng(4, i), kind, "held_out")
+            assert unseen.short == seen.short and unseen.question != seen.question  # same answer, other words
+    with pytest.raises(ValueError, match="phrasing"):
+        ask(SCENES[0], scene_rng(4, 0), "color", "test")
 
 
 def test_existence_is_balanced_and_true():

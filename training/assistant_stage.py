@@ -126,12 +126,8 @@ def build_model(args: argparse.Namespace, stage: int):
 
 
 def llm_config(llm: str, gguf_file: str | None) -> LLMConfig:
-    """--llm as given, or for `package:NAME` the GGUF file that the installed Python package NAME ships."""
-    if llm.startswith("package:"):
-        from assistant.llm import packaged_gguf
-
-        directory, gguf_file = packaged_gguf(llm.removeprefix("package:"))
-        return LLMConfig(str(directory), gguf_file)
+    """--llm as given. `package:NAME` (the GGUF file that the installed Python package NAME ships) stays so in
+    the config, and is found again wherever the assistant is loaded: the package's folder differs per machine."""
     return LLMConfig(llm, gguf_file)
 
 

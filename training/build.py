@@ -11,7 +11,9 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
-at once. --steps-scale multiplies every training step count (for smoke tests and quick looks).
+at once. --steps-scale multiplies every training step count (for smoke tests and quick looks). --ship DIR
+copies each trained part into DIR as it lands (training/ship.py) and restores parts found there, so a build
+longer than one sitting resumes from the parts committed to the repository, on any machine.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from assistant.config import write_json_atomic
+from training import ship
 from training.checkpoint import read_state
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -109,6 +112,9 @@ def _flags(options: dict) -> list[str]:
         flag = "--" + key.replace("_", "-")
         if value is True:
             argv.append(flag)
+        elif isinstance(value, list):  # a repeatable option: --mix draw=0.12 --mix conversation=0.45
+            for item in value:
+                argv += [flag, str(item)]
         elif value is not False and value is not None:
             argv += [flag, str(value)]
     return argv
@@ -119,6 +125,10 @@ def done(step: dict, out: Path) -> bool:
     kind = step["step"]
     if kind in ("vq", "clip", "lm", "align", "instruct"):
         state = read_state(out / kind / "checkpoint")
+        if kind in ship.PARTS and ship.restored(kind, out):
+            return True
+        if kind == "align" and ship.restored("instruct", out):
+            return True  # stage 1 only feeds stage 2, whose result is there
         return bool(state and state.get("finished"))
     if kind == "scenes":
         return (out / "scenes" / "dataset_info.json").is_file()
@@ -131,6 +141,15 @@ def done(step: dict, out: Path) -> bool:
     return False
 
 
+def _ship(kind: str, step: dict, out: Path, into: Path) -> None:
+    if kind in ship.PARTS:
+        ship.ship_part(kind, out, into, step)
+        print(f"[ship]  {kind} → {into}; commit it (git add {into})")
+    elif kind == "eval":
+        ship.ship_report(out, into)
+        print(f"[ship]  eval report and model card → {into}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="glyph build", description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", help="a build recipe name (scenes-tiny) or .yaml path")
@@ -139,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], metavar="STEP", help="leave out this step (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="change one option of one step, e.g. --set instruct.batch_size=8 (repeatable)")
+    p.add_argument("--ship", type=Path, default=None, metavar="DIR",
+                   help="copy each trained part (vq, clip, the assistant) into DIR as it lands, and restore a part "
+                        "found there, made by the same recipe step, instead of training it (glyph ship)")
     args = p.parse_args(argv)
+    if args.ship is not None and args.steps_scale != 1:
+        print("glyph build: --ship ships full-size parts only; leave out --steps-scale", file=sys.stderr)
+        return 2
     # The assistant's config.json names its parts (CLIP, LM, VQ) by path: absolute ones load from any directory.
     args.out = args.out.resolve()
     try:
@@ -156,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         if done(step, args.out):
             print(f"[done]  {kind}")
             continue
+        if args.ship is not None and kind in ship.PARTS and ship.restore_part(kind, args.ship, args.out, step):
+            print(f"[ship]  {kind}: restored from {args.ship}")
+            continue
         print(f"[build] {kind}", flush=True)
         began = time.perf_counter()
         for module, step_argv in step_runs(step, args.out, args.steps_scale):
@@ -166,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         timings[kind] = round(time.perf_counter() - began, 1) + timings.get(kind, 0.0)
         write_json_atomic(timings_file, timings)
+        if args.ship is not None:
+            _ship(kind, step, args.out, args.ship)
     total = round(time.perf_counter() - started, 1)
     print(f"built {args.out} in {total} s this run ({sum(timings.values()):.0f} s of steps in all); "
           f"the assistant is {args.out / 'instruct'}")

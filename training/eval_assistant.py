@@ -4,6 +4,11 @@
 
 - VQA: one question of each type (colour, shape, count, position, existence) per scene, answered greedily;
   the answer is read back to its canonical short form (data_gen.scene_reading) and compared with the spec's.
+  Asked three ways: in the wordings training chats use; in held-out wordings that no training chat uses
+  (data_gen.scene_qa.FRAMES); and as follow-ups, each question the second turn of a chat whose first turn
+  was another question about the same image, answered by the model itself.
+- Words, not pictures: how often the model, free to start a drawing, would open its answer to a question
+  with one (its greedy first token is <boi>).
 - Yes/no (POPE-like): the existence questions, half about objects that are not there: accuracy,
   precision, recall and how often the model says yes.
 - Captions: "Describe this image."; a caption counts when the objects it names (size, colour, shape and
@@ -71,8 +76,15 @@ def load_scenes(directory: Path, split: str, limit: int) -> list[SceneItem]:
 
 # ---- scoring, for any answerer and drawer (the model, a perfect oracle, a blank canvas) -------------------
 
-def vqa_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA]]:
-    return [(item, ask(item.scene, scene_rng(seed, i * len(KINDS) + k), kind))
+def vqa_questions(items: list[SceneItem], seed: int, phrasing: str = "train") -> list[tuple[SceneItem, QA]]:
+    return [(item, ask(item.scene, scene_rng(seed, i * len(KINDS) + k), kind, phrasing))
+            for i, item in enumerate(items) for k, kind in enumerate(KINDS)]
+
+
+def follow_up_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA, QA]]:
+    """(scene, first question, follow-up) triples: every kind as a follow-up, after a question of the next kind."""
+    return [(item, ask(item.scene, scene_rng(seed + 1, i * len(KINDS) + k), KINDS[(k + 1) % len(KINDS)]),
+             ask(item.scene, scene_rng(seed + 2, i * len(KINDS) + k), kind))
             for i, item in enumerate(items) for k, kind in enumerate(KINDS)]
 
 
@@ -91,14 +103,27 @@ def in_batches(requests: list, respond: Callable[[list], list], desc: str) -> li
     return replies
 
 
-def score_vqa(questions: list[tuple[SceneItem, QA]], answer: AnswerAll) -> tuple[dict, list[Outcome]]:
-    replies = in_batches([(item.image, qa.question) for item, qa in questions], answer, "VQA")
+def score_vqa(questions: list[tuple[SceneItem, QA]], answer: AnswerAll, desc: str = "VQA"
+              ) -> tuple[dict, list[Outcome]]:
+    replies = in_batches([(item.image, qa.question) for item, qa in questions], answer, desc)
     outcomes = [Outcome(qa.kind, qa.question, reply, short_answer(qa.kind, reply) == qa.short, item.image)
                 for (item, qa), reply in zip(questions, replies)]
     by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in KINDS}
     existence = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "existence"]
     return {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes),
             "yes_no": _pope(existence)}, outcomes
+
+
+def score_follow_ups(triples: list[tuple[SceneItem, QA, QA]], answer: AnswerAll) -> tuple[dict, list[Outcome]]:
+    """VQA on second turns: the model answers the first question, then the follow-up with its answer in view."""
+    firsts = in_batches([(item.image, first.question) for item, first, _ in triples], answer, "first turns")
+    replies = in_batches([(item.image, follow.question, ((first.question, said),))
+                          for (item, first, follow), said in zip(triples, firsts)], answer, "follow-ups")
+    outcomes = [Outcome(follow.kind, f"{first.question} / {follow.question}", reply,
+                        short_answer(follow.kind, reply) == follow.short, item.image)
+                for (item, first, follow), reply in zip(triples, replies)]
+    return {"overall": _rate(outcomes), "by_type": {kind: _rate([o for o in outcomes if o.task == kind])
+                                                    for kind in KINDS}, "questions": len(outcomes)}, outcomes
 
 
 def _pope(pairs: list[tuple[Outcome, QA]]) -> dict:
@@ -143,16 +168,41 @@ def _rate(outcomes: list[Outcome]) -> float:
 # ---- the model as an answerer and a drawer ---------------------------------------------------------------
 
 def model_answerer(model, max_new_tokens: int = 96) -> AnswerAll:
-    from assistant.chat import one_turn_prompts
     from assistant.generation import Sampling, reply_all
 
     greedy = Sampling(temperature=0, max_new_tokens=max_new_tokens)
 
-    def answer(batch: list[tuple[Path, str]]) -> list[str]:
-        prompts = [one_turn_prompts(model, question, [image])[0] for image, question in batch]
-        return [reply.text for reply in reply_all(model, prompts, greedy)]
+    def answer(batch: list[tuple]) -> list[str]:
+        return [reply.text for reply in reply_all(model, [question_prompt(model, *q) for q in batch], greedy)]
 
     return answer
+
+
+def question_prompt(model, image: Path, question: str, earlier: tuple[tuple[str, str], ...] = ()):
+    """The prompt asking `question` about `image`, after `earlier` (question, reply) turns about it."""
+    from assistant.chat import ChatSession, user_message
+
+    session = ChatSession(model)
+    for turn, (asked, said) in enumerate(earlier):
+        session.messages += [user_message(asked, [image] if turn == 0 else []),
+                             {"role": "assistant", "content": said}]
+    session.messages.append(user_message(question, [] if earlier else [image]))
+    return session.next_prompts(cfg_scale=1.0)[0]
+
+
+def picture_rate(model, questions: list[tuple[SceneItem, QA]]) -> float:
+    """The share of questions whose greedy first reply token, over every token the model may say, is <boi>."""
+    import torch
+
+    from assistant.generation import first_token_logits
+
+    opened = 0
+    for start in range(0, len(questions), BATCH):
+        prompts = [question_prompt(model, item.image, qa.question) for item, qa in questions[start:start + BATCH]]
+        with torch.inference_mode():
+            logits = first_token_logits(model, prompts)  # (B, first_id + 1): the LLM's tokens and <boi>
+        opened += int((logits.argmax(-1) == logits.shape[-1] - 1).sum())
+    return round(opened / max(1, len(questions)), 4)
 
 
 def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: int) -> DrawAll:
@@ -192,12 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[dict, list[Outcome]]:
     started = time.perf_counter()
     answer = model_answerer(model)
-    vqa, vqa_outcomes = timed(score_vqa, vqa_questions(items, args.seed), answer)
+    questions = vqa_questions(items, args.seed)
+    vqa, vqa_outcomes = timed(score_vqa, questions, answer)
+    unseen, unseen_outcomes = timed(score_vqa, vqa_questions(items, args.seed + 7, "held_out"), answer, "VQA unseen")
+    follow_ups, follow_outcomes = timed(score_follow_ups, follow_up_questions(items, args.seed), answer)
+    vqa["picture_rate"] = picture_rate(model, questions)
     captions, caption_outcomes = timed(score_captions, items, answer)
     prompts = geneval_prompts(args.prompts, args.seed)
     draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed)
     geneval, draw_outcomes = timed(score_drawings, prompts, draw)
-    report = {"split": args.split, "scenes": len(items), "vqa": vqa, "captions": captions,
+    report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
+              "vqa_follow_ups": follow_ups, "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, **geneval}}
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
@@ -205,7 +260,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    return report, vqa_outcomes + caption_outcomes + draw_outcomes
+    return report, vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + caption_outcomes + draw_outcomes
 
 
 def timed(score, *args) -> tuple[dict, list[Outcome]]:
@@ -235,16 +290,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
-    parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("captions", "captions"),
+    parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
+             ("follow-ups", "vqa_follow_ups"), ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
              + ", ".join(f"{name} {seconds} s" for name, seconds in parts) + ")",
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
+             *[f"{label} overall {report[key]['overall']:.1%}  "
+               + "  ".join(f"{k} {v:.1%}" for k, v in report[key]["by_type"].items())
+               for label, key in (("  unseen", "vqa_unseen_phrasings"), ("follow-up", "vqa_follow_ups"))
+               if key in report],
+             f"pictures   {vqa['picture_rate']:.1%} of questions would be answered with a drawing"
+             if "picture_rate" in vqa else "",
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
               f"recall {pope['recall']:.1%}  yes-ratio {pope['yes_ratio']:.1%}"),
              f"captions   exact {report['captions']['exact']:.1%}",
              f"GenEval    overall {geneval['overall']:.2f} (CFG {geneval['cfg_scale']:g})  "
              + "  ".join(f"{k} {v:.2f}" for k, v in geneval["by_category"].items())]
+    lines = [line for line in lines if line]
     if "geneval_without_cfg" in report:
         plain = report["geneval_without_cfg"]
         lines.append(f"           overall {plain['overall']:.2f} without CFG  "

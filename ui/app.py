@@ -121,7 +121,9 @@ def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glyph ui", description="Start Glyph's Gradio UI.")
-    parser.add_argument("--model", type=Path, help="the assistant to chat with (a build's instruct/ or the build)")
+    parser.add_argument("--model", type=Path, help="the assistant to chat with (a build's instruct/ or the build); "
+                        "default: the one shipped in models/scenes-smollm2")
+    parser.add_argument("--no-model", action="store_true", help="start without an assistant (no Chat tab)")
     parser.add_argument("--data", help="a scene dataset directory to show examples from")
     parser.add_argument("--max-concurrency", type=int, default=2, help="requests served at once (others queue)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
@@ -132,11 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model, drawings = None, Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "glyph-drawings"
-    if args.model is not None:
+    if not args.no_model:
         try:
-            from assistant.model import GlyphModel, locate
+            from assistant.model import load_assistant
 
-            model = GlyphModel.from_pretrained(locate(args.model), merge_lora=True)
+            model = load_assistant(args.model)
         except (ValueError, OSError) as error:
             print(f"glyph ui: {error}", file=sys.stderr)
             return 2

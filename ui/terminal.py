@@ -123,8 +123,9 @@ def sampling_from(args: argparse.Namespace) -> Sampling:
 
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glyph chat", description="Chat with a Glyph assistant in the terminal.")
-    parser.add_argument("--model", required=True, type=Path,
-                        help="the assistant directory (a build's instruct/, or the build directory itself)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="the assistant directory (a build's instruct/, or the build directory itself); "
+                        "default: the one shipped in models/scenes-smollm2")
     parser.add_argument("--image", action="append", default=[], help="an image for the first message (repeatable)")
     parser.add_argument("--save-dir", type=Path, default=Path("glyph-images"), help="where drawn images go")
     parser.add_argument("--system", default=None, help="a system prompt")
@@ -133,14 +134,14 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     try:
         settings = sampling_from(args)
-        from assistant.model import GlyphModel, locate
+        from assistant.model import load_assistant
 
-        model = GlyphModel.from_pretrained(locate(args.model), merge_lora=True)
+        model = load_assistant(args.model)
     except (ValueError, OSError) as error:
         print(f"glyph chat: {error}", file=sys.stderr)
         return 2
     chat = TerminalChat(ChatSession(model, args.system), settings, args.save_dir, stdout)
-    chat.say(f"Glyph ({args.model}). Type a message; /help lists the commands, /quit leaves.")
+    chat.say(f"Glyph ({args.model or 'models/scenes-smollm2'}). Type a message; /help lists the commands, /quit leaves.")
     chat.attach(args.image)
     try:
         for line in _lines(stdin, stdout):

@@ -1,0 +1,237 @@
+"""Pack a build's trained parts into one small, self-contained assistant directory to ship, part by part.
+
+    glyph ship runs/scenes-smollm2 --out models/scenes-smollm2      # every finished part of a build
+    glyph build scenes-smollm2 --out runs/scenes-smollm2 --ship models/scenes-smollm2
+                       # the same, each part as soon as it is trained; and a part already there is restored
+                       # into the build instead of trained again (a long build resumes from the repository)
+
+What the directory holds (everything the assistant needs except the frozen LLM, which is named, not copied):
+
+    SHIP/vq/                   the VQ-VAE that turns drawn codes into pixels
+    SHIP/clip/                 the scene CLIP (open_clip's local-dir layout); the assistant uses its image half
+    SHIP/config.json           the assistant's config, its parts named by paths inside SHIP
+    SHIP/model.safetensors     projector and image-vocabulary rows
+    SHIP/adapter/              the LoRA adapter (peft)
+    SHIP/eval.json, README.md  the build's evaluation report, and the model card made from it
+
+Each part carries `recipe_step.json`, the recipe step that trained it: a build restores a part only when its
+recipe asks for exactly that step. Weights are stored in bf16 by default (half the bytes; widened back to
+fp32 when loaded). Every part appears complete or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from assistant.config import LOCAL_DIR, AssistantConfig, ConfigError, write_json_atomic
+from assistant.model import ADAPTER_DIR, WEIGHTS_NAME
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+STEP_FILE = "recipe_step.json"
+# part → (the build's folder it comes from, the files it needs there, where it goes in SHIP)
+PARTS = {"vq": ("vq", ("config.json", "model.safetensors"), "vq"),
+         "clip": ("clip", ("open_clip_config.json", "open_clip_model.safetensors"), "clip"),
+         "instruct": ("instruct", ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
+                                   f"{ADAPTER_DIR}/adapter_model.safetensors"), ".")}
+
+
+class ShipError(ValueError):
+    """A part that cannot be shipped; the message says what is missing."""
+
+
+# ---- shipping -------------------------------------------------------------------------------------------
+
+def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Copy the build's finished `kind` part into `ship` (replacing what was there), with the step that made it."""
+    source, files, target = PARTS[kind]
+    missing = [str(build / source / f) for f in files if not (build / source / f).is_file()]
+    if missing:
+        raise ShipError(f"the {kind} part is not finished: {', '.join(missing)} missing; run glyph build first")
+    staged = _staging(ship, kind)
+    for name in files:
+        _copy(build / source / name, staged / name, dtype)
+    if kind == "instruct":
+        _write_portable_config(build / source, staged)
+    write_json_atomic(staged / STEP_FILE, step or {})
+    _install(staged, ship if target == "." else ship / target, keep=("vq", "clip") if target == "." else ())
+    return ship
+
+
+def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """The evaluation report and the model card, once the assistant and its evaluation are shipped/done."""
+    report_file = build / "instruct" / "eval" / "report.json"
+    if not report_file.is_file() or not (ship / "config.json").is_file():
+        raise ShipError(f"{report_file} or {ship / 'config.json'} is missing: evaluate and ship the assistant first")
+    report = json.loads(report_file.read_text())
+    write_json_atomic(ship / "eval.json", report)
+    card = model_card(build, AssistantConfig.load(ship), report, dtype, _size(ship))
+    partial = ship / f".README.md.partial-{os.getpid()}"
+    partial.write_text(card)
+    os.replace(partial, ship / "README.md")
+    return ship
+
+
+def _write_portable_config(assistant: Path, staged: Path) -> None:
+    """The assistant's config with its parts named inside the shipped directory (vq/, clip/)."""
+    config = AssistantConfig.load(assistant)
+    vision = type(config.vision)(LOCAL_DIR + "clip", None, config.vision.feature_layer)
+    type(config)(vq="vq", kind=config.kind, vision=vision, projector=config.projector, llm=config.llm,
+                 tokens=config.tokens).save(staged)
+
+
+def _copy(source: Path, target: Path, dtype: torch.dtype) -> None:
+    """A file as it is, or safetensors with its floating tensors in `dtype` (and its metadata kept)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.suffix != ".safetensors":
+        shutil.copyfile(source, target)
+        return
+    with safe_open(str(source), "pt") as f:
+        metadata = f.metadata()
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in load_file(source).items()}
+    save_file(tensors, target, metadata)
+
+
+def _staging(ship: Path, kind: str) -> Path:
+    staged = ship.parent / f".{ship.name}.{kind}.partial-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    return staged
+
+
+def _install(staged: Path, target: Path, keep: tuple[str, ...] = ()) -> None:
+    """Put `staged` where `target` was, moving the sub-folders named in `keep` over from the old one."""
+    if target.exists():
+        for name in keep:
+            if (target / name).exists():
+                os.replace(target / name, staged / name)
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+
+
+def _size(directory: Path) -> int:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+
+
+# ---- restoring into a build -------------------------------------------------------------------------------
+
+def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
+    """Copy a shipped part into the build when the same recipe step made it; True when restored."""
+    _, files, target = PARTS[kind]
+    shipped = ship if target == "." else ship / target
+    made_by = shipped / STEP_FILE
+    if not made_by.is_file() or json.loads(made_by.read_text()) != json.loads(json.dumps(step)):
+        return False
+    destination = build / PARTS[kind][0]
+    staged = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    names = list(files) + (["vq", "clip"] if kind == "instruct" else [])
+    for name in names:
+        (shutil.copytree if (shipped / name).is_dir() else shutil.copyfile)(shipped / name, staged / name)
+    write_json_atomic(staged / STEP_FILE, step)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.replace(staged, destination)
+    return True
+
+
+def restored(kind: str, build: Path) -> bool:
+    return (build / PARTS[kind][0] / STEP_FILE).is_file()
+
+
+# ---- the model card ---------------------------------------------------------------------------------------
+
+def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.dtype, size: int) -> str:
+    """README.md for the shipped assistant: what it is, the recipe and build, the scores, the limits."""
+    timings = json.loads((build / "build.json").read_text()) if (build / "build.json").is_file() else {}
+    lines = ["# Glyph scene assistant on SmolLM2-135M-Instruct", "",
+             "A LLaVA-style assistant for the scene world (coloured shapes on a 3×3 grid): the scene CLIP "
+             "(`clip/`) sees, a trained projector and LoRA adapter let the frozen SmolLM2-135M-Instruct read "
+             "what it sees, and image-vocabulary rows let it draw with the VQ-VAE (`vq/`).", "",
+             f"- LLM (frozen, not stored here): `{config.llm.name_or_path}`"
+             + (f" ({config.llm.gguf_file})" if config.llm.gguf_file else ""),
+             f"- vision: `{config.vision.model_name}`, feature layer {config.vision.feature_layer}; projector "
+             f"`{config.projector.kind}`, {config.projector.merge}×{config.projector.merge} patches per slot",
+             f"- weights stored in {'bf16' if dtype == torch.bfloat16 else 'fp32'}: {size / 1e6:.1f} MB in all",
+             "", "## How it was made", "",
+             "`glyph build scenes-smollm2 --out runs/scenes-smollm2` (training/recipes/scenes-smollm2.yaml), "
+             "then `glyph ship runs/scenes-smollm2 --out models/scenes-smollm2`.", "",
+             f"- commit `{_commit()}`; machine: {platform.machine()}, {os.cpu_count()} CPU cores",
+             "- seconds per build step: " + (", ".join(f"{k} {v:g}" for k, v in timings.items()) or "unknown"),
+             "", "## Evaluation (held-out test scenes, `glyph eval assistant`)", ""]
+    lines += _score_lines(report)
+    lines += ["", "## Limits", "",
+              "- It knows only the scene world: 1-4 shapes (circle, square, triangle, ring, cross) in six colours "
+              "on a 3×3 grid, at 64 px. Photos and other pictures are outside what it was trained on.",
+              "- Drawings are the weakest part (scene-GenEval above).",
+              "- Questions worded unlike the training chats are answered less reliably (the unseen row).", ""]
+    return "\n".join(lines)
+
+
+def _score_lines(report: dict) -> list[str]:
+    vqa = report["vqa"]
+    rows = [("VQA, training wordings", vqa), ("VQA, unseen wordings", report.get("vqa_unseen_phrasings")),
+            ("VQA, follow-up turns", report.get("vqa_follow_ups"))]
+    kinds = list(vqa["by_type"])
+    lines = [f"{report['scenes']} scenes of the {report['split']} split.", "",
+             "| | overall | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+    lines += [f"| {name} | {row['overall']:.1%} | " + " | ".join(f"{row['by_type'][k]:.1%}" for k in kinds) + " |"
+              for name, row in rows if row]
+    pope = vqa["yes_no"]
+    lines += ["", f"- yes/no: {pope['accuracy']:.1%} (yes-ratio {pope['yes_ratio']:.1%})",
+              f"- captions exact: {report['captions']['exact']:.1%}",
+              f"- scene-GenEval: {report['geneval']['overall']:.2f} (CFG {report['geneval']['cfg_scale']:g})"]
+    if "picture_rate" in vqa:
+        lines.append(f"- questions it would answer with a drawing: {vqa['picture_rate']:.1%}")
+    return lines
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---- the command ------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="glyph ship", description=__doc__.split("\n\n")[0])
+    p.add_argument("build", type=Path, help="a glyph build --out directory")
+    p.add_argument("--out", required=True, type=Path, help="the directory to write, e.g. models/scenes-smollm2")
+    p.add_argument("--recipe", default="scenes-smollm2", help="the recipe the build ran (its steps are recorded)")
+    p.add_argument("--dtype", choices=DTYPES, default="bf16", help="how the weights are stored")
+    args = p.parse_args(argv)
+    from training.build import BuildError, read_build, recipe_path
+
+    try:
+        steps = {s["step"]: s for s in read_build(recipe_path(args.recipe))}
+        shipped = [kind for kind in PARTS if (args.build / PARTS[kind][0]).is_dir()]
+        for kind in shipped:
+            ship_part(kind, args.build, args.out, steps.get(kind), DTYPES[args.dtype])
+        if (args.build / "instruct" / "eval" / "report.json").is_file():
+            ship_report(args.build, args.out, DTYPES[args.dtype])
+    except (ShipError, BuildError, ConfigError, OSError) as error:
+        print(f"glyph ship: {error}", file=sys.stderr)
+        return 2
+    print(f"shipped {', '.join(shipped) or 'nothing'} of {args.build} into {args.out} "
+          f"({_size(args.out) / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
