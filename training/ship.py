@@ -141,6 +141,7 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     shutil.rmtree(staged, ignore_errors=True)
     names = list(files) + (["vq", "clip"] if kind == "instruct" else [])
     for name in names:
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (shipped / name).is_dir() else shutil.copyfile)(shipped / name, staged / name)
     write_json_atomic(staged / STEP_FILE, step)
     shutil.rmtree(destination, ignore_errors=True)

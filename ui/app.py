@@ -1,11 +1,12 @@
 """Glyph's Gradio UI, served on 127.0.0.1.
 
-    glyph ui --model runs/scenes-tiny/instruct [--data runs/scenes-tiny/scenes] [--port 7860] [--host 127.0.0.1]
+    glyph ui [--model runs/scenes-tiny/instruct] [--data runs/scenes-tiny/scenes] [--port 7860] [--host 127.0.0.1]
 
 Tabs: Chat (a multimodal chat with the assistant: images in by upload or drag and drop, replies streamed,
 drawings inline; see ui/chat_tab.py), Scene world (render a scene, its caption and what the scene parser
-reads), Read an image (the parser on an upload) and, with --data, Dataset. Without --model the page says
-how to start it with one. No CDN, no analytics: nothing leaves the machine.
+reads), Read an image (the parser on an upload) and, with --data, Dataset. Without --model it chats with
+the assistant shipped in models/scenes-smollm2; with --no-model the page says how to start it with one.
+No CDN, no analytics: nothing leaves the machine.
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ from data_gen.scene_parser import read_scene  # noqa: E402
 from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
 
 NO_MODEL = """\
-**No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui --model DIR`, where DIR is
-a trained assistant (`glyph build scenes-tiny --out runs/scenes-tiny` makes one in `runs/scenes-tiny`), or
-run `make demo`. Meanwhile this page shows the scene world and the scene parser."""
+**No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui` chats with the assistant
+shipped in `models/scenes-smollm2`, `glyph ui --model DIR` with another trained one (`glyph build scenes-tiny
+--out runs/scenes-tiny` makes one in `runs/scenes-tiny`), and `make demo` opens the shipped one. Meanwhile
+this page shows the scene world and the scene parser."""
 
 # Drawings are the model's size (64 px for scenes); show them larger, with crisp pixels. Pass to launch(css=).
 CSS = ("#chatbot img { width: 192px !important; height: 192px !important; object-fit: contain; "

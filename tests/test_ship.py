@@ -1,0 +1,115 @@
+"""Shipping a build's parts (glyph ship, glyph build --ship) and loading the shipped assistant, on tiny parts."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+import torch
+from peft import LoraConfig
+from tiny_parts import VQ_CONFIG, Parts, assistant_config, build_clip, build_llm, build_vq
+
+from assistant import model as model_module
+from assistant.config import ConfigError
+from assistant.llm import load_language_model
+from assistant.model import GlyphModel, load_assistant
+from assistant.vq import VQModel
+from training import ship
+
+STEPS = {"vq": {"step": "vq", "steps": 3}, "clip": {"step": "clip", "steps": 2},
+         "instruct": {"step": "instruct", "steps": 5, "lora_r": 4}}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """A build directory laid out as glyph build lays it out: vq/, clip/, instruct/ (with a LoRA adapter)."""
+    out = tmp_path_factory.mktemp("build")
+    parts = Parts(build_llm(out / "llm", "llama"), build_clip(out / "clip"), build_vq(out / "vq"))
+    torch.manual_seed(0)
+    model = GlyphModel.build(assistant_config(parts))
+    model.add_lora(LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, parameter in model.language_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.05)  # as if trained: a zero adapter would hide a lost one
+    model.save_pretrained(out / "instruct")
+    return out
+
+
+def logits(model: GlyphModel) -> torch.Tensor:
+    ids = torch.tensor([[5, 6, 7, 8, model.vocab.boi_id, model.vocab.code_start + 3]])
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def ship_all(build, into):
+    for kind in ship.PARTS:
+        ship.ship_part(kind, build, into, STEPS[kind])
+
+
+def test_a_shipped_assistant_is_self_contained_small_and_answers_as_the_build(build, tmp_path):
+    into = tmp_path / "repo" / "models" / "assistant"
+    ship_all(build, into)
+    moved = tmp_path / "elsewhere"  # a clone in another place: nothing may point back into the build
+    shutil.copytree(into, moved)
+    shutil.rmtree(tmp_path / "repo")
+    shipped = load_assistant(moved)
+    original = GlyphModel.from_pretrained(build / "instruct", merge_lora=True)
+    assert torch.allclose(logits(shipped), logits(original), atol=0.05, rtol=0.02)  # bf16 weights, fp32 compute
+    base, _ = load_language_model(str(build / "llm"))
+    merged = shipped.causal_lm.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(merged, base.model.layers[0].self_attn.q_proj.weight, atol=1e-3)  # the adapter is in
+    assert sorted(p.name for p in moved.iterdir()) == ["adapter", "clip", "config.json", "model.safetensors",
+                                                        "recipe_step.json", "vq"]
+    stored = sum(f.stat().st_size for f in moved.rglob("*.safetensors"))
+    built = sum(f.stat().st_size for d in ("instruct", "vq", "clip") for f in (build / d).rglob("*.safetensors"))
+    assert stored < 0.6 * built  # bf16 halves the weights (the CLIP's text half is kept: open_clip's layout)
+
+
+def test_shipping_one_part_keeps_the_others(build, tmp_path):
+    into = tmp_path / "ship"
+    ship_all(build, into)
+    ship.ship_part("instruct", build, into, STEPS["instruct"])  # again: vq/ and clip/ must survive
+    ship.ship_part("vq", build, into, STEPS["vq"])
+    assert (into / "vq" / "model.safetensors").is_file() and (into / "clip" / "open_clip_config.json").is_file()
+    assert (into / "adapter" / "adapter_model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name or ".old-" in p.name]
+
+
+def test_a_build_restores_a_shipped_part_only_for_the_same_recipe_step(build, tmp_path):
+    into = tmp_path / "ship"
+    ship.ship_part("vq", build, into, STEPS["vq"])
+    fresh = tmp_path / "fresh"
+    assert not ship.restore_part("vq", into, fresh, {"step": "vq", "steps": 4})  # another recipe: train it
+    assert not (fresh / "vq").exists()
+    assert ship.restore_part("vq", into, fresh, STEPS["vq"]) and ship.restored("vq", fresh)
+    assert (fresh / "vq" / "model.safetensors").read_bytes() == (into / "vq" / "model.safetensors").read_bytes()
+
+
+def test_an_unfinished_part_is_refused_by_name(build, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(build / "vq", partial / "vq")
+    with pytest.raises(ship.ShipError, match="clip.*missing"):
+        ship.ship_part("clip", partial, tmp_path / "ship", STEPS["clip"])
+
+
+def test_a_missing_shipped_assistant_says_how_to_get_it_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(model_module, "SHIPPED", tmp_path / "models" / "scenes-smollm2")
+    with pytest.raises(ConfigError, match="glyph build scenes-smollm2"):
+        load_assistant()
+
+
+def test_a_truncated_or_mismatched_shipped_file_is_one_clear_error(build, tmp_path, monkeypatch):
+    into = tmp_path / "models" / "scenes-smollm2"
+    ship_all(build, into)
+    monkeypatch.setattr(model_module, "SHIPPED", into)
+    weights = into / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="scenes-smollm2.*glyph build scenes-smollm2"):
+        load_assistant()
+    ship_all(build, into)
+    other = VQModel(dataclasses.replace(VQ_CONFIG, codebook_size=32)).save_pretrained(tmp_path / "other-vq")
+    shutil.rmtree(into / "vq")
+    shutil.copytree(other, into / "vq")
+    with pytest.raises(ConfigError, match="glyph build scenes-smollm2"):
+        load_assistant()
