@@ -12,11 +12,13 @@ from data_gen.scene_dataset import write_scene_dataset
 from data_gen.scene_world import BACKGROUND, scene_rng
 from training.eval_assistant import (
     CAPTION_REQUEST,
+    follow_up_questions,
     geneval_prompts,
     load_scenes,
     one_at_a_time,
     score_captions,
     score_drawings,
+    score_follow_ups,
     score_vqa,
     vqa_questions,
 )
@@ -84,3 +86,28 @@ def test_the_lm_readiness_check_runs_on_a_saved_lm(tmp_path, items, capsys):
     assert report["questions"] == 10 and 0.0 <= report["overall"] <= 1.0
     assert "answered from a caption" in capsys.readouterr().out
     assert eval_lm.main(["--model", str(tmp_path / "missing"), "--data", str(scenes)]) == 2
+
+
+def test_follow_ups_and_unseen_wordings_score_an_oracle_one_and_a_forgetful_answerer_low(items):
+    """A follow-up is the second turn of a chat: the answerer sees the first question and its own reply."""
+    triples = follow_up_questions(items, seed=1)
+    answers = {(item.image, qa.question): qa.answer for item, first, follow in triples for qa in (first, follow)}
+    seen_earlier = []
+
+    def oracle(image, question, earlier=()):
+        seen_earlier.append(earlier)
+        return answers[(image, question)]
+
+    follow_ups, _ = score_follow_ups(triples, one_at_a_time(oracle))
+    assert follow_ups["overall"] == 1.0 and follow_ups["questions"] == 5 * len(items)
+    first_turns = [(first.question, first.answer) for _, first, _ in triples]
+    assert seen_earlier[len(triples):] == [(turn,) for turn in first_turns]  # each follow-up saw its first turn
+    assert {first.kind != follow.kind for _, first, follow in triples} == {True}
+    # An answerer that answers the first question again in the second turn gets follow-ups wrong.
+    stuck, _ = score_follow_ups(triples, one_at_a_time(lambda image, question, earlier=():
+                                                          earlier[0][1] if earlier else answers[(image, question)]))
+    assert stuck["overall"] < 0.5
+    unseen = vqa_questions(items, seed=1, phrasing="held_out")
+    assert not {qa.question for _, qa in unseen} & {qa.question for _, qa in vqa_questions(items, seed=1)}
+    vqa, _ = score_vqa(unseen, oracle_answerer(items, unseen))
+    assert vqa["overall"] == 1.0
