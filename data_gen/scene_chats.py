@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -263,13 +264,10 @@ def parse_mix(settings: list[str]) -> dict[str, float]:
     mix = {}
     for setting in settings:
         what, _, weight = setting.partition("=")
-        try:
-            mix[what] = float(weight)
-        except ValueError:
-            mix[what] = -1.0
-        if what not in known or mix[what] < 0:
+        if what not in known or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight.strip()):
             raise ValueError(f"--mix {setting!r}: write KIND=WEIGHT with KIND one of {', '.join(sorted(known))} "
                              "and WEIGHT ≥ 0")
+        mix[what] = float(weight)
     return mix
 
 
