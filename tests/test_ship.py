@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import pytest
@@ -14,6 +15,7 @@ from assistant.config import ConfigError
 from assistant.llm import load_language_model
 from assistant.model import GlyphModel, load_assistant
 from assistant.vq import VQModel
+from training import build as build_module
 from training import ship
 
 STEPS = {"vq": {"step": "vq", "steps": 3}, "clip": {"step": "clip", "steps": 2},
@@ -43,7 +45,7 @@ def logits(model: GlyphModel) -> torch.Tensor:
 
 
 def ship_all(build, into):
-    for kind in ship.PARTS:
+    for kind in STEPS:
         ship.ship_part(kind, build, into, STEPS[kind])
 
 
@@ -84,6 +86,22 @@ def test_a_build_restores_a_shipped_part_only_for_the_same_recipe_step(build, tm
     assert not (fresh / "vq").exists()
     assert ship.restore_part("vq", into, fresh, STEPS["vq"]) and ship.restored("vq", fresh)
     assert (fresh / "vq" / "model.safetensors").read_bytes() == (into / "vq" / "model.safetensors").read_bytes()
+
+
+def test_a_refine_phase_replaces_the_shipped_assistant_and_stands_for_the_stages_before_it(build, tmp_path):
+    refined = tmp_path / "build"
+    shutil.copytree(build, refined)
+    shutil.copytree(build / "instruct", refined / "refine")
+    into = tmp_path / "ship"
+    ship_all(refined, into)
+    refine_step = {"step": "refine", "steps": 7}
+    ship.ship_part("refine", refined, into, refine_step)
+    assert json.loads((into / ship.STEP_FILE).read_text()) == refine_step and (into / "vq").is_dir()
+    fresh = tmp_path / "fresh"
+    assert not ship.restore_part("instruct", into, fresh, STEPS["instruct"])  # the shipped one is refine's
+    assert ship.restore_part("refine", into, fresh, refine_step)
+    assert ship.assistant_dir(fresh) == fresh / "refine" and (fresh / "refine" / "clip").is_dir()
+    assert build_module.done(STEPS["instruct"], fresh) and build_module.done({"step": "align"}, fresh)
 
 
 def test_an_unfinished_part_is_refused_by_name(build, tmp_path):

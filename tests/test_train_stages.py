@@ -132,6 +132,23 @@ def test_stage1_then_stage2_train_what_they_should(world, tmp_path):
     assert (stage2 / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_a_second_stage2_phase_goes_on_training_the_first_ones_adapter(world, tmp_path):
+    stage1, first, second = tmp_path / "align", tmp_path / "instruct", tmp_path / "refine"
+    stage2 = ["--data", str(world["instruct"]), "--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples",
+              "1", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache")]
+    assert train_align.main(stage1_args(world, stage1, "--steps", "2")) == 0
+    assert train_instruct.main(stage2 + ["--init", str(stage1), "--out", str(first), "--lora-r", "4",
+                                         "--lora-alpha", "8", "--lr", "1e-2"]) == 0
+    # lr 0: the second phase's weights must be exactly the first's (a fresh adapter would have lora_B = 0)
+    assert train_instruct.main(stage2 + ["--init", str(first), "--out", str(second), "--lr", "0",
+                                         "--lora-r", "8"]) == 0
+    before = load_file(first / "adapter" / "adapter_model.safetensors")
+    after = load_file(second / "adapter" / "adapter_model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert any(k for k in before if "lora_B" in k and before[k].abs().sum() > 0)  # the first phase did train it
+    assert json.loads((second / "adapter" / "adapter_config.json").read_text())["r"] == 4  # its rank, not --lora-r
+
+
 def test_resume_gives_the_weights_of_an_uninterrupted_run(world, tmp_path):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     assert train_align.main(stage1_args(world, whole, "--steps", "4", "--save-every", "100")) == 0

@@ -75,7 +75,8 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
         parts.add_argument("--vq", required=True, help="directory of the VQ-VAE (glyph train vqvae)")
     else:
-        p.add_argument("--init", required=True, type=Path, help="the stage 1 assistant directory")
+        p.add_argument("--init", required=True, type=Path,
+                       help="the stage 1 assistant directory, or a stage 2 one to train further")
         lora = p.add_argument_group("LoRA (peft)")
         lora.add_argument("--lora-r", type=int, default=64)
         lora.add_argument("--lora-alpha", type=int, default=128)
@@ -117,10 +118,15 @@ def build_model(args: argparse.Namespace, stage: int):
                                  llm=llm_config(args.llm, args.gguf_file))
         model = GlyphModel.build(config)
     else:
-        model = GlyphModel.from_pretrained(args.init)
-        targets = args.lora_targets if args.lora_targets == "all-linear" else args.lora_targets.split(",")
-        model.add_lora(LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                  target_modules=targets, bias="none"))
+        # An --init that is itself a stage-2 assistant (it has an adapter) goes on training that adapter: a
+        # second instruction phase, as in LLaVA's continued fine-tuning. A stage-1 assistant gets a fresh one.
+        model = GlyphModel.from_pretrained(args.init, trainable=True)
+        if model.has_lora:
+            print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
+        else:
+            targets = args.lora_targets if args.lora_targets == "all-linear" else args.lora_targets.split(",")
+            model.add_lora(LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                                      target_modules=targets, bias="none"))
     set_trainable(model, stage)
     return model
 

@@ -7,7 +7,10 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 `main(argv)` in this process, with the options the recipe gives it and the paths the build lays out:
 
     OUT/scenes  OUT/chats/{text,align,instruct}.jsonl  OUT/vq  OUT/clip  OUT/lm  OUT/align  OUT/instruct
-    OUT/lm/context_qa.json (the LM's readiness)  OUT/instruct/eval/report.json  OUT/build.json (seconds per step)
+    OUT/refine (a second stage-2 phase that goes on training OUT/instruct's adapter, when the recipe has one)
+    OUT/lm/context_qa.json (the LM's readiness)  ASSISTANT/eval/report.json  OUT/build.json (seconds per step)
+
+ASSISTANT is the build's last stage-2 phase: OUT/refine when it has one, else OUT/instruct.
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -34,7 +37,7 @@ RECIPES = Path(__file__).parent / "recipes"
 CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph data chats --kind)
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
-                "instruct": "training.train_instruct", "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
+                "instruct": "training.train_instruct", "refine": "training.train_instruct", "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
 
 
 class BuildError(ValueError):
@@ -101,7 +104,9 @@ def _paths(kind: str, out: Path) -> list[str]:
                   "--cache-dir", str(out / "cache")],
         "instruct": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "align"), "--out",
                      str(out / "instruct"), "--cache-dir", str(out / "cache")],
-        "eval": ["--model", str(out / "instruct"), "--data", str(scenes)],
+        "refine": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "instruct"), "--out",
+                   str(out / "refine"), "--cache-dir", str(out / "cache")],
+        "eval": ["--model", str(ship.assistant_dir(out)), "--data", str(scenes)],
         "eval_lm": ["--model", str(out / "lm"), "--data", str(scenes)],
     }[kind]
 
@@ -123,19 +128,21 @@ def _flags(options: dict) -> list[str]:
 def done(step: dict, out: Path) -> bool:
     """Is this step's output complete? (A trainer would also see it and return at once.)"""
     kind = step["step"]
-    if kind in ("vq", "clip", "lm", "align", "instruct"):
+    if kind in ("vq", "clip", "lm", "align", "instruct", "refine"):
         state = read_state(out / kind / "checkpoint")
         if kind in ship.PARTS and ship.restored(kind, out):
             return True
-        if kind == "align" and ship.restored("instruct", out):
+        if kind == "align" and (ship.restored("instruct", out) or ship.restored("refine", out)):
             return True  # stage 1 only feeds stage 2, whose result is there
+        if kind == "instruct" and ship.restored("refine", out):
+            return True  # the first stage-2 phase only feeds the second
         return bool(state and state.get("finished"))
     if kind == "scenes":
         return (out / "scenes" / "dataset_info.json").is_file()
     if kind == "chats":
         return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k in CHAT_KINDS and n)
     if kind == "eval":
-        return (out / "instruct" / "eval" / "report.json").is_file()
+        return (ship.assistant_dir(out) / "eval" / "report.json").is_file()
     if kind == "eval_lm":
         return (out / "lm" / "context_qa.json").is_file()
     return False
@@ -198,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             _ship(kind, step, args.out, args.ship)
     total = round(time.perf_counter() - started, 1)
     print(f"built {args.out} in {total} s this run ({sum(timings.values()):.0f} s of steps in all); "
-          f"the assistant is {args.out / 'instruct'}")
-    report = args.out / "instruct" / "eval" / "report.json"
+          f"the assistant is {ship.assistant_dir(args.out)}")
+    report = ship.assistant_dir(args.out) / "eval" / "report.json"
     if report.is_file():
         from training.eval_assistant import summary
 

@@ -38,11 +38,13 @@ from assistant.model import ADAPTER_DIR, WEIGHTS_NAME
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
+ASSISTANT_FILES = ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
+                   f"{ADAPTER_DIR}/adapter_model.safetensors")
 # part → (the build's folder it comes from, the files it needs there, where it goes in SHIP)
 PARTS = {"vq": ("vq", ("config.json", "model.safetensors"), "vq"),
          "clip": ("clip", ("open_clip_config.json", "open_clip_model.safetensors"), "clip"),
-         "instruct": ("instruct", ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
-                                   f"{ADAPTER_DIR}/adapter_model.safetensors"), ".")}
+         "instruct": ("instruct", ASSISTANT_FILES, "."),
+         "refine": ("refine", ASSISTANT_FILES, ".")}  # a second stage-2 phase: it replaces instruct's assistant
 
 
 class ShipError(ValueError):
@@ -60,7 +62,7 @@ def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torc
     staged = _staging(ship, kind)
     for name in files:
         _copy(build / source / name, staged / name, dtype)
-    if kind == "instruct":
+    if target == ".":
         _write_portable_config(build / source, staged)
     write_json_atomic(staged / STEP_FILE, step or {})
     _install(staged, ship if target == "." else ship / target, keep=("vq", "clip") if target == "." else ())
@@ -69,7 +71,7 @@ def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torc
 
 def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
     """The evaluation report and the model card, once the assistant and its evaluation are shipped/done."""
-    report_file = build / "instruct" / "eval" / "report.json"
+    report_file = assistant_dir(build) / "eval" / "report.json"
     if not report_file.is_file() or not (ship / "config.json").is_file():
         raise ShipError(f"{report_file} or {ship / 'config.json'} is missing: evaluate and ship the assistant first")
     report = json.loads(report_file.read_text())
@@ -139,7 +141,7 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     destination = build / PARTS[kind][0]
     staged = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
-    names = list(files) + (["vq", "clip"] if kind == "instruct" else [])
+    names = list(files) + (["vq", "clip"] if target == "." else [])
     for name in names:
         (staged / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (shipped / name).is_dir() else shutil.copyfile)(shipped / name, staged / name)
@@ -147,6 +149,11 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     shutil.rmtree(destination, ignore_errors=True)
     os.replace(staged, destination)
     return True
+
+
+def assistant_dir(build: Path) -> Path:
+    """The build's assistant: its last stage-2 phase that has started (refine after instruct)."""
+    return build / "refine" if (build / "refine").is_dir() else build / "instruct"
 
 
 def restored(kind: str, build: Path) -> bool:
@@ -221,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         steps = {s["step"]: s for s in read_build(recipe_path(args.recipe))}
-        shipped = [kind for kind in PARTS if (args.build / PARTS[kind][0]).is_dir()]
+        shipped = [kind for kind in PARTS if (args.build / PARTS[kind][0]).is_dir()
+                   and not (kind == "instruct" and (args.build / "refine").is_dir())]  # refine replaces it
         for kind in shipped:
             ship_part(kind, args.build, args.out, steps.get(kind), DTYPES[args.dtype])
-        if (args.build / "instruct" / "eval" / "report.json").is_file():
+        if (assistant_dir(args.build) / "eval" / "report.json").is_file():
             ship_report(args.build, args.out, DTYPES[args.dtype])
     except (ShipError, BuildError, ConfigError, OSError) as error:
         print(f"glyph ship: {error}", file=sys.stderr)
