@@ -81,27 +81,51 @@ class APIError(Exception):
 
 # ---- requests → a conversation and sampling settings -------------------------------------------------------
 
+# Each sampling parameter: (JSON type, lowest, highest). OpenAI's own ranges where it has them; a seed fits
+# torch's generator; guidance beyond 50 only saturates the drawing.
+PARAMETERS = {"temperature": (float, 0.0, 2.0), "top_p": (float, 0.0, 1.0), "seed": (int, 0, 2 ** 63 - 1),
+              "glyph_cfg_scale": (float, 0.0, 50.0)}
+
+
 def sampling_of(body: dict, limits: Limits) -> Sampling:
+    """The request's sampling settings; every parameter is type- and range-checked and named in its error."""
     stop = body.get("stop") or ()
     stop = (stop,) if isinstance(stop, str) else stop
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
         raise APIError(400, "stop must be a string or a list of at most 4 strings", "stop")
     default = DEFAULT_SAMPLING
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or default.max_new_tokens
-    numbers = {"temperature": body.get("temperature", default.temperature), "top_p": body.get("top_p", default.top_p),
-               "max_tokens": max_tokens, "seed": body.get("seed"),
-               "glyph_cfg_scale": body.get("glyph_cfg_scale", default.cfg_scale)}
-    for name, value in numbers.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise APIError(400, f"{name} must be a number, not {json.dumps(value)}", name)
-    if not 1 <= max_tokens <= limits.max_tokens:
-        raise APIError(400, f"max_tokens {max_tokens} must be between 1 and {limits.max_tokens}", "max_tokens")
+    token_key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body, token_key, int, 1, limits.max_tokens, default.max_new_tokens)
+    values = {name: _number(body, name, kind, low, high, fallback) for (name, (kind, low, high)), fallback in zip(
+        PARAMETERS.items(), (default.temperature, default.top_p, None, default.cfg_scale))}
+    if values["top_p"] == 0:
+        raise APIError(400, "top_p must be above 0 (0.01 keeps only the likeliest tokens)", "top_p")
     try:
-        return Sampling(temperature=float(numbers["temperature"]), top_p=float(numbers["top_p"]),
-                        max_new_tokens=int(max_tokens), seed=None if numbers["seed"] is None else int(numbers["seed"]),
-                        stop=tuple(stop), cfg_scale=float(numbers["glyph_cfg_scale"])).validate()
+        return Sampling(temperature=values["temperature"], top_p=values["top_p"], max_new_tokens=max_tokens,
+                        seed=values["seed"], stop=tuple(stop), cfg_scale=values["glyph_cfg_scale"]).validate()
     except (ValueError, TypeError) as error:
         raise APIError(400, str(error)) from None
+
+
+def _number(body: dict, name: str, kind: type, lowest, highest, default):
+    """body[name] as `kind` within [lowest, highest], or `default` when it is absent or null."""
+    value = body.get(name)
+    if value is None:
+        return default
+    integral = isinstance(value, int) and not isinstance(value, bool)
+    if not integral and not (kind is float and isinstance(value, float)):
+        wanted = "an integer" if kind is int else "a number"
+        raise APIError(400, f"{name} must be {wanted}, not {json.dumps(value)}", name)
+    if not lowest <= value <= highest:  # also refuses NaN and ±Infinity
+        raise APIError(400, f"{name} {json.dumps(value)} must be between {lowest:g} and {highest:g}", name)
+    return kind(value)
+
+
+def flag_of(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise APIError(400, f"{name} must be true or false, not {json.dumps(value)}", name)
+    return value
 
 
 def conversation_of(messages, limits: Limits) -> tuple[str | None, list[dict], dict]:
@@ -131,20 +155,29 @@ def conversation_of(messages, limits: Limits) -> tuple[str | None, list[dict], d
 
 def _content(content, where: str, limits: Limits) -> tuple[str, list]:
     if isinstance(content, str):
-        return content, []
+        return _encodable(content, f"{where}.content"), []
     if not isinstance(content, list):
         raise APIError(400, f"{where}.content must be a string or a list of content parts", where)
     texts, images = [], []
     for number, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
+            texts.append(_encodable(part["text"], f"{where}.content[{number}].text"))
         elif kind == "image_url":
             url = part.get("image_url", {}).get("url") if isinstance(part.get("image_url"), dict) else None
             images.append(_image(url, f"{where}.content[{number}]", limits))
         else:
             raise APIError(400, f"{where}.content[{number}] must be a text or image_url part", where)
     return "\n".join(texts), images
+
+
+def _encodable(text: str, where: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise APIError(400, f"{where} is not valid Unicode text (character {error.start} is a lone surrogate, "
+                            f"{text[error.start]!r}); send UTF-8 text", where) from None
+    return text
 
 
 def _image(url, where: str, limits: Limits):
@@ -205,8 +238,7 @@ class Assistant:
         settings = sampling_of(body, self.limits)
         system, turns, last = conversation_of(body.get("messages"), self.limits)
         session = self.session(system, turns)
-        events = session.send(last["text"], images=last["images"], settings=settings,
-                              draw=bool(body.get("glyph_draw", False)))
+        events = session.send(last["text"], images=last["images"], settings=settings, draw=flag_of(body, "glyph_draw"))
         return Reply(events, self.lock)
 
     def images(self, body: dict) -> list[str]:
@@ -215,6 +247,7 @@ class Assistant:
         prompt, n = body.get("prompt"), body.get("n", 1)
         if not isinstance(prompt, str) or not prompt.strip():
             raise APIError(400, "prompt must be a non-empty string", "prompt")
+        _encodable(prompt, "prompt")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.limits.max_images:
             raise APIError(400, f"n must be an integer from 1 to {self.limits.max_images}", "n")
         if body.get("response_format", "b64_json") != "b64_json":
@@ -223,13 +256,10 @@ class Assistant:
         side = self.model.vq.config.image_size
         if body.get("size") not in (None, "auto", f"{side}x{side}"):
             raise APIError(400, f"size must be {side}x{side}, this model's image size", "size")
-        seed = body.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise APIError(400, f"seed must be an integer, not {json.dumps(seed)}", "seed")
-        settings = sampling_of({"temperature": 1.0} | {k: body[k] for k in ("glyph_cfg_scale",) if k in body},
+        settings = sampling_of({"temperature": 1.0} | {k: body[k] for k in ("glyph_cfg_scale", "seed") if k in body},
                                self.limits)
         prompt_pair = one_turn_prompts(self.model, prompt, cfg_scale=settings.cfg_scale)
-        seeds = [None if seed is None else seed + i for i in range(n)]
+        seeds = [None if settings.seed is None else (settings.seed + i) % 2 ** 63 for i in range(n)]
         with self.lock:
             try:
                 done = draw_all(self.model, [prompt_pair[0]] * n, [prompt_pair[1]] * n if prompt_pair[1] else None,
@@ -380,6 +410,8 @@ def create_app(assistant: Assistant, api_key: str | None = None):
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise APIError(400, "the request body is not JSON") from None
+        except RecursionError:
+            raise APIError(400, "the request body is JSON nested too deeply; send a flat OpenAI request") from None
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
         return body

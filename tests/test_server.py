@@ -118,6 +118,13 @@ def test_images_generate_gives_n_pngs(client):
     ({"messages": ask("word " * 400)}, 400, "context"),
     ({"messages": ask("hi"), "model": "gpt-4o"}, 404, "does not exist"),
     ({"messages": ask("hi"), "temperature": -1}, 400, "temperature"),
+    ({"messages": ask("hi"), "temperature": 1e308}, 400, "temperature"),
+    ({"messages": ask("hi"), "max_tokens": 0}, 400, "max_tokens"),
+    ({"messages": ask("hi"), "max_tokens": 2.7}, 400, "max_tokens must be an integer"),
+    ({"messages": ask("hi"), "seed": 1.5}, 400, "seed must be an integer"),
+    ({"messages": ask("hi"), "seed": 2 ** 64}, 400, "seed"),
+    ({"messages": ask("hi"), "extra_body": {"glyph_draw": "yes"}}, 400, "glyph_draw must be true or false"),
+    ({"messages": ask("hi"), "extra_body": {"glyph_cfg_scale": 1e300}}, 400, "glyph_cfg_scale"),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, 400, "last message"),
 ])
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, request_kwargs, status, words):
@@ -126,7 +133,26 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, reque
         client.chat.completions.create(**settings)
     assert caught.value.status_code == status
     assert words in caught.value.body["message"], caught.value.body
+    named = next(iter(k for k in ("temperature", "max_tokens", "seed", "glyph_draw", "glyph_cfg_scale")
+                      if k in caught.value.body["message"]), None)
+    assert named is None or caught.value.body["param"] == named  # each error names its own parameter
     assert client.chat.completions.create(model="glyph-tiny", messages=ask("hi"), max_tokens=2).choices
+
+
+def test_non_finite_numbers_and_deep_nesting_in_raw_json_are_400s(base_url):
+    """What the openai client cannot send: JSON's Infinity and NaN, numbers beyond a double, 90,000 brackets,
+    a lone UTF-16 surrogate."""
+    bodies = ['{"model": "glyph-tiny", "messages": [{"role": "user", "content": "hi"}], "glyph_cfg_scale": %s}' % v
+              for v in ("Infinity", "NaN", "1e309")] + ['{"messages": ' + "[" * 90_000 + "]" * 90_000 + "}"]
+    bodies.append('{"model": "glyph-tiny", "messages": [{"role": "user", "content": "hi \\ud800"}]}')  # a lone surrogate
+    for body in bodies + ['{"prompt": "a red circle", "glyph_cfg_scale": Infinity}']:
+        path = "images/generations" if "prompt" in body else "chat/completions"
+        request = urllib.request.Request(f"{base_url}/{path}", data=body.encode(), method="POST", headers={
+            "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request)
+        assert caught.value.code == 400, body[:80]
+        assert json.loads(caught.value.read())["error"]["message"]
 
 
 def test_a_wrong_key_and_an_oversized_request_are_refused(base_url):
