@@ -33,8 +33,17 @@ def test_a_conversation_with_an_image_a_drawing_and_the_commands(tiny_assistant,
 def test_bad_images_are_refused_and_the_chat_goes_on(tiny_assistant, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    text = chat(tiny_assistant, ["hello"], tmp_path, "--image", str(broken), "--image", str(tmp_path / "gone.png"))
+    text = chat(tiny_assistant, ["how many shapes?", "how many shapes?"], tmp_path, "--image", str(broken),
+                "--image", str(tmp_path / "gone.png"))
     assert text.count("[not attached]") == 2 and "broken.png" in text and "gone.png" in text
+    # The first question is held (it is about the missing image); sent again, it is answered without one.
+    assert text.count("[not sent]") == 1 and text.count("glyph> ") == 1
+    assert text.index("[not sent]") < text.index("glyph> ")
+
+
+def test_an_unclosed_quote_in_image_is_one_line_and_the_chat_goes_on(tiny_assistant, tmp_path):
+    text = chat(tiny_assistant, ['/image "unterminated.png', "hello"], tmp_path)
+    assert "[not attached]" in text and "close the quote" in text and "Traceback" not in text
     assert text.count("glyph> ") == 1
 
 

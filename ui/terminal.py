@@ -35,6 +35,7 @@ class TerminalChat:
     def __init__(self, session: ChatSession, settings: Sampling, save_dir: Path, out: TextIO):
         self.session, self.settings, self.save_dir, self.out = session, settings, save_dir, out
         self.pending: list = []  # images attached to the next message (loaded and checked)
+        self.refused: list[str] = []  # images that could not be attached since the last message
         self.saved = 0
 
     def attach(self, paths: list[str]) -> None:
@@ -43,6 +44,7 @@ class TerminalChat:
                 self.pending.append(load_image(path))
             except (ImageError, OSError) as error:
                 self.say(f"[not attached] {error}")
+                self.refused.append(path)
                 continue
             self.say(f"[attached] {path} (goes with your next message)")
 
@@ -60,7 +62,12 @@ class TerminalChat:
         if command == "/help":
             self.say(HELP)
         elif command == "/image" and rest.strip():
-            self.attach(shlex.split(rest))
+            try:
+                paths = shlex.split(rest)
+            except ValueError as error:  # an unclosed quote
+                self.say(f"[not attached] /image {rest.strip()}: {error}; close the quote, e.g. /image \"my scene.png\"")
+                return True
+            self.attach(paths)
         elif command == "/image":
             self.say("[usage] /image PATH [PATH ...]")
         elif command == "/draw":
@@ -71,12 +78,18 @@ class TerminalChat:
         elif command == "/reset":
             self.session.reset()
             self.pending.clear()
+            self.refused.clear()
             self.say("[reset] a new conversation")
         else:
             self.say(f"[unknown command] {command}; /help lists the commands")
         return True
 
     def reply(self, text: str, draw: bool) -> None:
+        if self.refused:  # the question is likely about the image that is missing: never answer as if it were there
+            self.say(f"[not sent] {', '.join(self.refused)} could not be attached; attach a readable image with "
+                     "/image PATH, or send the message again to ask without it")
+            self.refused = []
+            return
         images, self.pending = self.pending, []
         self.out.write("glyph> ")
         try:
