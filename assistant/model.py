@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,24 +237,54 @@ def load_assistant(directory: str | Path | None = None) -> GlyphModel:
     if directory is None and not (SHIPPED / "config.json").is_file():
         raise ConfigError(f"the shipped assistant {SHIPPED} is missing or incomplete (no config.json); restore it "
                           f"(git checkout -- models) or rebuild it: {REBUILD}; or pass --model DIR")
+    hint = REBUILD if directory is None else "rebuild it (glyph build ...) or pass another --model"
+    found = locate(where)
+    bad = unreadable_file(found)
+    if bad is not None:
+        raise ConfigError(f"{bad[0]} cannot be read ({bad[1]}): it is truncated, empty or not what its name says; "
+                          f"{hint}")
     try:
-        return GlyphModel.from_pretrained(locate(where), merge_lora=True)
+        return GlyphModel.from_pretrained(found, merge_lora=True)
     except ConfigError as error:
         raise ConfigError(f"{error}" + (f"; rebuild it: {REBUILD}" if directory is None else "")) from error
-    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as error:  # a truncated or foreign file
-        hint = REBUILD if directory is None else "rebuild it (glyph build ...) or pass another --model"
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError) as error:
         raise ConfigError(f"the assistant in {where} could not be loaded, a file of it may be truncated or from "
                           f"another build ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
                           f"{hint}") from error
 
 
+def unreadable_file(directory: Path) -> tuple[Path, str] | None:
+    """(the first JSON or safetensors file of the assistant in `directory`, or of the parts its config names on
+    disk, that cannot be read; why), or None. Safetensors headers are checked, which catches truncation."""
+    folders = [directory]
+    try:
+        config = AssistantConfig.load(directory).located_in(directory)
+        parts = [config.vq, config.vision.model_name.removeprefix("local-dir:"), config.llm.name_or_path]
+        folders += [Path(p) for p in parts if Path(p).is_dir()]
+    except (ConfigError, OSError, ValueError, KeyError, TypeError):
+        pass  # config.json itself is checked below, and from_pretrained names what else is wrong
+    for folder in folders:
+        for path in sorted(folder.rglob("*.json")) + sorted(folder.rglob("*.safetensors")):
+            try:
+                if path.suffix == ".json":
+                    json.loads(path.read_text())
+                else:
+                    with safe_open(str(path), "pt") as weights:
+                        weights.keys()
+            except (OSError, ValueError, SafetensorError) as error:
+                return path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return None
+
+
 def locate(directory: str | Path) -> Path:
-    """The assistant directory for `directory`: itself, or a build directory's `instruct/` (glyph build --out)."""
+    """The assistant directory for `directory`: itself, or a build directory's (glyph build --out) last
+    stage-2 phase: `refine/` when the build has one, else `instruct/`."""
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
-    if (directory / "instruct" / "config.json").is_file():
-        return directory / "instruct"
+    for phase in ("refine", "instruct"):
+        if (directory / phase / "config.json").is_file():
+            return directory / phase
     raise ConfigError(f"{directory} holds no assistant (no config.json); pass a directory written by glyph train "
                       "instruct, or a glyph build --out directory")
 

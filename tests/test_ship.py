@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
+import re
 import shutil
 
 import pytest
@@ -76,6 +78,20 @@ def test_shipping_one_part_keeps_the_others(build, tmp_path):
     assert (into / "vq" / "model.safetensors").is_file() and (into / "clip" / "open_clip_config.json").is_file()
     assert (into / "adapter" / "adapter_model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize(("damaged", "how"), [
+    ("adapter/adapter_config.json", "not json"), ("vq/model.safetensors", "empty"),
+    ("clip/open_clip_model.safetensors", "truncated"), ("model.safetensors", "pickle")])
+def test_a_damaged_file_in_any_part_is_one_error_naming_that_file(build, tmp_path, damaged, how):
+    into = tmp_path / "assistant"
+    ship_all(build, into)
+    path = into / damaged
+    data = path.read_bytes()
+    path.write_bytes({"not json": b"{'r': 4,", "empty": b"", "truncated": data[:len(data) // 2],
+                      "pickle": pickle.dumps({"projector.weight": [1.0, 2.0]})}[how])
+    with pytest.raises(ConfigError, match=re.escape(str(path)) + ".*cannot be read"):
+        load_assistant(into)
 
 
 def test_a_build_restores_a_shipped_part_only_for_the_same_recipe_step(build, tmp_path):

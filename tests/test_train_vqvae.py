@@ -1,5 +1,7 @@
 """train_vqvae end to end on tiny data: a smoke run, resume after a kill, bad input, and `glyph eval vq`."""
 import json
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,6 +69,31 @@ def test_a_killed_run_resumes_and_ends_where_an_unbroken_run_ends(scenes, tmp_pa
         torch.testing.assert_close(resumed[name], unbroken[name], rtol=0, atol=1e-6, msg=name)
     history = json.loads((tmp_path / "broken" / "checkpoint" / "state.json").read_text())["history"]
     assert [row["step"] for row in history] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "a pickle of a class"])
+def test_a_damaged_checkpoint_is_one_clear_error_and_overwrite_recovers(scenes, tmp_path, capsys, monkeypatch,
+                                                                        damage):
+    real_batch = train_vqvae.training_batch
+
+    def killed_at_step_2(images, step, args, device):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_batch(images, step, args, device)
+
+    monkeypatch.setattr(train_vqvae, "training_batch", killed_at_step_2)
+    with pytest.raises(SystemExit):
+        run(scenes, tmp_path / "run", "--steps", "3")
+    monkeypatch.setattr(train_vqvae, "training_batch", real_batch)
+    checkpoint = tmp_path / "run" / "checkpoint"
+    if damage == "truncated weights":
+        weights = checkpoint / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:  # weights_only refuses to unpickle a class: it must be refused by name, not as a traceback
+        (checkpoint / "optimizer.pt").write_bytes(pickle.dumps(Path("anything")))
+    assert run(scenes, tmp_path / "run", "--steps", "3") == 2
+    assert "the checkpoint" in (err := capsys.readouterr().err) and "--overwrite" in err and "Traceback" not in err
+    assert run(scenes, tmp_path / "run", "--steps", "3", "--overwrite") == 0
 
 
 def test_resuming_with_another_config_is_refused(scenes, tmp_path, capsys):

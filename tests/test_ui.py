@@ -45,7 +45,7 @@ def test_without_a_model_the_page_says_how_to_chat_and_renders_a_scene(page):
 def test_uploaded_scene_is_read(page, scenes):
     page.get_by_role("tab", name="Read an image").click()
     row = json.loads((scenes / "train.jsonl").read_text().splitlines()[0])
-    page.get_by_role("tabpanel").locator("input[type=file][accept='image/*']").set_input_files(scenes / row["image"])
+    page.get_by_role("tabpanel").locator("#upload input[type=file]").set_input_files(scenes / row["image"])
     expect(page.locator("#upload-note")).to_contain_text(f"Read {len(row['objects'])} object(s)", timeout=20_000)
     for obj in row["objects"]:
         expect(page.get_by_role("tabpanel")).to_contain_text(obj["shape"])
@@ -61,11 +61,15 @@ def test_gradio_client_drives_the_same_app(app_url):
 
 
 def test_bad_uploads_get_a_message_not_a_traceback(tmp_path):
-    corrupt = tmp_path / "broken.png"
-    corrupt.write_bytes(b"\x89PNG not really")
-    rows, note = app.read_upload(str(corrupt))
-    assert rows == [] and "Could not read broken.png" in note
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9_000, 9_000)).save(bomb)  # 81 megapixels in a few kilobytes
+    for name, data in (("broken.png", b"\x89PNG not really"), ("empty.png", b""),
+                       ("page.png", b"<!doctype html><html><body>hi</body></html>"), ("bomb.png", bomb.read_bytes())):
+        upload = tmp_path / name
+        upload.write_bytes(data)
+        shown, rows, note = app.read_upload(str(upload))
+        assert shown is None and rows == [] and f"Could not read {name}" in note, note
     wide = tmp_path / "wide.png"
     Image.new("RGB", (80, 40), "white").save(wide)
-    rows, note = app.read_upload(str(wide))
+    shown, rows, note = app.read_upload(str(wide))
     assert rows == [] and "80×40" in note

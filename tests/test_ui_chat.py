@@ -105,6 +105,19 @@ def test_bad_uploads_and_empty_messages_get_a_message_not_a_traceback(model, tmp
     assert "temperature" in bad_settings[0]
 
 
+def test_a_refused_upload_does_not_poison_the_turns_after_it(model, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    respond = Responder(model, tmp_path)
+    refusal = list(respond({"text": "what is this?", "files": [str(broken)]}, [], *SETTINGS))[-1]
+    history = [{"role": "user", "content": [{"type": "file", "file": {"path": str(broken)}}]},
+               {"role": "user", "content": [{"type": "text", "text": "what is this?"}]},
+               {"role": "assistant", "content": [{"type": "text", "text": refusal}]}]
+    assert _turns(history) == []
+    reply = list(respond({"text": "hello", "files": []}, history, *SETTINGS))[-1]
+    assert not str(reply).startswith("⚠️"), reply
+
+
 def test_history_in_the_ui_form_and_the_api_form_gives_the_same_turns(tmp_path):
     picture = str(tmp_path / "a.png")
     from_ui = [{"role": "user", "content": [{"type": "file", "file": {"path": picture}}]},

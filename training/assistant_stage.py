@@ -40,7 +40,7 @@ from assistant.config import (
     write_json_atomic,
 )
 from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
-from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.harness import already_trained, start_accelerator
 from training.pictures import loss_curves, save_png_atomic
 from training.precision import PRECISIONS
@@ -227,7 +227,11 @@ def run(argv: list[str] | None, stage: int) -> int:
     except (ChatDataError, ConfigError, RecipeError, ValueError, OSError) as error:
         print(f"glyph train {name}: {error}", file=sys.stderr)
         return 2
-    return train_loop(args, stage, model, data, chats, state)
+    try:
+        return train_loop(args, stage, model, data, chats, state)
+    except CheckpointError as error:
+        print(f"glyph train {name}: {error}", file=sys.stderr)
+        return 2
 
 
 def _prepare_out(args: argparse.Namespace) -> dict | None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 MODEL_FILE = "model.safetensors"
@@ -58,6 +60,10 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message says how to start over."""
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
@@ -67,6 +73,15 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
     found = find_checkpoint(directory)
     if found is None:
         return None
+    try:
+        return _restore(found, model, optimizer, scheduler, only_trainable)
+    except (OSError, RuntimeError, KeyError, SafetensorError, pickle.UnpicklingError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"the checkpoint {found} cannot be read ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); delete {directory} to train from "
+                         "the start, or pass --overwrite") from error
+
+
+def _restore(found: Path, model: torch.nn.Module, optimizer, scheduler, only_trainable: bool) -> dict:
     weights = load_file(found / MODEL_FILE)
     if only_trainable:
         expected = set(trainable_state(model))

@@ -48,7 +48,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
-from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.harness import already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, is_scene_dataset, load_images
 from training.pictures import loss_curves, save_png_atomic
@@ -271,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ImageDataError, RecipeError, ValueError) as error:
         print(f"glyph train clip: {error}", file=sys.stderr)
         return 2
-    train_loop(args, config, train, held_out)
+    try:
+        train_loop(args, config, train, held_out)
+    except CheckpointError as error:
+        print(f"glyph train clip: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

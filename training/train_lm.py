@@ -55,7 +55,7 @@ from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForC
 
 from assistant.config import ConfigError, write_json_atomic
 from assistant.templates import IGNORE_INDEX, ROLES, ImageLayout, TemplateError, render_chat
-from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.harness import already_trained, start_accelerator
 from training.pictures import loss_curves
 from training.precision import PRECISIONS
@@ -359,7 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ChatDataError, ConfigError, RecipeError, ValueError) as error:
         print(f"glyph train lm: {error}", file=sys.stderr)
         return 2
-    train_loop(args, tokenizer, config, train, held_out)
+    try:
+        train_loop(args, tokenizer, config, train, held_out)
+    except CheckpointError as error:
+        print(f"glyph train lm: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from assistant.config import ConfigError, VQConfig, write_json_atomic
 from assistant.pixels import uint8_to_float
 from assistant.vq import VQModel
-from training.checkpoint import load_checkpoint, read_state, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.eval_vq import evaluate_vq, reconstruct
 from training.harness import already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, load_images
@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ImageDataError, RecipeError, ValueError) as error:
         print(f"glyph train vqvae: {error}", file=sys.stderr)
         return 2
-    train_loop(args, config, train, held_out)
+    try:
+        train_loop(args, config, train, held_out)
+    except CheckpointError as error:
+        print(f"glyph train vqvae: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -22,8 +22,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from assistant.images import ImageError, load_image  # noqa: E402
 from data_gen.captions import describe  # noqa: E402
 from data_gen.render import render_scene  # noqa: E402
 from data_gen.scene_parser import read_scene  # noqa: E402
@@ -51,18 +52,21 @@ def render_example(seed: float, objects: float) -> tuple[Image.Image, str, list[
     return _enlarge(image), describe(scene, rng), _reading_rows(image)
 
 
-def read_upload(path: str | None) -> tuple[list[list], str]:
-    """What the parser reads in an uploaded image, and a note for the person."""
+def read_upload(path: str | None) -> tuple[Image.Image | None, list[list], str]:
+    """The uploaded image (enlarged), what the parser reads in it, and a note for the person.
+
+    The upload arrives as a file path and is decoded here (not by Gradio's Image component), so an empty file,
+    a decompression bomb or a web page named .png gets a note instead of Gradio's generic error."""
     if not path:
-        return [], "Upload a scene image to read it."
+        return None, [], "Upload a scene image to read it."
     try:
-        image = Image.open(path).convert("RGB")
-    except (UnidentifiedImageError, OSError):
-        return [], f"Could not read {Path(path).name} as an image. Upload a PNG or JPEG."
+        image = load_image(path, name=Path(path).name)
+    except (ImageError, OSError) as error:
+        return None, [], f"Could not read {Path(path).name}: {error}"
     if image.width != image.height:
-        return [], f"The parser reads square scene images; this one is {image.width}×{image.height}."
+        return None, [], f"The parser reads square scene images; this one is {image.width}×{image.height}."
     rows = _reading_rows(image)
-    return rows, f"Read {len(rows)} object(s)." if rows else "No objects found."
+    return _enlarge(image), rows, f"Read {len(rows)} object(s)." if rows else "No objects found."
 
 
 def _reading_rows(image: Image.Image) -> list[list]:
@@ -109,11 +113,14 @@ def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | 
                                            elem_id="reading", interactive=False)
             render_button.click(render_example, [seed, objects], [scene_image, caption, reading])
         with gr.Tab("Read an image"):
-            upload = gr.Image(label="A scene image", type="filepath", sources=["upload"])
-            note = gr.Markdown(elem_id="upload-note")
-            upload_reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads",
-                                          interactive=False)
-            upload.change(read_upload, upload, [upload_reading, note])
+            upload = gr.File(label="A scene image", file_types=["image"], type="filepath", elem_id="upload")
+            with gr.Row():
+                uploaded = gr.Image(label="Uploaded", type="pil", height=DISPLAY_SIZE, interactive=False)
+                with gr.Column():
+                    note = gr.Markdown(elem_id="upload-note")
+                    upload_reading = gr.Dataframe(headers=READING_HEADERS, label="What the parser reads",
+                                                  interactive=False)
+            upload.change(read_upload, upload, [uploaded, upload_reading, note])
         examples = _dataset_examples(Path(data_dir)) if data_dir else []
         if examples:
             with gr.Tab("Dataset"):

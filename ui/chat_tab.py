@@ -160,6 +160,10 @@ def _turns(history: list) -> list[tuple[str, str, list[str]]]:
         if role not in ("user", "assistant"):
             continue
         texts, paths = _content_parts(message.get("content"))
+        if role == "assistant" and texts and not paths and all(t.startswith("⚠️") for t in texts):
+            if turns and turns[-1][0] == "user":
+                turns.pop()  # a refused turn (a bad upload, a bad setting) is not part of the conversation
+            continue
         texts = [t for t in texts if t != DRAWING and not t.startswith("⚠️")]
         if turns and turns[-1][0] == role:
             _, text, earlier = turns.pop()
