@@ -27,6 +27,12 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a working model."""
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's first line, for an error message that quotes it (its type's name when it has no text)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
+
+
 class JsonConfig:
     """JSON round trip for a (possibly nested) frozen config dataclass, refusing unknown or missing fields."""
 

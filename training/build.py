@@ -37,7 +37,8 @@ RECIPES = Path(__file__).parent / "recipes"
 CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph data chats --kind)
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
-                "instruct": "training.train_instruct", "refine": "training.train_instruct", "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
+                "instruct": "training.train_instruct", "refine": "training.train_instruct",
+                "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
 
 
 class BuildError(ValueError):

@@ -21,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from assistant.config import first_line
+
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
@@ -76,9 +78,8 @@ def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
     try:
         return _restore(found, model, optimizer, scheduler, only_trainable)
     except (OSError, RuntimeError, KeyError, SafetensorError, pickle.UnpicklingError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"the checkpoint {found} cannot be read ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}); delete {directory} to train from "
-                         "the start, or pass --overwrite") from error
+        raise CheckpointError(f"the checkpoint {found} cannot be read ({type(error).__name__}: {first_line(error)}); "
+                              f"delete {directory} to train from the start, or pass --overwrite") from error
 
 
 def _restore(found: Path, model: torch.nn.Module, optimizer, scheduler, only_trainable: bool) -> dict:

@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from assistant.config import LOCAL_DIR, AssistantConfig, ConfigError, write_json_atomic
-from assistant.model import ADAPTER_DIR, WEIGHTS_NAME
+from assistant.model import ADAPTER_DIR, STAGE_2_PHASES, WEIGHTS_NAME
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
@@ -153,7 +153,7 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
 
 def assistant_dir(build: Path) -> Path:
     """The build's assistant: its last stage-2 phase that has started (refine after instruct)."""
-    return build / "refine" if (build / "refine").is_dir() else build / "instruct"
+    return next((build / p for p in STAGE_2_PHASES if (build / p).is_dir()), build / STAGE_2_PHASES[-1])
 
 
 def restored(kind: str, build: Path) -> bool:

@@ -65,7 +65,8 @@ class TerminalChat:
             try:
                 paths = shlex.split(rest)
             except ValueError as error:  # an unclosed quote
-                self.say(f"[not attached] /image {rest.strip()}: {error}; close the quote, e.g. /image \"my scene.png\"")
+                self.say(f"[not attached] /image {rest.strip()}: {error}; close the quote, "
+                         'e.g. /image "my scene.png"')
                 return True
             self.attach(paths)
         elif command == "/image":
