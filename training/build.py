@@ -7,10 +7,13 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 `main(argv)` in this process, with the options the recipe gives it and the paths the build lays out:
 
     OUT/scenes  OUT/chats/{text,align,instruct}.jsonl  OUT/vq  OUT/clip  OUT/lm  OUT/align  OUT/instruct
-    OUT/refine (a second stage-2 phase that goes on training OUT/instruct's adapter, when the recipe has one)
+    OUT/refine, OUT/refine-2, ... (refine rounds: more stage 2, each going on from the phase before it)
     OUT/lm/context_qa.json (the LM's readiness)  ASSISTANT/eval/report.json  OUT/build.json (seconds per step)
 
-ASSISTANT is the build's last stage-2 phase: OUT/refine when it has one, else OUT/instruct.
+ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
+A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
+OUT/chats/NAME.jsonl (default instruct); a chats step's `suffix: -2` writes OUT/chats/instruct-2.jsonl etc.,
+other questions about the same scenes when its seed differs.
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -30,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from assistant.config import write_json_atomic
+from assistant.model import FIRST_STAGE_2, stage_2_folder, stage_2_phases, stage_2_rank
 from training import ship
 from training.checkpoint import read_state
 
@@ -85,12 +89,28 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
     if "config" in options:
         options["config"] = str(RECIPES / options["config"])
     if kind == "chats":  # how many chats of each kind; any other option is the chat writer's own
+        suffix = options.pop("suffix", "")
         flags = _flags({k: v for k, v in options.items() if k not in CHAT_KINDS})
         return [(STEP_MODULES[kind], ["--scenes", str(out / "scenes"), "--kind", chat_kind, "--n",
                                       str(max(40, round(n * scale))),
-                                      "--out", str(out / "chats" / f"{chat_kind}.jsonl")] + flags)
+                                      "--out", str(out / "chats" / f"{chat_kind}{suffix}.jsonl")] + flags)
                 for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
+    if kind == "refine":
+        return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
+                 + _flags(options))]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
+
+
+def _refine_paths(round_number: int, chats: str, out: Path) -> list[str]:
+    """Refine round N goes on from round N-1 (round 1 from instruct/), on OUT/chats/CHATS.jsonl."""
+    before = stage_2_folder(round_number - 1) if round_number > 1 else FIRST_STAGE_2
+    return ["--data", str(out / "chats" / f"{chats}.jsonl"), "--init", str(out / before),
+            "--out", str(out / stage_2_folder(round_number)), "--cache-dir", str(out / "cache")]
+
+
+def label(step: dict) -> str:
+    """A step's name in progress lines and build.json: its kind, or its folder for refine rounds after the first."""
+    return ship.part_folder("refine", step) if step["step"] == "refine" else step["step"]
 
 
 def _paths(kind: str, out: Path) -> list[str]:
@@ -105,8 +125,6 @@ def _paths(kind: str, out: Path) -> list[str]:
                   "--cache-dir", str(out / "cache")],
         "instruct": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "align"), "--out",
                      str(out / "instruct"), "--cache-dir", str(out / "cache")],
-        "refine": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "instruct"), "--out",
-                   str(out / "refine"), "--cache-dir", str(out / "cache")],
         "eval": ["--model", str(ship.assistant_dir(out)), "--data", str(scenes)],
         "eval_lm": ["--model", str(out / "lm"), "--data", str(scenes)],
     }[kind]
@@ -130,18 +148,20 @@ def done(step: dict, out: Path) -> bool:
     """Is this step's output complete? (A trainer would also see it and return at once.)"""
     kind = step["step"]
     if kind in ("vq", "clip", "lm", "align", "instruct", "refine"):
-        state = read_state(out / kind / "checkpoint")
-        if kind in ship.PARTS and ship.restored(kind, out):
+        folder = label(step)
+        if kind in ship.PARTS and ship.restored(folder, out):
             return True
-        if kind == "align" and (ship.restored("instruct", out) or ship.restored("refine", out)):
-            return True  # stage 1 only feeds stage 2, whose result is there
-        if kind == "instruct" and ship.restored("refine", out):
-            return True  # the first stage-2 phase only feeds the second
+        if kind in ("align", "instruct", "refine"):  # stage 1 and each stage-2 phase only feed the phases after
+            rank = -1 if kind == "align" else stage_2_rank(folder)  # them: a restored later phase stands for them
+            if any(stage_2_rank(p.name) > rank and ship.restored(p.name, out) for p in stage_2_phases(out)):
+                return True
+        state = read_state(out / folder / "checkpoint")
         return bool(state and state.get("finished"))
     if kind == "scenes":
         return (out / "scenes" / "dataset_info.json").is_file()
     if kind == "chats":
-        return all((out / "chats" / f"{k}.jsonl").is_file() for k, n in step.items() if k in CHAT_KINDS and n)
+        suffix = step.get("suffix", "")
+        return all((out / "chats" / f"{k}{suffix}.jsonl").is_file() for k, n in step.items() if k in CHAT_KINDS and n)
     if kind == "eval":
         return (ship.assistant_dir(out) / "eval" / "report.json").is_file()
     if kind == "eval_lm":
@@ -149,10 +169,19 @@ def done(step: dict, out: Path) -> bool:
     return False
 
 
+def _restore_shipped(steps: list[dict], shipped: Path, out: Path) -> None:
+    """Before anything trains, restore each part in `shipped` that the same recipe step made. A shipped assistant
+    (a stage-2 phase) is restored first of all, so the stages that only fed it are not trained again."""
+    for step in sorted(steps, key=lambda s: s["step"] not in ("instruct", "refine")):
+        kind = step["step"]
+        if kind in ship.PARTS and not done(step, out) and ship.restore_part(kind, shipped, out, step):
+            print(f"[ship]  {label(step)}: restored from {shipped}")
+
+
 def _ship(kind: str, step: dict, out: Path, into: Path) -> None:
     if kind in ship.PARTS:
         ship.ship_part(kind, out, into, step)
-        print(f"[ship]  {kind} → {into}; commit it (git add {into})")
+        print(f"[ship]  {label(step)} → {into}; commit it (git add {into})")
     elif kind == "eval":
         ship.ship_report(out, into)
         print(f"[ship]  eval report and model card → {into}")
@@ -184,23 +213,22 @@ def main(argv: list[str] | None = None) -> int:
     timings_file = args.out / "build.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     started = time.perf_counter()
+    if args.ship is not None:
+        _restore_shipped(steps, args.ship, args.out)
     for step in steps:
         kind = step["step"]
         if done(step, args.out):
-            print(f"[done]  {kind}")
+            print(f"[done]  {label(step)}")
             continue
-        if args.ship is not None and kind in ship.PARTS and ship.restore_part(kind, args.ship, args.out, step):
-            print(f"[ship]  {kind}: restored from {args.ship}")
-            continue
-        print(f"[build] {kind}", flush=True)
+        print(f"[build] {label(step)}", flush=True)
         began = time.perf_counter()
         for module, step_argv in step_runs(step, args.out, args.steps_scale):
             code = importlib.import_module(module).main(step_argv) or 0
             if code:
-                print(f"glyph build: step {kind} failed (exit {code}); fix it and run the same command to resume",
+                print(f"glyph build: step {label(step)} failed (exit {code}); fix it and run the same command to resume",
                       file=sys.stderr)
                 return code
-        timings[kind] = round(time.perf_counter() - began, 1) + timings.get(kind, 0.0)
+        timings[label(step)] = round(time.perf_counter() - began, 1) + timings.get(label(step), 0.0)
         write_json_atomic(timings_file, timings)
         if args.ship is not None:
             _ship(kind, step, args.out, args.ship)

@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from assistant.config import LOCAL_DIR, AssistantConfig, ConfigError, write_json_atomic
-from assistant.model import ADAPTER_DIR, STAGE_2_PHASES, WEIGHTS_NAME
+from assistant.model import ADAPTER_DIR, FIRST_STAGE_2, REFINE, WEIGHTS_NAME, stage_2_folder, stage_2_phases
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
@@ -44,7 +44,14 @@ ASSISTANT_FILES = ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.j
 PARTS = {"vq": ("vq", ("config.json", "model.safetensors"), "vq"),
          "clip": ("clip", ("open_clip_config.json", "open_clip_model.safetensors"), "clip"),
          "instruct": ("instruct", ASSISTANT_FILES, "."),
-         "refine": ("refine", ASSISTANT_FILES, ".")}  # a second stage-2 phase: it replaces instruct's assistant
+         "refine": ("refine", ASSISTANT_FILES, ".")}  # a later stage-2 phase: it replaces instruct's assistant
+
+
+def part_folder(kind: str, step: dict | None) -> str:
+    """The build folder a part comes from: refine rounds after the first have their own (refine-2/, ...)."""
+    if kind == REFINE:
+        return stage_2_folder(int((step or {}).get("round", 1)))
+    return PARTS[kind][0]
 
 
 class ShipError(ValueError):
@@ -55,7 +62,8 @@ class ShipError(ValueError):
 
 def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torch.dtype = torch.bfloat16) -> Path:
     """Copy the build's finished `kind` part into `ship` (replacing what was there), with the step that made it."""
-    source, files, target = PARTS[kind]
+    _, files, target = PARTS[kind]
+    source = part_folder(kind, step)
     missing = [str(build / source / f) for f in files if not (build / source / f).is_file()]
     if missing:
         raise ShipError(f"the {kind} part is not finished: {', '.join(missing)} missing; run glyph build first")
@@ -138,7 +146,7 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     made_by = shipped / STEP_FILE
     if not made_by.is_file() or json.loads(made_by.read_text()) != json.loads(json.dumps(step)):
         return False
-    destination = build / PARTS[kind][0]
+    destination = build / part_folder(kind, step)
     staged = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
     names = list(files) + (["vq", "clip"] if target == "." else [])
@@ -152,12 +160,23 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
 
 
 def assistant_dir(build: Path) -> Path:
-    """The build's assistant: its last stage-2 phase that has started (refine after instruct)."""
-    return next((build / p for p in STAGE_2_PHASES if (build / p).is_dir()), build / STAGE_2_PHASES[-1])
+    """The build's assistant: its last stage-2 phase that has started (refine-2/ after refine/ after instruct/)."""
+    phases = stage_2_phases(build)
+    return phases[0] if phases else build / FIRST_STAGE_2
 
 
-def restored(kind: str, build: Path) -> bool:
-    return (build / PARTS[kind][0] / STEP_FILE).is_file()
+def restored(folder: str, build: Path) -> bool:
+    """Was the build's `folder` (vq, clip, instruct, refine, refine-2, ...) restored from shipped parts?"""
+    return (build / folder / STEP_FILE).is_file()
+
+
+def parts_to_ship(build: Path, steps: list[dict]) -> list[tuple[str, dict]]:
+    """(kind, recipe step) of each finished part of the build to ship: vq, clip and its last stage-2 phase."""
+    assistant = assistant_dir(build)
+    parts = [(s["step"], s) for s in steps if s["step"] in PARTS and (build / part_folder(s["step"], s)).is_dir()]
+    if assistant.is_dir() and not any(build / part_folder(kind, s) == assistant for kind, s in parts):
+        raise ShipError(f"no step of the recipe makes {assistant}; pass the recipe the build ran (--recipe)")
+    return [(kind, s) for kind, s in parts if PARTS[kind][2] != "." or build / part_folder(kind, s) == assistant]
 
 
 # ---- the model card ---------------------------------------------------------------------------------------
@@ -227,16 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     from training.build import BuildError, read_build, recipe_path
 
     try:
-        steps = {s["step"]: s for s in read_build(recipe_path(args.recipe))}
-        shipped = [kind for kind in PARTS if (args.build / PARTS[kind][0]).is_dir()
-                   and not (kind == "instruct" and (args.build / "refine").is_dir())]  # refine replaces it
-        for kind in shipped:
-            ship_part(kind, args.build, args.out, steps.get(kind), DTYPES[args.dtype])
+        parts = parts_to_ship(args.build, read_build(recipe_path(args.recipe)))
+        for kind, step in parts:
+            ship_part(kind, args.build, args.out, step, DTYPES[args.dtype])
         if (assistant_dir(args.build) / "eval" / "report.json").is_file():
             ship_report(args.build, args.out, DTYPES[args.dtype])
     except (ShipError, BuildError, ConfigError, OSError) as error:
         print(f"glyph ship: {error}", file=sys.stderr)
         return 2
+    shipped = [part_folder(kind, step) for kind, step in parts]
     print(f"shipped {', '.join(shipped) or 'nothing'} of {args.build} into {args.out} "
           f"({_size(args.out) / 1e6:.1f} MB)")
     return 0
