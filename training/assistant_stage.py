@@ -41,7 +41,7 @@ from assistant.config import (
 )
 from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
 from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import already_trained, start_accelerator
+from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
 from training.pictures import loss_curves, save_png_atomic
 from training.precision import PRECISIONS
 from training.recipe import RecipeError, parse_with_recipe
@@ -97,7 +97,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     every = p.add_argument_group("outputs")
     every.add_argument("--log-every", type=int, default=10)
     every.add_argument("--sample-every", type=int, default=0, help="held-out loss and samples; 0: at the end")
-    every.add_argument("--save-every", type=int, default=100)
+    add_save_options(every, 100)
     every.add_argument("--samples", type=int, default=6, help="held-out questions and drawings in each sheet")
     every.add_argument("--holdout", type=int, default=64, help="chats held out for the loss and the samples")
     every.add_argument("--stop-after", type=int, default=0, help="stop (with a checkpoint) after this many steps")
@@ -256,6 +256,7 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dic
     name = {1: "align", 2: "instruct"}[stage]
     accelerator, precision = start_accelerator(
         args.precision, args.out, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     micro, left = divmod(args.batch_size, world * args.grad_accum)
     if left or micro < 1:
@@ -342,7 +343,7 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dic
             progress.update(1)
             if args.sample_every and state["step"] % args.sample_every == 0 and state["step"] < steps:
                 held_out_and_samples()
-            if state["step"] % args.save_every == 0:
+            if saving.due(state["step"]):
                 save()
             if args.stop_after and state["step"] - started_step >= args.stop_after and state["step"] < steps:
                 save()

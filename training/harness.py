@@ -2,15 +2,22 @@
 
     accelerator, precision = start_accelerator(args.precision, args.out)
     if already_trained(state, args.out): return 0
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)   # add_save_options(group) adds both
+    ... if saving.due(state["step"]): save()
 """
 from __future__ import annotations
 
+import argparse
 import os
+import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import broadcast
+
+from assistant.config import ConfigError
 
 from training.precision import choose_precision
 
@@ -50,3 +57,49 @@ def already_trained(state: dict | None, out: Path) -> bool:
     print(f"{out} is already trained ({state['step']} steps); see {out / 'report.json'}. "
           "Pass --overwrite to train again.")
     return True
+
+
+def add_save_options(group: argparse._ArgumentGroup, every: int) -> None:
+    """--save-every (steps) and --save-minutes (wall time): a checkpoint is written when either comes round."""
+    group.add_argument("--save-every", type=_at_least(int, 1), default=every,
+                       help="save a checkpoint every this many steps")
+    group.add_argument("--save-minutes", type=_at_least(float, 0), default=2.0,
+                       help="and whenever this many minutes have passed since the last save, so that a kill "
+                            "loses no more than that however slow a step is; 0: by steps only")
+
+
+def _at_least(kind: type, low: float):
+    """An argparse type: a number of `kind` no smaller than `low` (argparse prints the one-line error)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= low:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+    return parse
+
+
+class SaveSchedule:
+    """When to save: every `every` steps, and once `minutes` of wall time have passed since the last save.
+
+    Every process must save together (a save may gather the model), while their clocks differ, so the main
+    process decides and the others follow it.
+    """
+
+    def __init__(self, every: int, minutes: float, accelerator: Accelerator | None = None):
+        if every < 1:
+            raise ConfigError(f"--save-every {every}: save every 1 or more steps")
+        if not minutes >= 0:  # NaN too
+            raise ConfigError(f"--save-minutes {minutes:g}: give 0 (by steps only) or more minutes")
+        self.every, self.seconds, self.accelerator = every, minutes * 60, accelerator
+        self.last = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        due = step % self.every == 0 or (self.seconds > 0 and time.monotonic() - self.last >= self.seconds)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            due = bool(broadcast(torch.tensor([int(due)], device=self.accelerator.device)).item())
+        if due:
+            self.last = time.monotonic()
+        return due

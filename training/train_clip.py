@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
 from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import already_trained, start_accelerator
+from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, is_scene_dataset, load_images
 from training.pictures import loss_curves, save_png_atomic
 from training.precision import PRECISIONS
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--log-every", type=int, default=5)
     every.add_argument("--eval-every", type=int, default=40,
                        help="held-out retrieval every this many steps; 0: only at the end")
-    every.add_argument("--save-every", type=int, default=40)
+    add_save_options(every, 40)
     every.add_argument("--eval-images", type=int, default=256, help="held-out scenes: the retrieval candidates")
     return p
 
@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_loop(args: argparse.Namespace, config: dict, train: Pairs, held_out: Pairs) -> None:
     accelerator, precision = start_accelerator(args.precision, args.out)
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.batch_size % world:
         raise SystemExit(f"glyph train clip: --batch-size {args.batch_size} does not split over {world} processes")
@@ -338,7 +339,7 @@ def train_loop(args: argparse.Namespace, config: dict, train: Pairs, held_out: P
                 state["evals"].append(row)
                 accelerator.log({f"held_out/{k}": v for k, v in row.items() if k != "step"}, step=state["step"])
                 progress.write(f"step {state['step']}: held-out retrieval " + _summary(row))
-            if state["step"] % args.save_every == 0:
+            if saving.due(state["step"]):
                 save()
     except KeyboardInterrupt:
         save()

@@ -56,7 +56,7 @@ from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForC
 from assistant.config import ConfigError, write_json_atomic
 from assistant.templates import IGNORE_INDEX, ROLES, ImageLayout, TemplateError, render_chat
 from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import already_trained, start_accelerator
+from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
 from training.pictures import loss_curves
 from training.precision import PRECISIONS
 from training.recipe import RecipeError, parse_with_recipe
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     every = p.add_argument_group("outputs")
     every.add_argument("--log-every", type=int, default=10)
     every.add_argument("--eval-every", type=int, default=100, help="held-out loss every this many steps; 0: at the end")
-    every.add_argument("--save-every", type=int, default=100)
+    add_save_options(every, 100)
     return p
 
 
@@ -420,6 +420,7 @@ def save_tokenizer_atomic(tokenizer, directory: Path) -> None:
 
 def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Chat], held_out: list[Chat]) -> None:
     accelerator, precision = start_accelerator(args.precision, args.out)
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     if args.batch_size % (world * args.grad_accum):
         raise SystemExit(f"glyph train lm: --batch-size {args.batch_size} does not split into --grad-accum "
@@ -472,7 +473,7 @@ def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Ch
             progress.update(1)
             if args.eval_every and state["step"] % args.eval_every == 0 and state["step"] < args.steps:
                 evaluate(accelerator, model, held_out, args, state, tokenizer.pad_token_id, progress)
-            if state["step"] % args.save_every == 0:
+            if saving.due(state["step"]):
                 save()
     except KeyboardInterrupt:
         save()

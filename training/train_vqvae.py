@@ -32,7 +32,7 @@ from assistant.pixels import uint8_to_float
 from assistant.vq import VQModel
 from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.eval_vq import evaluate_vq, reconstruct
-from training.harness import already_trained, start_accelerator
+from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
 from training.image_data import ImageDataError, ImageSet, load_images
 from training.pictures import comparison_grid, loss_curves, save_png_atomic
 from training.precision import PRECISIONS
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     every = p.add_argument_group("outputs")
     every.add_argument("--log-every", type=int, default=20)
     every.add_argument("--sample-every", type=int, default=500)
-    every.add_argument("--save-every", type=int, default=250)
+    add_save_options(every, 250)
     every.add_argument("--eval-images", type=int, default=1000, help="held-out images in the final report")
     return p
 
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held_out: ImageSet) -> None:
     accelerator, precision = start_accelerator(args.precision, args.out)
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     torch.manual_seed(args.seed)
     model = VQModel(config).to(memory_format=torch.channels_last)
     # The fused AdamW kernel saves ~6 % of a CPU step over the per-tensor loop.
@@ -204,7 +205,7 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
             progress.update(1)
             if state["step"] % args.sample_every == 0:
                 write_samples(accelerator.unwrap_model(model), samples, args.out / "samples" / f"step_{state['step']:06d}.png")
-            if state["step"] % args.save_every == 0:
+            if saving.due(state["step"]):
                 save()
     except KeyboardInterrupt:
         save()
