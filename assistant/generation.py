@@ -78,6 +78,7 @@ class Finished:
     reason: str  # "stop" (end of turn or a stop string) or "length"
     text: str  # all text of the reply
     token_ids: list[int]  # every generated token id, text and image (without the final end-of-turn)
+    prompt_tokens: int = 0  # the prompt's length in tokens, image slots included (the API's usage)
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
     while True:
         room = context - prompt.input_ids.shape[1] - len(reply)  # positions left for the reply
         if room < 2:
-            yield Finished("length", shown, reply)
+            yield Finished("length", shown, reply, prompt.input_ids.shape[1])
             return
         may_draw = images < settings.max_images and room > model.layout.tokens_per_image + 2
         if draw and not reply and may_draw:
@@ -196,7 +197,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             rows = rows or _Rows(model, [prompt], room=room_needed)
             token = _next_text_token(model, rows, settings, generator, may_draw)
         if token == tokenizer.eos_token_id:
-            yield Finished("stop", shown, reply)
+            yield Finished("stop", shown, reply, prompt.input_ids.shape[1])
             return
         if token == vocab.boi_id:
             images += 1
@@ -221,7 +222,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
                 yield TextDelta(text[len(shown):])
             shown = text
         if stop is not None or len(text_ids) >= settings.max_new_tokens:
-            yield Finished("stop" if stop is not None else "length", shown, reply)
+            yield Finished("stop" if stop is not None else "length", shown, reply, prompt.input_ids.shape[1])
             return
         rows.feed(torch.tensor([token]))
 
@@ -302,8 +303,8 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
                 live[i] = False
         if live.any():
             rows.feed(tokens, live)
-    return [Finished(reason, model.tokenizer.decode(ids, skip_special_tokens=True), ids)
-            for reason, ids in zip(reasons, replies)]
+    return [Finished(reason, model.tokenizer.decode(ids, skip_special_tokens=True), ids, p.input_ids.shape[1])
+            for reason, ids, p in zip(reasons, replies, prompts)]
 
 
 @torch.inference_mode()

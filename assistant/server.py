@@ -11,17 +11,21 @@
 Endpoints:
 - `POST /v1/chat/completions`: text and `image_url` content parts (data: URLs; http(s) URLs only with
   --allow-remote-images), `stream` (server-sent events in OpenAI's chunk format), temperature, top_p,
-  max_tokens (or max_completion_tokens), seed, stop. Ask for a drawing in words ("draw a red circle"), or
+  max_tokens (or max_completion_tokens), seed, stop, `n` choices (1 to --max-images; with a seed, choice i
+  uses seed + i), `response_format` {"type": "text"}, `stream_options.include_usage`. Every reply carries
+  `usage` (prompt, completion and total tokens; a stream puts it on each choice's last chunk, and in an
+  extra chunk with no choices when include_usage is asked for). Ask for a drawing in words ("draw a red circle"), or
   pass `"glyph_draw": true` (the client's `extra_body`) to make the reply start with an image;
   `"glyph_cfg_scale"` sets the drawings' classifier-free guidance (default 3, 1 = none), here and below.
   **Drawn images** come back twice: as markdown images with PNG data URLs inside `message.content`
   (`![image 1](data:image/png;base64,...)`, so any chat client shows them), and as
   `message.images = [{"b64_json": "..."}]` (the client reads it as `message.model_extra["images"]`).
-  In a stream they come as a content delta and a `delta.images` list. Assistant messages sent back in a
-  later request keep their text; their markdown images are left out of the prompt.
+  In a stream they come as a content delta and a `delta.images` list. A drawing sent back in a later
+  request's assistant message, as that markdown data URL, an `image_url` part or `images[].b64_json`, is
+  seen again: the VQ-VAE turns its pixels back into the codes the assistant drew.
 - `POST /v1/images/generations`: `prompt`, `n` (1 to --max-images), `response_format` "b64_json";
   `size` may be left out or be the model's own size.
-- `GET /v1/models`.
+- `GET /v1/models`; `GET /health` (no API key needed: `{"status": "ok"}` once the model is loaded).
 
 Errors are OpenAI's error bodies (`{"error": {"message", "type", "param", "code"}}`) with 400 (bad
 request), 401 (API key), 404 (unknown model or path), 413 (request too large) or 500. One generation runs
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import io
 import json
 import queue
@@ -52,6 +57,7 @@ from starlette.exceptions import HTTPException
 from assistant.chat import ChatSession, one_turn_prompts
 from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Sampling, TextDelta, draw_all
 from assistant.images import ImageError, decode_data_url, load_image
+from assistant.pixels import to_tensor
 
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\(data:image/[^)]*\)")
 
@@ -122,7 +128,7 @@ def _number(body: dict, name: str, kind: type, lowest, highest, default):
 
 
 def flag_of(body: dict, name: str) -> bool:
-    value = body.get(name, False)
+    value = False if body.get(name) is None else body[name]
     if not isinstance(value, bool):
         raise APIError(400, f"{name} must be true or false, not {json.dumps(value)}", name)
     return value
@@ -137,17 +143,20 @@ def conversation_of(messages, limits: Limits) -> tuple[str | None, list[dict], d
         where = f"messages[{index}]"
         if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
             raise APIError(400, f"{where} needs a role of system, user or assistant", where)
-        text, images = _content(message.get("content"), where, limits)
-        if message["role"] in ("system", "developer"):
-            system = (system + "\n" if system else "") + text
-        elif message["role"] == "assistant":
-            turns.append({"role": "assistant", "content": [{"type": "text", "text": MARKDOWN_IMAGE.sub("", text)}]})
+        if message["role"] == "assistant":
+            content = _assistant_content(message, where, limits)
+            images_seen += sum(part["type"] == "image" for part in content)
+            turns.append({"role": "assistant", "content": content})
         else:
+            text, images = _content(message.get("content"), where, limits)
+            if message["role"] in ("system", "developer"):
+                system = (system + "\n" if system else "") + text
+                continue
             images_seen += len(images)
-            if images_seen > limits.max_images:
-                raise APIError(400, f"the request holds more than {limits.max_images} images; send at most "
-                                    f"{limits.max_images}", where)
             turns.append({"role": "user", "text": text, "images": images})
+        if images_seen > limits.max_images:
+            raise APIError(400, f"the request holds more than {limits.max_images} images; send at most "
+                                f"{limits.max_images}", where)
     if turns and turns[-1]["role"] == "user":
         return system, turns[:-1], turns[-1]
     raise APIError(400, "the last message must be the user's", "messages")
@@ -164,11 +173,58 @@ def _content(content, where: str, limits: Limits) -> tuple[str, list]:
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(_encodable(part["text"], f"{where}.content[{number}].text"))
         elif kind == "image_url":
-            url = part.get("image_url", {}).get("url") if isinstance(part.get("image_url"), dict) else None
-            images.append(_image(url, f"{where}.content[{number}]", limits))
+            images.append(_image_part(part, f"{where}.content[{number}]", limits))
         else:
             raise APIError(400, f"{where}.content[{number}] must be a text or image_url part", where)
     return "\n".join(texts), images
+
+
+def _assistant_content(message: dict, where: str, limits: Limits) -> list[dict]:
+    """An assistant message as text and image parts, in order: the drawings this server sent (markdown data URLs
+    in the text, image_url parts, or `images[].b64_json` when the content holds none) come back as pixels."""
+    content = message.get("content")
+    content = [] if content is None else [{"type": "text", "text": content}] if isinstance(content, str) else content
+    if not isinstance(content, list):
+        raise APIError(400, f"{where}.content must be a string or a list of content parts", where)
+    parts = []
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            text = _encodable(part["text"], f"{where}.content[{number}].text")
+            for piece in re.split(f"({MARKDOWN_IMAGE.pattern})", text):
+                if MARKDOWN_IMAGE.fullmatch(piece):
+                    url = piece[piece.index("(") + 1:-1]
+                    parts.append({"type": "image", "image": _image(url, f"{where}.content[{number}]", limits)})
+                elif piece.strip():
+                    parts.append({"type": "text", "text": piece.strip()})
+        elif kind == "image_url":
+            parts.append({"type": "image", "image": _image_part(part, f"{where}.content[{number}]", limits)})
+        else:
+            raise APIError(400, f"{where}.content[{number}] must be a text or image_url part", where)
+    if not any(part["type"] == "image" for part in parts):
+        parts += [{"type": "image", "image": _image("data:image/png;base64," + _b64(item, f"{where}.images[{i}]"),
+                                                    f"{where}.images[{i}]", limits)}
+                  for i, item in enumerate(_list(message.get("images"), f"{where}.images"))]
+    return parts or [{"type": "text", "text": ""}]
+
+
+def _list(value, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise APIError(400, f"{where} must be a list of {{b64_json}}", where)
+    return value
+
+
+def _b64(item, where: str) -> str:
+    if not isinstance(item, dict) or not isinstance(item.get("b64_json"), str):
+        raise APIError(400, f"{where} must be {{\"b64_json\": \"...\"}}", where)
+    return item["b64_json"]
+
+
+def _image_part(part: dict, where: str, limits: Limits):
+    url = part.get("image_url", {}).get("url") if isinstance(part.get("image_url"), dict) else None
+    return _image(url, where, limits)
 
 
 def _encodable(text: str, where: str) -> str:
@@ -225,31 +281,39 @@ class Assistant:
         session = ChatSession(self.model, system)
         for turn in turns:
             if turn["role"] == "assistant":
-                session.messages.append(turn)
+                session.messages.append({"role": "assistant", "content": [self._drawn(p) for p in turn["content"]]})
             else:
                 session.messages.append(_user_message(turn))
         return session
 
+    def _drawn(self, part: dict) -> dict:
+        """An assistant's image part with the VQ codes it was drawn with, read back from its pixels."""
+        if part["type"] != "image":
+            return part
+        pixels = to_tensor([part["image"]], self.model.vq.config.image_size)
+        return {"type": "image", "codes": self.model.vq.encode(pixels)[0], "image": part["image"]}
+
     def chat(self, body: dict) -> Reply:
         """Start the reply to a chat completions request. Bad requests raise APIError here, before any work."""
         self.check_model(body.get("model"))
-        if body.get("n", 1) != 1:
-            raise APIError(400, "n must be 1: send one request per reply", "n")
+        choices = _count(body, "n", self.limits.max_images)
+        _text_format(body.get("response_format"))
+        flag_of(body, "stream"), _include_usage(body)  # checked now, before the reply starts
         settings = sampling_of(body, self.limits)
         system, turns, last = conversation_of(body.get("messages"), self.limits)
-        session = self.session(system, turns)
-        events = session.send(last["text"], images=last["images"], settings=settings, draw=flag_of(body, "glyph_draw"))
-        return Reply(events, self.lock)
+        draw = flag_of(body, "glyph_draw")
+        seeds = [None if settings.seed is None else (settings.seed + i) % 2 ** 63 for i in range(choices)]
+        sessions = [self.session(system, turns) for _ in seeds]  # each choice continues its own copy
+        return Reply(_choices(sessions, last, [dataclasses.replace(settings, seed=seed) for seed in seeds], draw),
+                     self.lock)
 
     def images(self, body: dict) -> list[str]:
         """base64 PNGs for an images.generate request."""
         self.check_model(body.get("model"), optional=True)
-        prompt, n = body.get("prompt"), body.get("n", 1)
+        prompt, n = body.get("prompt"), _count(body, "n", self.limits.max_images)
         if not isinstance(prompt, str) or not prompt.strip():
             raise APIError(400, "prompt must be a non-empty string", "prompt")
         _encodable(prompt, "prompt")
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.limits.max_images:
-            raise APIError(400, f"n must be an integer from 1 to {self.limits.max_images}", "n")
         if body.get("response_format", "b64_json") != "b64_json":
             raise APIError(400, "response_format must be b64_json: this server keeps no files to link to",
                            "response_format")
@@ -274,6 +338,32 @@ class Assistant:
         if model != self.name:
             raise APIError(404, f"the model {json.dumps(model)} does not exist here; this server serves "
                                 f"{json.dumps(self.name)} (GET /v1/models lists it)", "model", "model_not_found")
+
+
+def _count(body: dict, name: str, most: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise APIError(400, f"{name} must be an integer from 1 to {most}, not {json.dumps(value)}", name)
+    return value
+
+
+def _text_format(response_format) -> None:
+    """Replies are text: response_format may ask for text, nothing else (JSON modes need constrained decoding)."""
+    if response_format is None or response_format == {"type": "text"}:
+        return
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    raise APIError(400, f"response_format {json.dumps(kind if kind is not None else response_format)} is not "
+                        "supported: this server writes text; leave it out or send {\"type\": \"text\"}",
+                   "response_format")
+
+
+def _choices(sessions: list[ChatSession], last: dict, settings: list[Sampling], draw: bool) -> Iterator[tuple]:
+    """(choice index, event) for each choice in turn: n replies to the same conversation."""
+    for index, (session, sampling) in enumerate(zip(sessions, settings)):
+        for event in session.send(last["text"], images=last["images"], settings=sampling, draw=draw):
+            yield index, event
 
 
 class Reply:
@@ -322,48 +412,78 @@ def _user_message(turn: dict) -> dict:
 
 # ---- responses ---------------------------------------------------------------------------------------------
 
-def completion(name: str, events: list) -> dict:
-    text, images, finished = "", [], None
-    for event in events:
+def completion(name: str, events: list[tuple[int, object]]) -> dict:
+    """A chat.completion from the (choice index, event) pairs of every choice."""
+    texts: dict[int, str] = {}
+    images: dict[int, list[str]] = {}
+    finished: dict[int, Finished] = {}
+    for index, event in events:
+        texts.setdefault(index, "")
         if isinstance(event, TextDelta):
-            text += event.text
+            texts[index] += event.text
         elif isinstance(event, ImageDone):
-            images.append(png_base64(event.image))
-            text += _markdown(len(images), images[-1])
+            images.setdefault(index, []).append(png_base64(event.image))
+            texts[index] += _markdown(len(images[index]), images[index][-1])
         elif isinstance(event, Finished):
-            finished = event
-    message = {"role": "assistant", "content": text}
-    if images:
-        message["images"] = [{"b64_json": b} for b in images]
+            finished[index] = event
+    choices = []
+    for index, text in texts.items():
+        message = {"role": "assistant", "content": text}
+        if images.get(index):
+            message["images"] = [{"b64_json": b} for b in images[index]]
+        reason = finished[index].reason if index in finished else "stop"
+        choices.append({"index": index, "message": message, "finish_reason": reason})
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": name, "choices": [{"index": 0, "message": message,
-                                        "finish_reason": finished.reason if finished else "stop"}]}
+            "model": name, "choices": choices, "usage": usage(list(finished.values()))}
 
 
-def chunks(name: str, events: Iterator) -> Iterator[str]:
-    """Server-sent events in OpenAI's chat.completion.chunk format, ending with `data: [DONE]`."""
+def usage(finished: list[Finished]) -> dict:
+    """OpenAI's token counts: the prompt once (every choice answers the same one), the replies summed. A reply's
+    tokens are its text and image tokens and the end of its turn."""
+    prompt = finished[0].prompt_tokens if finished else 0
+    reply = sum(len(f.token_ids) + (f.reason == "stop") for f in finished)
+    return {"prompt_tokens": prompt, "completion_tokens": reply, "total_tokens": prompt + reply}
+
+
+def chunks(name: str, events: Iterator, include_usage: bool = False) -> Iterator[str]:
+    """Server-sent events in OpenAI's chat.completion.chunk format, ending with `data: [DONE]`. Each choice's
+    last chunk carries the usage so far; include_usage adds OpenAI's final chunk with no choices and the total."""
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": name}
 
-    def chunk(delta: dict, finish: str | None = None) -> str:
-        return "data: " + json.dumps(base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) \
-            + "\n\n"
+    def chunk(index: int, delta: dict, finish: str | None = None, **extra) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish}
+        return "data: " + json.dumps(base | {"choices": [choice]} | extra) + "\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    count = 0
+    started: set[int] = set()
+    drawn: dict[int, int] = {}
+    finished: list[Finished] = []
     try:
-        for event in events:
+        for index, event in events:
+            if index not in started:
+                started.add(index)
+                yield chunk(index, {"role": "assistant", "content": ""})
             if isinstance(event, TextDelta):
-                yield chunk({"content": event.text})
+                yield chunk(index, {"content": event.text})
             elif isinstance(event, ImageDone):
-                count += 1
+                drawn[index] = drawn.get(index, 0) + 1
                 data = png_base64(event.image)
-                yield chunk({"content": _markdown(count, data), "images": [{"b64_json": data}]})
+                yield chunk(index, {"content": _markdown(drawn[index], data), "images": [{"b64_json": data}]})
             elif isinstance(event, Finished):
-                yield chunk({}, event.reason)
+                finished.append(event)
+                yield chunk(index, {}, event.reason, usage=usage(finished))
     except APIError as error:  # after the stream began, errors travel inside it
         yield "data: " + json.dumps(error.body()) + "\n\n"
+    if include_usage:
+        yield "data: " + json.dumps(base | {"choices": [], "usage": usage(finished)}) + "\n\n"
     yield "data: [DONE]\n\n"
+
+
+def _include_usage(body: dict) -> bool:
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise APIError(400, "stream_options must be {\"include_usage\": true or false}", "stream_options")
+    return options.get("include_usage", False)
 
 
 def _markdown(number: int, b64: str) -> str:
@@ -381,7 +501,8 @@ def create_app(assistant: Assistant, api_key: str | None = None):
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+        if api_key is not None and request.url.path != "/health" \
+                and request.headers.get("authorization") != f"Bearer {api_key}":
             return error(APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
                                        "with the key this server was started with", code="invalid_api_key"))
         length = request.headers.get("content-length")
@@ -416,6 +537,10 @@ def create_app(assistant: Assistant, api_key: str | None = None):
             raise APIError(400, "the request body must be a JSON object")
         return body
 
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
     @app.get("/v1/models")
     def models():
         return {"object": "list", "data": [{"id": assistant.name, "object": "model", "created": 0,
@@ -427,7 +552,8 @@ def create_app(assistant: Assistant, api_key: str | None = None):
         reply = await run_in_threadpool(assistant.chat, body)
         events = await run_in_threadpool(reply.first)  # a refused prompt is a 4xx here, before any chunk is sent
         if body.get("stream"):
-            return StreamingResponse(chunks(assistant.name, events), media_type="text/event-stream")
+            return StreamingResponse(chunks(assistant.name, events, _include_usage(body)),
+                                     media_type="text/event-stream")
         return completion(assistant.name, await run_in_threadpool(list, events))
 
     @app.post("/v1/images/generations")

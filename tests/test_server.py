@@ -95,9 +95,64 @@ def test_a_drawing_comes_back_as_markdown_and_as_b64_json(client, model_dir):
     picture = Image.open(io.BytesIO(base64.b64decode(images[0]["b64_json"])))
     side = GlyphModel.from_pretrained(model_dir).vq.config.image_size
     assert picture.size == (side, side)
-    # the drawing, sent back in the next request's history, is left out of the prompt and does not break it
-    history = ask("draw a red square") + [{"role": "assistant", "content": message.content}] + ask("thanks")
-    assert client.chat.completions.create(model="glyph-tiny", messages=history, max_tokens=3).choices
+    # Sent back in the next request's history, in any of the three forms a client may keep it, the drawing is
+    # seen again: its codes fill tokens_per_image slots between <boi> and <eoi> in the prompt.
+    text_only, url = "Here it is:", "data:image/png;base64," + images[0]["b64_json"]
+    forms = {"as this server wrote it": {"content": message.content},
+             "markdown": {"content": f"{text_only}\n![image 1]({url})\n"},
+             "image_url part": {"content": [{"type": "text", "text": text_only},
+                                            {"type": "image_url", "image_url": {"url": url}}]},
+             "images[].b64_json": {"content": text_only, "images": images[:1]},
+             "text alone": {"content": text_only}}
+    prompt_tokens = {}
+    for form, fields in forms.items():
+        history = ask("draw a red square") + [{"role": "assistant"} | fields] + ask("thanks")
+        answer = client.chat.completions.create(model="glyph-tiny", messages=history, max_tokens=2)
+        prompt_tokens[form] = answer.usage.prompt_tokens
+    per_image = GlyphModel.from_pretrained(model_dir).layout.tokens_per_image + 2
+    assert prompt_tokens["markdown"] == prompt_tokens["image_url part"] == prompt_tokens["images[].b64_json"] \
+        == prompt_tokens["text alone"] + per_image, prompt_tokens
+
+
+def test_usage_counts_the_prompt_and_the_reply_and_comes_last_in_a_stream(client):
+    reply = client.chat.completions.create(model="glyph-tiny", messages=ask("what is this?", RED), max_tokens=5,
+                                           temperature=0)
+    used = reply.usage
+    assert used.prompt_tokens > 5 and 1 <= used.completion_tokens <= 6  # the reply's tokens and its end of turn
+    assert used.total_tokens == used.prompt_tokens + used.completion_tokens
+    chunks = list(client.chat.completions.create(model="glyph-tiny", messages=ask("what is this?", RED),
+                                                 max_tokens=5, temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage == used  # the same reply, the same counts
+
+
+def test_n_choices_each_use_their_own_seed(client):
+    settings = {"model": "glyph-tiny", "messages": ask("tell me a story"), "max_tokens": 6, "temperature": 1.0}
+    both = client.chat.completions.create(n=2, seed=7, **settings)  # this server's --max-images is 2
+    assert [c.index for c in both.choices] == [0, 1]
+    alone = [client.chat.completions.create(seed=7 + i, **settings) for i in range(2)]
+    assert [c.message.content for c in both.choices] == [a.choices[0].message.content for a in alone]
+    assert both.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    streamed = list(client.chat.completions.create(n=2, seed=7, stream=True, **settings))
+    text = {0: "", 1: ""}
+    for chunk in streamed:
+        for choice in chunk.choices:
+            text[choice.index] += choice.delta.content or ""
+    assert [text[0], text[1]] == [a.choices[0].message.content for a in alone]
+
+
+def test_response_format_text_is_accepted_and_json_modes_are_refused_by_name(client):
+    assert client.chat.completions.create(model="glyph-tiny", messages=ask("hi"), max_tokens=2,
+                                          response_format={"type": "text"}).choices
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="glyph-tiny", messages=ask("hi"), max_tokens=2,
+                                       response_format={"type": "json_object"})
+    assert caught.value.body["param"] == "response_format" and "json_object" in caught.value.body["message"]
+
+
+def test_health_answers_without_the_api_key(base_url):
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/health", timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
 
 
 def test_images_generate_gives_n_pngs(client):
@@ -117,6 +172,7 @@ def test_images_generate_gives_n_pngs(client):
     ({"messages": ask("what?", "https://example.com/cat.png")}, 400, "data URL"),
     ({"messages": ask("word " * 400)}, 400, "context"),
     ({"messages": ask("hi"), "model": "gpt-4o"}, 404, "does not exist"),
+    ({"messages": ask("hi"), "n": 9}, 400, "n must be an integer from 1 to 2"),
     ({"messages": ask("hi"), "temperature": -1}, 400, "temperature"),
     ({"messages": ask("hi"), "temperature": 1e308}, 400, "temperature"),
     ({"messages": ask("hi"), "max_tokens": 0}, 400, "max_tokens"),
