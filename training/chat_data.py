@@ -39,6 +39,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from assistant.images import load_image
 from assistant.pixels import to_tensor
 from assistant.templates import IGNORE_INDEX, TemplateError, render_chat
 
@@ -241,9 +242,8 @@ def cached_per_file(paths: list[Path], compute, cache_file: Path | None, what: s
     for start in tqdm(range(0, len(missing), batch_size), desc=what, unit="batch", disable=not missing):
         images, batch = [], []
         for path in missing[start:start + batch_size]:
-            try:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
+            try:  # the decoder the assistant uses, so training sees each image as the chat will
+                images.append(load_image(path))
                 batch.append(path)
             except (OSError, ValueError) as error:
                 failed[path] = f"image {path} cannot be read ({error})"

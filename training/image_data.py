@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from assistant.images import load_image
 from assistant.pixels import to_uint8
 from data_gen.scene_world import Scene
 
@@ -99,10 +99,9 @@ def _hash_fraction(path: Path) -> float:
 def _read_all(directory: Path, paths: list[Path], scenes: list[Scene] | None, size: int, split: str) -> ImageSet:
     arrays, kept, kept_scenes, skipped = [], [], [], []
     for i, path in enumerate(tqdm(paths, desc=f"loading {split} images", unit="img", leave=False)):
-        try:
-            with Image.open(path) as image:
-                arrays.append(to_uint8(image, size))
-        except (UnidentifiedImageError, OSError, ValueError) as error:
+        try:  # the decoder the assistant uses: the same RGB pixels, and one ImageError for any bad file
+            arrays.append(to_uint8(load_image(path), size))
+        except (OSError, ValueError) as error:
             skipped.append((path, str(error) or type(error).__name__))
             continue
         kept.append(path)
