@@ -1,4 +1,4 @@
 """Glyph's library: model, image vocabulary, templates, generation, serving.
 
-It imports nothing from training/, data_gen/ or ui/ (see DESIGN.md).
+It imports nothing from training/, data_gen/ or ui/: they build on it, never the other way round.
 """

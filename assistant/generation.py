@@ -1,6 +1,6 @@
 """Generation that sees and draws, shared by the terminal chat, the UI and the HTTP server.
 
-    for event in generate(model, prompt_ids, image_features, Sampling(temperature=0.7, seed=1)):
+    for event in generate(model, Prompt(input_ids, image_features), Sampling(temperature=0.7, seed=1)):
         if isinstance(event, TextDelta): print(event.text, end="")
         elif isinstance(event, ImageDone): event.image.save("drawn.png")
         elif isinstance(event, Finished): print(event.reason)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from assistant.templates import IGNORE_INDEX
 from benchmarks import floors
 from benchmarks.measure import bandwidth_bytes_per_s, matmul_flops_per_s, median, peak_memory, timed
 from benchmarks.parts import CONFIGS, BenchConfig, build_parts
@@ -157,7 +158,7 @@ def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtyp
     return {"step_seconds": {side: median(v) for side, v in seconds.items()}, "losses": losses,
             "peak_bytes": memory, "state_bytes": {side: trainers[side].trainable_bytes() for side in SIDES},
             "flops": floors.training_step_flops(pair.glyph, BATCH, LENGTH,
-                                                int((batches[0]["labels"][:, 1:] != -100).sum()))}
+                                                int((batches[0]["labels"][:, 1:] != IGNORE_INDEX).sum()))}
 
 
 def floor_seconds(glyph64, glyph256, machine: dict) -> dict:

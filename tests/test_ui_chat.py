@@ -83,6 +83,29 @@ def test_upload_ask_and_the_answer_streams_then_draw(page, scenes, model):
     page.screenshot(path=ARTIFACTS / "ui_chat.png", full_page=True)
 
 
+@pytest.mark.browser
+def test_in_the_browser_a_broken_upload_is_refused_and_the_next_question_is_answered(page, tmp_path):
+    broken = tmp_path / "holiday.png"
+    broken.write_bytes(b"<html><body>not a picture</body></html>")  # a web page saved under an image's name
+    box = page.get_by_test_id("textbox")
+    box.fill("What is in this picture?")
+    page.locator("input[type=file]").first.set_input_files(broken)
+    expect(page.locator("img.thumbnail-image, .thumbnail-item").first).to_be_visible(timeout=30_000)
+    page.get_by_test_id("submit-button").click()
+    bot = page.get_by_test_id("bot")
+    expect(bot.first).to_contain_text("⚠️", timeout=30_000)
+    expect(bot.first).to_contain_text("holiday.png")
+    expect(page.get_by_test_id("submit-button")).to_be_visible(timeout=60_000)
+    box.fill("Hello, how are you?")  # the same chat goes on
+    page.get_by_test_id("submit-button").click()
+    expect(bot).to_have_count(2, timeout=60_000)
+    expect(page.get_by_test_id("submit-button")).to_be_visible(timeout=60_000)
+    answer = bot.last.inner_text()
+    assert answer.strip() and "⚠️" not in answer, answer
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "ui_chat_after_a_broken_upload.png", full_page=True)
+
+
 def test_gradio_client_chats_and_draws(app_url, scenes, model):
     client = Client(app_url, verbose=False, analytics_enabled=False)
     job = client.submit({"text": "What do you see?", "files": [handle_file(str(scene_image(scenes)))]}, *SETTINGS,

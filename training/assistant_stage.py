@@ -1,6 +1,6 @@
 """What stage 1 (alignment) and stage 2 (instruction tuning) share: options, model set-up, the loop, outputs.
 
-    train_stage(args, stage=1)   # called by training.train_align and training.train_instruct
+    run(argv, stage=1)   # what training.train_align's main does; training.train_instruct's passes stage=2
 
 Trainable per stage (everything else is frozen: the vision tower, the LLM's own weights, the VQ-VAE):
 
@@ -19,6 +19,7 @@ checkpoint/ (trainable weights, optimizer, step) to resume from; logs/ (TensorBo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -39,6 +40,7 @@ from assistant.config import (
     VisionConfig,
     write_json_atomic,
 )
+from assistant.templates import IGNORE_INDEX
 from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
 from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
@@ -319,7 +321,7 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dic
             for index, part in enumerate(_split(chosen, args.grad_accum)):
                 batch = collate([data.examples[i] for i in part], pad_id, data.features)
                 last = index == args.grad_accum - 1
-                with accelerator.no_sync(model) if not last else _nothing():
+                with accelerator.no_sync(model) if not last else contextlib.nullcontext():
                     with accelerator.autocast():
                         loss = _forward(model, batch, accelerator.device)
                     accelerator.backward(loss / args.grad_accum)
@@ -366,14 +368,6 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dic
     return 0
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _split(indices: list[int], parts: int) -> list[list[int]]:
     size = len(indices) // parts
     return [indices[i * size:(i + 1) * size] for i in range(parts)]
@@ -394,7 +388,7 @@ def held_out_loss(model, data: ChatData, held_ids: list[int], pad_id: int, accel
     total, weight = 0.0, 0
     for start in range(0, len(held_ids), batch):
         part = collate([data.examples[i] for i in held_ids[start:start + batch]], pad_id, data.features)
-        supervised = int((part["labels"][:, 1:] != -100).sum())
+        supervised = int((part["labels"][:, 1:] != IGNORE_INDEX).sum())
         with accelerator.autocast():
             total += float(_forward(model, part, accelerator.device)) * supervised
         weight += supervised

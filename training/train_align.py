@@ -1,7 +1,10 @@
 """Stage 1 (alignment): train the projector and image-vocabulary rows on image–caption pairs; vision tower and LLM frozen.
 
-    accelerate launch -m training.train_align --config training/recipes/scenes-tiny-align.yaml --out runs/align
-    glyph train align --config training/recipes/scenes-tiny-align.yaml --out runs/align
+    glyph train align --data runs/scenes-tiny/chats/align.jsonl --vision local-dir:runs/scenes-tiny/clip \
+        --llm runs/scenes-tiny/lm --vq runs/scenes-tiny/vq --out runs/align
+    accelerate launch -m training.train_align --config training/recipes/llava-1.5-style-align.yaml \
+        --llm Qwen/Qwen2.5-0.5B-Instruct --vq runs/vq --data blip_laion_cc_sbu_558k.json --image-folder images \
+        --out runs/align
 
 Options, outputs and resume are shared with the other stage: see training/assistant_stage.py.
 """
