@@ -4,7 +4,9 @@
 
 A recipe's keys are the options' names with dashes or underscores
 (`batch_size` or `batch-size`). An unknown key is refused, naming it and the
-known ones, so a typo never silently trains with a default.
+known ones, so a typo never silently trains with a default. Each value goes
+through its option's own type and choices, as a flag's would: argparse does not
+check defaults, so `save_every: 0` or `lr: fast` would otherwise reach training.
 """
 from __future__ import annotations
 
@@ -40,4 +42,37 @@ def read_recipe(path: Path, parser: argparse.ArgumentParser) -> dict:
     unknown = sorted(set(values) - options)
     if unknown:
         raise RecipeError(f"--config {path}: unknown option(s) {unknown}; known: {sorted(options)}")
-    return values
+    actions = {action.dest: action for action in parser._actions}
+    return {dest: _checked(path, actions[dest], value) for dest, value in values.items()}
+
+
+def _checked(path: Path, action: argparse.Action, value):
+    """`value` from the recipe as the flag would parse it, or a RecipeError naming the key and the flag."""
+    flag = max(action.option_strings, key=len, default=action.dest)
+    where = f"--config {path}: {action.dest}: {value!r}"
+    if value is None and action.default is None:
+        return None
+    if action.nargs == 0:  # store_true / store_false: a YAML boolean only
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where} must be true or false (it sets {flag})")
+        return value
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+") or isinstance(action.nargs, int)
+    if many != isinstance(value, list):
+        raise RecipeError(f"{where} must be {'a list' if many else 'a single value, not a list'} (it sets {flag})")
+    items = [_converted(where, flag, action, item) for item in (value if many else [value])]
+    return items if many else items[0]
+
+
+def _converted(where: str, flag: str, action: argparse.Action, item):
+    if isinstance(item, (dict, list)) or (isinstance(item, bool) and action.type is not None):
+        raise RecipeError(f"{where} is not a valid value for {flag}")
+    # A flag's value arrives as text; YAML's 5, 1.5 or 1e-3 (a string to PyYAML) take the same path.
+    converted = item
+    if action.type is not None:
+        try:
+            converted = action.type(str(item))
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+            raise RecipeError(f"{where} is not a valid value for {flag}: {error}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise RecipeError(f"{where} is not one of {flag}'s choices: {', '.join(map(str, action.choices))}")
+    return converted
