@@ -142,6 +142,23 @@ def test_a_second_refine_round_is_the_assistant_and_a_resumed_build_trains_none_
         ship.parts_to_ship(refined, steps[:-1])  # the recipe given is not the one the build ran
 
 
+def test_a_build_resumed_from_shipped_parts_keeps_the_seconds_they_took(build, tmp_path):
+    into = tmp_path / "ship"
+    ship_all(build, into)
+    (into / ship.TIMINGS_FILE).write_text(json.dumps({"vq": 264.0, "clip": 59.9, "align": 96.9,
+                                                      "instruct": 4957.3, "scenes": 4.9, "eval": 1646.3}))
+    steps = [{"step": "scenes"}, STEPS["vq"], STEPS["clip"], {"step": "align"}, STEPS["instruct"],
+             {"step": "refine", "steps": 7}]
+    fresh = tmp_path / "fresh"
+    build_module._restore_shipped(steps, into, fresh)
+    # The parts restored, and align that only fed them; not scenes or eval, which this build runs again, nor
+    # refine, which it has not trained yet.
+    assert build_module._shipped_timings(steps, into, fresh) == {"vq": 264.0, "clip": 59.9, "align": 96.9,
+                                                                 "instruct": 4957.3}
+    (into / ship.TIMINGS_FILE).write_text("[not a record")
+    assert build_module._shipped_timings(steps, into, fresh) == {}
+
+
 def test_an_unfinished_part_is_refused_by_name(build, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(build / "vq", partial / "vq")

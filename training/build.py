@@ -178,6 +178,22 @@ def _restore_shipped(steps: list[dict], shipped: Path, out: Path) -> None:
             print(f"[ship]  {label(step)}: restored from {shipped}")
 
 
+def _shipped_timings(steps: list[dict], shipped: Path, out: Path) -> dict:
+    """The seconds the shipped parts took when they were trained, for the training steps they stand in for here,
+    so that build.json and the model card of a build resumed from the repository still tell the whole build."""
+    file = shipped / ship.TIMINGS_FILE
+    try:
+        recorded = json.loads(file.read_text()) if file.is_file() else {}
+    except (OSError, ValueError):
+        return {}  # only a record: a damaged one is not worth stopping a build for
+    if not isinstance(recorded, dict):
+        return {}
+    trained = {label(s) for s in steps if s["step"] in ("vq", "clip", "lm", "align", "instruct", "refine")
+               and done(s, out)}
+    return {name: seconds for name, seconds in recorded.items()
+            if name in trained and isinstance(seconds, (int, float))}
+
+
 def _ship(kind: str, step: dict, out: Path, into: Path) -> None:
     if kind in ship.PARTS:
         ship.ship_part(kind, out, into, step)
@@ -210,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glyph build: {error}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    timings_file = args.out / "build.json"
+    timings_file = args.out / ship.TIMINGS_FILE
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     started = time.perf_counter()
     if args.ship is not None:
         _restore_shipped(steps, args.ship, args.out)
+        timings = _shipped_timings(steps, args.ship, args.out) | timings
     for step in steps:
         kind = step["step"]
         if done(step, args.out):
@@ -232,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(timings_file, timings)
         if args.ship is not None:
             _ship(kind, step, args.out, args.ship)
+            write_json_atomic(args.ship / ship.TIMINGS_FILE, timings)
     total = round(time.perf_counter() - started, 1)
     print(f"built {args.out} in {total} s this run ({sum(timings.values()):.0f} s of steps in all); "
           f"the assistant is {ship.assistant_dir(args.out)}")

@@ -38,6 +38,7 @@ from assistant.model import ADAPTER_DIR, FIRST_STAGE_2, REFINE, WEIGHTS_NAME, st
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
+TIMINGS_FILE = "build.json"  # seconds per build step, in a build folder and beside the parts it shipped
 ASSISTANT_FILES = ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
                    f"{ADAPTER_DIR}/adapter_model.safetensors")
 # part → (the build's folder it comes from, the files it needs there, where it goes in SHIP)
@@ -84,6 +85,8 @@ def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) ->
         raise ShipError(f"{report_file} or {ship / 'config.json'} is missing: evaluate and ship the assistant first")
     report = json.loads(report_file.read_text())
     write_json_atomic(ship / "eval.json", report)
+    if (build / TIMINGS_FILE).is_file():  # so that a build resumed from `ship` still knows what each part took
+        write_json_atomic(ship / TIMINGS_FILE, json.loads((build / TIMINGS_FILE).read_text()))
     card = model_card(build, AssistantConfig.load(ship), report, dtype, _size(ship))
     partial = ship / f".README.md.partial-{os.getpid()}"
     partial.write_text(card)
@@ -183,7 +186,7 @@ def parts_to_ship(build: Path, steps: list[dict]) -> list[tuple[str, dict]]:
 
 def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.dtype, size: int) -> str:
     """README.md for the shipped assistant: what it is, the recipe and build, the scores, the limits."""
-    timings = json.loads((build / "build.json").read_text()) if (build / "build.json").is_file() else {}
+    timings = json.loads((build / TIMINGS_FILE).read_text()) if (build / TIMINGS_FILE).is_file() else {}
     lines = ["# Glyph scene assistant on SmolLM2-135M-Instruct", "",
              "A LLaVA-style assistant for the scene world (coloured shapes on a 3×3 grid): the scene CLIP "
              "(`clip/`) sees, a trained projector and LoRA adapter let the frozen SmolLM2-135M-Instruct read "
