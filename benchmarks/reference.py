@@ -21,7 +21,9 @@ import copy
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import Tensor
-from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LogitsProcessor
+from transformers import LlavaConfig, LlavaForConditionalGeneration, LogitsProcessor
+
+from assistant.hf_format import clip_vision_config, clip_vision_state
 
 LLM_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -46,13 +48,14 @@ def llava_from(glyph) -> LlavaForConditionalGeneration:
     vocab, llm = glyph.vocab, glyph.causal_lm
     text_config = copy.deepcopy(llm.config)
     text_config.vocab_size, text_config.tie_word_embeddings = vocab.size, False
-    config = LlavaConfig(vision_config=_clip_config(glyph.vision_tower.encoder), text_config=text_config,
+    config = LlavaConfig(vision_config=clip_vision_config(glyph.vision_tower.encoder), text_config=text_config,
                          image_token_id=vocab.image_id, projector_hidden_act="gelu",
                          vision_feature_layer=glyph.config.vision.feature_layer,
                          vision_feature_select_strategy="default", image_seq_length=glyph.layout.slots_per_image,
                          tie_word_embeddings=False)
     reference = LlavaForConditionalGeneration(config).eval()
-    state = _vision_state(glyph.vision_tower.encoder) | _projector_state(glyph.projector) | _llm_state(glyph)
+    state = (clip_vision_state(glyph.vision_tower.encoder, "model.vision_tower.") | _projector_state(glyph.projector)
+             | _llm_state(glyph))
     missing, unexpected = reference.load_state_dict(state, strict=False)
     left = [k for k in missing if not k.startswith("model.vision_tower.post_layernorm")]
     if left or unexpected:
@@ -63,39 +66,6 @@ def llava_from(glyph) -> LlavaForConditionalGeneration:
     if isinstance(glyph.language_model, PeftModel):
         reference = _with_lora(reference, glyph.language_model)
     return reference
-
-
-def _clip_config(encoder) -> CLIPVisionConfig:
-    block = encoder.transformer.resblocks[0]
-    activation = type(block.mlp.gelu).__name__
-    return CLIPVisionConfig(hidden_size=encoder.transformer.width, intermediate_size=block.mlp.c_fc.out_features,
-                            num_hidden_layers=len(encoder.transformer.resblocks),
-                            num_attention_heads=block.attn.num_heads, image_size=encoder.image_size[0],
-                            patch_size=encoder.patch_size[0], layer_norm_eps=block.ln_1.eps,
-                            hidden_act="quick_gelu" if activation == "QuickGELU" else "gelu")
-
-
-def _vision_state(encoder) -> dict[str, Tensor]:
-    """open_clip's VisionTransformer weights under HF CLIPVisionModel's names."""
-    prefix = "model.vision_tower."
-    state = {prefix + "embeddings.patch_embedding.weight": encoder.conv1.weight,
-             prefix + "embeddings.class_embedding": encoder.class_embedding,
-             prefix + "embeddings.position_embedding.weight": encoder.positional_embedding,
-             prefix + "pre_layrnorm.weight": encoder.ln_pre.weight, prefix + "pre_layrnorm.bias": encoder.ln_pre.bias}
-    for i, block in enumerate(encoder.transformer.resblocks):
-        layer = f"{prefix}encoder.layers.{i}."
-        q, k, v = block.attn.in_proj_weight.chunk(3)
-        qb, kb, vb = block.attn.in_proj_bias.chunk(3)
-        state |= {layer + "self_attn.q_proj.weight": q, layer + "self_attn.q_proj.bias": qb,
-                  layer + "self_attn.k_proj.weight": k, layer + "self_attn.k_proj.bias": kb,
-                  layer + "self_attn.v_proj.weight": v, layer + "self_attn.v_proj.bias": vb,
-                  layer + "self_attn.out_proj.weight": block.attn.out_proj.weight,
-                  layer + "self_attn.out_proj.bias": block.attn.out_proj.bias,
-                  layer + "layer_norm1.weight": block.ln_1.weight, layer + "layer_norm1.bias": block.ln_1.bias,
-                  layer + "layer_norm2.weight": block.ln_2.weight, layer + "layer_norm2.bias": block.ln_2.bias,
-                  layer + "mlp.fc1.weight": block.mlp.c_fc.weight, layer + "mlp.fc1.bias": block.mlp.c_fc.bias,
-                  layer + "mlp.fc2.weight": block.mlp.c_proj.weight, layer + "mlp.fc2.bias": block.mlp.c_proj.bias}
-    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def _projector_state(projector) -> dict[str, Tensor]:

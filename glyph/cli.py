@@ -33,6 +33,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
     (("build",), "training.build", "build a whole assistant from a recipe: glyph build scenes-tiny --out DIR"),
     (("ship",), "training.ship", "pack a finished build's trained parts into a small directory to ship (models/)"),
+    (("export",), "training.export",
+     "write an assistant as plain Hugging Face models (LoRA merged) that load without Glyph or peft"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
     (("serve",), "assistant.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
     (("chat",), "ui.terminal", "chat with an assistant in the terminal: streaming, images in and out"),

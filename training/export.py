@@ -1,0 +1,176 @@
+"""Export an assistant to plain Hugging Face formats that load without Glyph (or peft).
+
+    glyph export --format hf-merged --out exports/scenes-smollm2            # the shipped assistant
+    glyph export --model runs/scenes-smollm2 --format hf-merged --out DIR   # a build's or any assistant directory
+
+`hf-merged` writes:
+
+    DIR/language_model/   transformers causal LM, LoRA merged, its vocabulary grown by the image tokens
+                          (<image>, <boi>, <eoi>, one per VQ code) with their trained rows; tokenizer and
+                          chat template included: AutoModelForCausalLM / AutoTokenizer.from_pretrained
+    DIR/vision_tower/     the open_clip tower as transformers' CLIPVisionModel, and its CLIPImageProcessor
+    DIR/projector/        model.safetensors (linear_1, linear_2 as in LLaVA's multi_modal_projector) + config.json
+    DIR/vq/               the VQ-VAE that turns drawn code tokens into pixels (Glyph's own format)
+    DIR/glyph_export.json the token ids and how the parts connect; DIR/README.md says how, in code
+
+Features of an image are CLIPVisionModel's hidden_states[vision_feature_layer] without the class token, each
+merge×merge block of patches concatenated (row-major), through the projector: one row per `<image>` slot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import CLIPVisionModel
+
+from assistant.config import ConfigError, first_line, write_json_atomic
+from assistant.hf_format import clip_image_processor, clip_vision_config, clip_vision_state, merged_causal_lm
+from assistant.model import GlyphModel, load_assistant
+
+FORMATS = ("hf-merged",)
+DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}
+MANIFEST = "glyph_export.json"
+
+
+class ExportError(ValueError):
+    """An assistant that cannot be exported as asked, or an output that would be overwritten."""
+
+
+def export_hf_merged(glyph: GlyphModel, out: Path, dtype: torch.dtype | None = None) -> Path:
+    """Write `glyph` (its LoRA merged) to `out` in the hf-merged layout (module docstring), atomically."""
+    if glyph.has_lora:
+        raise ExportError("the assistant's LoRA adapter is not merged; load it with load_assistant()")
+    staged = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    _write_language_model(glyph, staged / "language_model", dtype)
+    _write_vision_tower(glyph, staged / "vision_tower")
+    _write_projector(glyph, staged / "projector")
+    shutil.copytree(glyph.config.vq, staged / "vq", ignore=shutil.ignore_patterns(".*"))
+    write_json_atomic(staged / MANIFEST, manifest(glyph))
+    (staged / "README.md").write_text(USAGE.format(**manifest(glyph)))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staged, out)
+    return out
+
+
+def manifest(glyph: GlyphModel) -> dict:
+    """What a user needs besides the weights: the new tokens' ids and how the parts connect."""
+    vocab, projector = glyph.vocab, glyph.config.projector
+    return {"format": "hf-merged", "image_token": vocab.tokens.image, "image_token_id": vocab.image_id,
+            "boi_token_id": vocab.boi_id, "eoi_token_id": vocab.eoi_id, "code_token_start": vocab.code_start,
+            "codebook_size": vocab.codebook_size, "image_seq_length": glyph.layout.slots_per_image,
+            "drawing_tokens": glyph.layout.tokens_per_image, "drawing_grid": glyph.vq.config.grid,
+            "vision_feature_layer": glyph.config.vision.feature_layer,
+            "vision_feature_select_strategy": "default", "projector_kind": projector.kind,
+            "projector_merge": projector.merge}
+
+
+def _write_language_model(glyph: GlyphModel, folder: Path, dtype: torch.dtype | None) -> None:
+    merged = merged_causal_lm(glyph, dtype)
+    merged.generation_config.pad_token_id = glyph.tokenizer.pad_token_id
+    merged.save_pretrained(folder)
+    glyph.tokenizer.save_pretrained(folder)  # it holds the image tokens at their ids, and the chat template
+
+
+def _write_vision_tower(glyph: GlyphModel, folder: Path) -> None:
+    encoder = glyph.vision_tower.encoder
+    tower = CLIPVisionModel(clip_vision_config(encoder)).eval()
+    missing, unexpected = tower.load_state_dict(clip_vision_state(encoder, ""), strict=False)
+    missing = [k for k in missing if not k.startswith("post_layernorm")]  # never read: an earlier
+    if missing or unexpected:                                                       # block's features are
+        raise ExportError(f"the vision tower did not map onto CLIPVisionModel: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+    tower.save_pretrained(folder)
+    clip_image_processor(encoder).save_pretrained(folder)
+
+
+def _write_projector(glyph: GlyphModel, folder: Path) -> None:
+    """The projector's linears under LLaVA's names (linear_1, linear_2, and `norm` for mlp2x_gelu_norm)."""
+    layers = [m for m in glyph.projector.modules() if isinstance(m, (torch.nn.Linear, torch.nn.RMSNorm))]
+    names = ["linear_1", "linear_2", "norm"][:len(layers)]
+    state = {f"{name}.{k}": v.detach().contiguous() for name, layer in zip(names, layers)
+             for k, v in layer.state_dict().items()}
+    folder.mkdir(parents=True)
+    save_file(state, folder / "model.safetensors", {"format": "pt"})
+    config = glyph.config.projector
+    write_json_atomic(folder / "config.json", {"kind": config.kind, "merge": config.merge, "hidden_act": "gelu",
+                                               "layers": names})
+
+
+USAGE = """# A Glyph assistant, exported for plain Hugging Face (`glyph export --format hf-merged`)
+
+No Glyph and no peft needed: transformers and safetensors load every part.
+
+```python
+import torch, torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel
+
+llm = AutoModelForCausalLM.from_pretrained("language_model")     # LoRA merged, image tokens added
+tokenizer = AutoTokenizer.from_pretrained("language_model")
+vision = CLIPVisionModel.from_pretrained("vision_tower")
+processor = CLIPImageProcessor.from_pretrained("vision_tower")
+projector = load_file("projector/model.safetensors")
+
+def image_rows(image, merge={projector_merge}):
+    pixels = processor(images=image, return_tensors="pt").pixel_values
+    hidden = vision(pixels, output_hidden_states=True).hidden_states[{vision_feature_layer}][:, 1:]  # no class token
+    b, n, d = hidden.shape; side = int(n ** 0.5); k = merge
+    hidden = hidden.view(b, side // k, k, side // k, k, d).permute(0, 1, 3, 2, 4, 5).reshape(b, -1, k * k * d)
+    x = F.linear(hidden, projector["linear_1.weight"], projector["linear_1.bias"])
+    x = F.linear(F.gelu(x), projector["linear_2.weight"], projector["linear_2.bias"])
+    return x  # (1, {image_seq_length}, hidden): one row per "{image_token}" slot
+```
+
+Put {image_seq_length} copies of `{image_token}` (id {image_token_id}) where the image goes in the
+user's turn, embed the ids with `llm.get_input_embeddings()`, write `image_rows(image)` into those
+positions and call `llm.generate(inputs_embeds=...)`.
+
+Projector kind: `{projector_kind}` (for `mlp2x_gelu_norm`, an RMSNorm with `norm.weight` follows linear_2).
+
+Drawing: the assistant draws by writing `<boi>` (id {boi_token_id}), then {drawing_tokens} code tokens
+(ids {code_token_start} + code, {drawing_grid}×{drawing_grid}, row by row; allow only those ids while
+drawing) and `<eoi>` (id {eoi_token_id}). `vq/` is the VQ-VAE that turns the codes into pixels:
+`assistant.vq.VQModel.from_pretrained("vq")` in Glyph.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="glyph export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None,
+                   help="an assistant or glyph build directory (default: the shipped models/scenes-smollm2)")
+    p.add_argument("--format", choices=FORMATS, default="hf-merged")
+    p.add_argument("--out", required=True, type=Path, help="the directory to write")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="the language model's weights: auto keeps the loaded dtype (SmolLM2's GGUF loads as fp32)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = p.parse_args(argv)
+    if args.out.exists() and not args.overwrite:
+        print(f"glyph export: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
+        return 2
+    try:
+        glyph = load_assistant(args.model)
+        out = export_hf_merged(glyph, args.out, DTYPES[args.dtype])
+    except (ConfigError, ExportError) as error:
+        print(f"glyph export: {first_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"glyph export: could not write {args.out} ({error})", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"exported {args.model or 'the shipped assistant'} as {args.format} to {out} ({size / 1e6:.0f} MB); "
+          f"see {out / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
