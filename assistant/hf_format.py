@@ -3,6 +3,7 @@
     config = clip_vision_config(glyph.vision_tower.encoder)             # transformers CLIPVisionConfig
     state = clip_vision_state(glyph.vision_tower.encoder, "")          # CLIPVisionModel's weight names
     llm = merged_causal_lm(glyph)          # a transformers causal LM over the whole vocabulary, LoRA merged
+    llava, processor = llava_model(glyph)  # the understanding half as LlavaForConditionalGeneration (merge 1)
 
 - The vision tower: open_clip's VisionTransformer and transformers' CLIPVisionModel
   are the same network under other names (open_clip packs q, k and v in one
@@ -20,7 +21,10 @@ import copy
 import torch
 from peft import PeftModel
 from torch import Tensor
-from transformers import AutoModelForCausalLM, CLIPImageProcessor, CLIPVisionConfig, PreTrainedModel
+from transformers import (AutoModelForCausalLM, CLIPImageProcessor, CLIPVisionConfig, LlavaConfig,
+                          LlavaForConditionalGeneration, LlavaProcessor, PreTrainedModel)
+
+from assistant.templates import DEFAULT_CHAT_TEMPLATE
 
 
 def clip_vision_config(encoder) -> CLIPVisionConfig:
@@ -102,6 +106,65 @@ def merged_causal_lm(glyph, dtype: torch.dtype | None = None) -> PreTrainedModel
                            f"unexpected {unexpected[:3]}")
     merged.generation_config = copy.deepcopy(llm.generation_config)
     return merged.requires_grad_(False)
+
+
+def llava_model(glyph, dtype: torch.dtype | None = None) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The assistant (LoRA merged) as transformers' LLaVA and its processor. LLaVA projects each patch on its own,
+    so only an `mlp2x_gelu` projector without patch merging fits it: anything else is a ValueError."""
+    misfit = llava_misfit(glyph.config.projector)
+    if misfit:
+        raise ValueError(misfit)
+    vocab, encoder = glyph.vocab, glyph.vision_tower.encoder
+    language_model = merged_causal_lm(glyph, dtype)
+    config = LlavaConfig(vision_config=clip_vision_config(encoder), text_config=language_model.config,
+                         image_token_id=vocab.image_id, projector_hidden_act="gelu",
+                         vision_feature_layer=glyph.config.vision.feature_layer,
+                         vision_feature_select_strategy="default", image_seq_length=glyph.layout.slots_per_image,
+                         tie_word_embeddings=False)
+    llava = LlavaForConditionalGeneration(config).to(language_model.dtype).eval()
+    first, _, second = glyph.projector
+    state = clip_vision_state(encoder, "model.vision_tower.")
+    state |= {f"model.multi_modal_projector.{name}.{k}": v.detach().clone() for name, layer in
+              (("linear_1", first), ("linear_2", second)) for k, v in layer.state_dict().items()}
+    state |= {("model.language_model." + k.removeprefix("model.")) if k.startswith("model.") else k: v
+              for k, v in language_model.state_dict().items()}
+    missing, unexpected = llava.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("model.vision_tower.post_layernorm")]  # never read
+    if missing or unexpected:
+        raise RuntimeError(f"the weights did not map onto LLaVA: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    llava.generation_config = language_model.generation_config
+    processor = LlavaProcessor(image_processor=clip_image_processor(encoder), tokenizer=glyph.tokenizer,
+                               patch_size=_side(encoder.patch_size), vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, image_token=vocab.tokens.image,
+                               chat_template=multimodal_chat_template(glyph.tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
+                                                                            vocab.tokens.image))
+    return llava.requires_grad_(False), processor
+
+
+def llava_misfit(projector) -> str | None:
+    """Why a projector (ProjectorConfig) has no LLaVA equivalent, or None when it has one."""
+    if projector.kind == "mlp2x_gelu" and projector.merge == 1:
+        return None
+    return (f"LLaVA's multi_modal_projector is mlp2x_gelu over single patches, but this assistant's projector is "
+            f"{projector.kind} with {projector.merge}x{projector.merge} patches per slot; export it with "
+            "--format hf-merged instead")
+
+
+def multimodal_chat_template(text_template: str, image_token: str) -> str:
+    """A text-only chat template (SmolLM2's, Qwen2's) that also takes Hugging Face's multimodal messages: each
+    message's list of parts becomes one string, an image part the image token, as Glyph's templates lay it out.
+    A top-level `set messages` shadows the caller's messages for the rest of the template."""
+    return ("{%- set glyph = namespace(messages=[]) -%}"
+            "{%- for message in messages -%}"
+            "{%- if message['content'] is string -%}{%- set glyph.messages = glyph.messages + [message] -%}"
+            "{%- else -%}{%- set text = namespace(value='') -%}"
+            "{%- for part in message['content'] -%}"
+            "{%- if part['type'] == 'image' -%}{%- set text.value = text.value + " + repr(image_token) + " -%}"
+            "{%- elif part['type'] == 'text' -%}{%- set text.value = text.value + part['text'] -%}{%- endif -%}"
+            "{%- endfor -%}"
+            "{%- set glyph.messages = glyph.messages + [{'role': message['role'], 'content': text.value}] -%}"
+            "{%- endif -%}{%- endfor -%}"
+            "{%- set messages = glyph.messages -%}" + text_template)
 
 
 def _side(size) -> int:

@@ -11,7 +11,8 @@ from peft import LoraConfig
 from PIL import Image
 from safetensors.torch import load_file
 from tiny_parts import assistant_config, build_parts
-from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPImageProcessor, CLIPVisionModel
+from transformers import (AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer,
+                          CLIPImageProcessor, CLIPVisionModel)
 
 from assistant.model import GlyphModel, load_assistant
 from assistant.templates import render_chat
@@ -103,3 +104,53 @@ def test_export_refuses_to_overwrite_and_names_a_missing_model(parts, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nowhere" in err and "Traceback" not in err
     assert not (tmp_path / "other").exists()
+
+
+def scene_like_image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+
+
+@torch.no_grad()
+def glyph_greedy(glyph, ids, pixels, steps: int) -> list[int]:
+    """Glyph's own greedy continuation over its whole vocabulary, stopping after eos."""
+    features, new = glyph.image_features(pixels), []
+    for _ in range(steps):
+        token = int(glyph(ids, image_features=features).logits[0, -1].argmax())
+        new.append(token)
+        if token == glyph.tokenizer.eos_token_id:
+            break
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return new
+
+
+def test_llava_export_loads_with_auto_classes_and_answers_with_the_assistants_greedy_tokens(parts, tmp_path):
+    folder = trained_assistant(parts, tmp_path / "assistant", "mlp2x_gelu", 1)
+    out = tmp_path / "llava"
+    assert export.main(["--model", str(folder), "--format", "llava", "--out", str(out)]) == 0
+    model = AutoModelForImageTextToText.from_pretrained(out).eval()
+    processor = AutoProcessor.from_pretrained(out)
+    glyph = load_assistant(folder)
+    image = scene_like_image()
+    question = "what is in the picture?"
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        add_generation_prompt=True)
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    ours = render_chat([{"role": "user", "content": [{"type": "image", "image": image},
+                                                    {"type": "text", "text": question}]}],
+                       glyph.tokenizer, glyph.layout, add_generation_prompt=True)
+    assert inputs.input_ids[0].tolist() == ours.input_ids.tolist()  # the processor lays the chat out as Glyph does
+    with torch.no_grad():
+        reply = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs.input_ids.shape[1]:]
+    expected = glyph_greedy(glyph, ours.input_ids[None], glyph.vision_tower.preprocess(image)[None], 8)
+    assert reply.tolist()[:len(expected)] == expected
+
+
+def test_llava_export_refuses_a_merging_projector_and_leaves_nothing(parts, tmp_path, capsys):
+    folder = trained_assistant(parts, tmp_path / "assistant", "mlp2x_gelu", 2)
+    out = tmp_path / "llava"
+    capsys.readouterr()
+    assert export.main(["--model", str(folder), "--format", "llava", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2x2 patches per slot" in err and "--format hf-merged" in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "assistant"]  # no output, no partial folder

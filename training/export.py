@@ -2,6 +2,7 @@
 
     glyph export --format hf-merged --out exports/scenes-smollm2            # the shipped assistant
     glyph export --model runs/scenes-smollm2 --format hf-merged --out DIR   # a build's or any assistant directory
+    glyph export --model runs/scenes-tiny --format llava --out DIR          # LlavaForConditionalGeneration
 
 `hf-merged` writes:
 
@@ -15,11 +16,16 @@
 
 Features of an image are CLIPVisionModel's hidden_states[vision_feature_layer] without the class token, each
 merge×merge block of patches concatenated (row-major), through the projector: one row per `<image>` slot.
+
+`llava` writes the understanding half (no drawing) as one transformers LlavaForConditionalGeneration directory
+with its LlavaProcessor and a chat template that takes multimodal messages: what vLLM and SGLang serve, and
+what AutoModelForImageTextToText loads. LLaVA projects each patch on its own, so it fits assistants whose
+projector is mlp2x_gelu without patch merging (scenes-tiny's); the shipped scenes-smollm2 merges 2×2 patches
+per slot and exports as hf-merged.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -29,11 +35,12 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPVisionModel
 
-from assistant.config import ConfigError, first_line, write_json_atomic
-from assistant.hf_format import clip_image_processor, clip_vision_config, clip_vision_state, merged_causal_lm
-from assistant.model import GlyphModel, load_assistant
+from assistant.config import AssistantConfig, ConfigError, first_line, write_json_atomic
+from assistant.hf_format import (clip_image_processor, clip_vision_config, clip_vision_state, llava_misfit,
+                                 llava_model, merged_causal_lm)
+from assistant.model import SHIPPED, GlyphModel, load_assistant, locate
 
-FORMATS = ("hf-merged",)
+FORMATS = ("hf-merged", "llava")
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}
 MANIFEST = "glyph_export.json"
 
@@ -42,23 +49,43 @@ class ExportError(ValueError):
     """An assistant that cannot be exported as asked, or an output that would be overwritten."""
 
 
-def export_hf_merged(glyph: GlyphModel, out: Path, dtype: torch.dtype | None = None) -> Path:
-    """Write `glyph` (its LoRA merged) to `out` in the hf-merged layout (module docstring), atomically."""
+def export(glyph: GlyphModel, out: Path, kind: str = "hf-merged", dtype: torch.dtype | None = None) -> Path:
+    """Write `glyph` (its LoRA merged) to `out` in the layout of `kind` (module docstring): into a partial
+    folder first, which replaces `out` only once it is whole."""
     if glyph.has_lora:
         raise ExportError("the assistant's LoRA adapter is not merged; load it with load_assistant()")
     staged = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
+    try:
+        {"hf-merged": _write_hf_merged, "llava": _write_llava}[kind](glyph, staged, dtype)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staged, out)
+    return out
+
+
+def _write_hf_merged(glyph: GlyphModel, staged: Path, dtype: torch.dtype | None) -> None:
     _write_language_model(glyph, staged / "language_model", dtype)
     _write_vision_tower(glyph, staged / "vision_tower")
     _write_projector(glyph, staged / "projector")
     shutil.copytree(glyph.config.vq, staged / "vq", ignore=shutil.ignore_patterns(".*"))
     write_json_atomic(staged / MANIFEST, manifest(glyph))
     (staged / "README.md").write_text(USAGE.format(**manifest(glyph)))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staged, out)
-    return out
+
+
+def _write_llava(glyph: GlyphModel, staged: Path, dtype: torch.dtype | None) -> None:
+    try:
+        llava, processor = llava_model(glyph, dtype)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
+    llava.save_pretrained(staged)
+    processor.save_pretrained(staged)
+    write_json_atomic(staged / MANIFEST, manifest(glyph) | {"format": "llava"})
+    (staged / "README.md").write_text(LLAVA_USAGE)
 
 
 def manifest(glyph: GlyphModel) -> dict:
@@ -144,6 +171,24 @@ drawing) and `<eoi>` (id {eoi_token_id}). `vq/` is the VQ-VAE that turns the cod
 """
 
 
+LLAVA_USAGE = """# A Glyph assistant as transformers' LLaVA (`glyph export --format llava`)
+
+The understanding half (it reads images and answers in text; drawing needs the hf-merged export):
+
+```python
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+model = AutoModelForImageTextToText.from_pretrained(".")
+processor = AutoProcessor.from_pretrained(".")
+messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the picture?"}]}]
+prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+inputs = processor(images=image, text=prompt, return_tensors="pt")
+reply = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+print(processor.decode(reply[0, inputs.input_ids.shape[1]:], skip_special_tokens=True))
+```
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="glyph export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None,
@@ -158,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glyph export: {args.out} exists; choose another --out or pass --overwrite", file=sys.stderr)
         return 2
     try:
+        if args.format == "llava":  # refused before minutes of loading
+            misfit = llava_misfit(AssistantConfig.load(locate(args.model or SHIPPED)).projector)
+            if misfit:
+                raise ExportError(misfit)
         glyph = load_assistant(args.model)
-        out = export_hf_merged(glyph, args.out, DTYPES[args.dtype])
+        out = export(glyph, args.out, args.format, DTYPES[args.dtype])
     except (ConfigError, ExportError) as error:
         print(f"glyph export: {first_line(error)}", file=sys.stderr)
         return 2
