@@ -136,8 +136,8 @@ def llava_model(glyph, dtype: torch.dtype | None = None) -> tuple[LlavaForCondit
     processor = LlavaProcessor(image_processor=clip_image_processor(encoder), tokenizer=glyph.tokenizer,
                                patch_size=_side(encoder.patch_size), vision_feature_select_strategy="default",
                                num_additional_image_tokens=1, image_token=vocab.tokens.image,
-                               chat_template=multimodal_chat_template(glyph.tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
-                                                                            vocab.tokens.image))
+                               chat_template=multimodal_chat_template(
+                                   glyph.tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE, vocab.tokens.image))
     return llava.requires_grad_(False), processor
 
 

@@ -31,6 +31,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("eval", "clip"), "training.eval_clip", "what a CLIP's patch features hold: colour, shape and place probes"),
     (("eval", "lm"), "training.eval_lm", "stage 0's LM: scene questions answered from a caption in its prompt"),
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
+    (("eval", "draw"), "training.eval_draw",
+     "drawings in GenEval's layout (DIR/00000/samples/0000.png) for any GenEval prompt file; score scene ones"),
     (("build",), "training.build", "build a whole assistant from a recipe: glyph build scenes-tiny --out DIR"),
     (("ship",), "training.ship", "pack a finished build's trained parts into a small directory to ship (models/)"),
     (("export",), "training.export",

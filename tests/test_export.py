@@ -92,7 +92,8 @@ def test_the_exported_tokenizer_knows_the_image_tokens_at_the_manifests_ids(part
     assert tokenizer.convert_tokens_to_ids(code_7) == manifest["code_token_start"] + 7
     assert tokenizer.chat_template == glyph.tokenizer.chat_template
     assert (out / "vq" / "model.safetensors").is_file()
-    assert f"Put {manifest['image_seq_length']} copies of `{manifest['image_token']}`" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert f"Put {manifest['image_seq_length']} copies of `{manifest['image_token']}`" in readme
 
 
 def test_export_refuses_to_overwrite_and_names_a_missing_model(parts, tmp_path, capsys):
