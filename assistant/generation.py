@@ -24,6 +24,7 @@ matmul speed unused).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ from transformers import DynamicCache
 
 from assistant.image_vocab import SPECIALS
 from assistant.pixels import to_pil
+
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,11 @@ class Sampling:
 
     def validate(self) -> Sampling:
         problems = [f"{name} {value} {rule}" for name, value, ok, rule in [
-            ("temperature", self.temperature, self.temperature >= 0, "must be ≥ 0"),
+            ("temperature", self.temperature, 0 <= self.temperature < math.inf, "must be a finite number ≥ 0"),
             ("top_k", self.top_k, self.top_k >= 0, "must be ≥ 0"),
             ("top_p", self.top_p, 0 < self.top_p <= 1, "must be in (0, 1]"),
             ("max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, "must be ≥ 1"),
-            ("cfg_scale", self.cfg_scale, self.cfg_scale >= 0, "must be ≥ 0")] if not ok]
+            ("cfg_scale", self.cfg_scale, 0 <= self.cfg_scale < math.inf, "must be a finite number ≥ 0")] if not ok]
         if problems:
             raise ValueError("bad sampling settings: " + "; ".join(problems))
         return self
@@ -152,9 +156,11 @@ class _Rows:
 
 def sample(logits: Tensor, settings: Sampling, generator: torch.Generator | None) -> Tensor:
     """(B, V) logits → (B,) ids, with temperature, top-k and top-p (nucleus) filtering."""
-    if settings.temperature == 0:
-        return logits.argmax(-1)
-    logits = logits.float() / settings.temperature
+    if settings.temperature == 0 or 1 / settings.temperature > FLOAT32_MAX:
+        return logits.argmax(-1)  # a temperature too small for float32 (1e-300 rounds to 0 there) is greedy
+    # The top logit shifted to 0 first: a tiny temperature then gives 0 and -inf (greedy), never inf - inf.
+    logits = logits.float()
+    logits = (logits - logits.max(-1, keepdim=True).values) / settings.temperature
     if settings.top_k:
         kth = logits.topk(min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

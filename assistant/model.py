@@ -340,15 +340,19 @@ def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
 
 
 def _load_trained(model: GlyphModel, weights: Path) -> None:
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(weights), "pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(weights)
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(f"{weights} cannot be read ({type(error).__name__}: {first_line(error)}): it is "
+                          "truncated, empty or not safetensors; train or build this assistant again") from None
     expected = {"first_id": model.vocab.first_id, "codebook_size": model.vocab.codebook_size,
                 "vision_width": model.vision_tower.hidden_size}
     saved = {k: int(meta[k]) for k in expected if k in meta}
     if saved != expected:
         raise ConfigError(f"{weights} was trained for {json.dumps(saved)} but the parts named in its config.json "
                           f"give {json.dumps(expected)}: the tokenizer, VQ model or vision tower differs")
-    state = load_file(weights)
     for prefix, part in (("projector.", model.projector), ("vocab.", model.vocab)):
         part_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         shapes = {k: tuple(v.shape) for k, v in part.state_dict().items()}

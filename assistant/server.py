@@ -529,8 +529,13 @@ def create_app(assistant: Assistant, api_key: str | None = None):
             raise APIError(413, f"the request is over this server's {limits.max_request_bytes:,}-byte limit")
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except json.JSONDecodeError:
             raise APIError(400, "the request body is not JSON") from None
+        except UnicodeDecodeError:
+            raise APIError(400, "the request body is not UTF-8 JSON") from None
+        except ValueError:  # JSON that Python will not read: an integer of more than 4,300 digits
+            raise APIError(400, "the request body holds a number too long to read; send numbers of at most "
+                                "4,300 digits") from None
         except RecursionError:
             raise APIError(400, "the request body is JSON nested too deeply; send a flat OpenAI request") from None
         if not isinstance(body, dict):

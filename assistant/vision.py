@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import open_clip
 import torch
+from safetensors import SafetensorError
 from PIL import Image
 from torch import Tensor, nn
 
@@ -66,7 +67,7 @@ def _create_clip(config: VisionConfig):
     pretrained = None if ":" in name else config.pretrained  # a schema folder names its own weights
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
-    except (RuntimeError, OSError, ValueError) as error:
+    except (RuntimeError, OSError, ValueError, SafetensorError) as error:
         raise ConfigError(f"could not load the open_clip vision model {name!r} (pretrained={pretrained!r}): "
                           f"{error}. Give a checkpoint file path, a 'local-dir:PATH' folder, or a pretrained tag "
                           "that is downloaded already") from error

@@ -19,10 +19,11 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from assistant.config import ConfigError, VQConfig
+from assistant.config import ConfigError, VQConfig, first_line
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -229,7 +230,12 @@ class VQModel(nn.Module):
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{weights} does not exist; pass a directory written by VQModel.save_pretrained")
-        state = load_file(weights, device=map_location)
+        try:
+            state = load_file(weights, device=map_location)
+        except (SafetensorError, OSError) as error:
+            raise ConfigError(f"{weights} cannot be read ({type(error).__name__}: {first_line(error)}): it is "
+                              "truncated, empty or not safetensors; train the VQ-VAE again (glyph train vqvae)"
+                              ) from None
         expected = model.state_dict()
         wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
         if wrong or set(state) - set(expected):

@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import pickle
+import re
 import shutil
 import struct
 import zlib
@@ -480,3 +481,42 @@ def test_a_damaged_assistant_is_one_line_and_exit_2_from_every_command(tiny_assi
     assert "Traceback" not in captured_out.out + captured_out.err
     one_clear_line(captured_out.err, str(damaged), "cannot be read")
     assert captured_out.err.startswith(f"glyph {command}: "), captured_out.err
+
+
+# ---- damaged weights reaching training and evaluation ----------------------------------------------------------
+
+def damage_file(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b""}[how])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_damaged_weights_in_glyph_train_and_glyph_eval_are_one_line(tiny_assistant, tmp_path, capsys, damage):
+    """A damaged assistant given to `train instruct --init` and `eval assistant`, and a damaged VQ-VAE given to
+    `eval vq`: each names the file, exit 2 (SafetensorError is no ValueError: these commands once let it out)."""
+    from assistant.config import AssistantConfig
+    from data_gen.scene_dataset import write_scene_dataset
+
+    assistant = tmp_path / "assistant"
+    shutil.copytree(tiny_assistant, assistant)
+    damage_file(assistant / "model.safetensors", damage)
+    vq = tmp_path / "vq"
+    shutil.copytree(AssistantConfig.load(tiny_assistant).located_in(tiny_assistant).vq, vq)
+    damage_file(vq / "model.safetensors", damage)
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": "hello"}]}) + "\n")
+    runs = {
+        "train instruct": (["train", "instruct", "--init", str(assistant), "--data", str(chats), "--out",
+                            str(tmp_path / "run")], assistant / "model.safetensors"),
+        "eval assistant": (["eval", "assistant", "--model", str(assistant), "--data",
+                            str(write_scene_dataset(tmp_path / "scenes", n=40, seed=1))],
+                           assistant / "model.safetensors"),
+        "eval vq": (["eval", "vq", "--model", str(vq), "--data", str(tmp_path)], vq / "model.safetensors"),
+    }
+    for command, (argv, damaged) in runs.items():
+        capsys.readouterr()
+        assert cli.main(argv) == 2, command
+        err = re.split(r"[\r\n]", capsys.readouterr().err.strip())[-1]  # after the LLM's loading progress bar
+        assert err.startswith(f"glyph {command}: "), err
+        one_clear_line(err, str(damaged), "cannot be read")

@@ -197,11 +197,13 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, reque
 
 def test_non_finite_numbers_and_deep_nesting_in_raw_json_are_400s(base_url):
     """What the openai client cannot send: JSON's Infinity and NaN, numbers beyond a double, 90,000 brackets,
-    a lone UTF-16 surrogate."""
+    a lone UTF-16 surrogate, an integer of 5,000 digits (json.loads refuses it with a plain ValueError)."""
     bodies = ['{"model": "glyph-tiny", "messages": [{"role": "user", "content": "hi"}], "glyph_cfg_scale": %s}' % v
               for v in ("Infinity", "NaN", "1e309")] + ['{"messages": ' + "[" * 90_000 + "]" * 90_000 + "}"]
     bodies.append('{"model": "glyph-tiny", "messages": [{"role": "user", "content": "hi \\ud800"}]}')  # a lone surrogate
-    for body in bodies + ['{"prompt": "a red circle", "glyph_cfg_scale": Infinity}']:
+    bodies.append('{"model": "glyph-tiny", "messages": [{"role": "user", "content": "hi"}], "seed": %s}' % ("9" * 5000))
+    images = ['{"prompt": "a red circle", "glyph_cfg_scale": %s}' % v for v in ("Infinity", "NaN", "1e309")]
+    for body in bodies + images:
         path = "images/generations" if "prompt" in body else "chat/completions"
         request = urllib.request.Request(f"{base_url}/{path}", data=body.encode(), method="POST", headers={
             "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
@@ -209,6 +211,14 @@ def test_non_finite_numbers_and_deep_nesting_in_raw_json_are_400s(base_url):
             urllib.request.urlopen(request)
         assert caught.value.code == 400, body[:80]
         assert json.loads(caught.value.read())["error"]["message"]
+
+
+def test_a_tiny_temperature_samples_like_greedy_instead_of_failing(client):
+    """1e-300 passes the range check; dividing logits by it once overflowed to inf - inf and a 500."""
+    tiny = client.chat.completions.create(model="glyph-tiny", messages=ask("hello"), temperature=1e-300,
+                                          max_tokens=8, seed=1)
+    greedy = client.chat.completions.create(model="glyph-tiny", messages=ask("hello"), temperature=0, max_tokens=8)
+    assert tiny.choices[0].message.content == greedy.choices[0].message.content
 
 
 def test_a_wrong_key_and_an_oversized_request_are_refused(base_url):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from PIL import Image
 
 from ui import terminal
@@ -42,11 +44,19 @@ def test_bad_images_are_refused_and_the_chat_goes_on(tiny_assistant, tmp_path):
 
 
 def test_an_unclosed_quote_in_image_is_one_line_and_the_chat_goes_on(tiny_assistant, tmp_path):
-    text = chat(tiny_assistant, ['/image "unterminated.png', "hello"], tmp_path)
+    text = chat(tiny_assistant, ['/image "unterminated.png', "hello", "hello"], tmp_path)
     assert "[not attached]" in text and "close the quote" in text and "Traceback" not in text
-    assert text.count("glyph> ") == 1
+    assert "[not sent]" in text  # like any image that could not be attached: the question may be about it
+    assert text.count("glyph> ") == 1  # asked again, it is answered without the image
 
 
 def test_a_missing_model_is_one_clear_line(tmp_path, capsys):
     assert terminal.main(["--model", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO()) == 2
     assert "holds no assistant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--cfg-scale", "inf"), ("--temperature", "nan"), ("--temperature", "inf")])
+def test_a_non_finite_sampling_flag_is_one_clear_line(tmp_path, capsys, flag, value):
+    code = terminal.main(["--model", str(tmp_path), flag, value], stdin=io.StringIO(""), stdout=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "must be a finite number" in err and "Traceback" not in err

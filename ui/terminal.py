@@ -67,6 +67,7 @@ class TerminalChat:
             except ValueError as error:  # an unclosed quote
                 self.say(f"[not attached] /image {rest.strip()}: {error}; close the quote, "
                          'e.g. /image "my scene.png"')
+                self.refused.append(rest.strip())
                 return True
             self.attach(paths)
         elif command == "/image":
