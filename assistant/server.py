@@ -245,8 +245,9 @@ def _image(url, where: str, limits: Limits):
                                where, "remote_image_refused")
             return load_image(_fetch(url, limits), name=url)
         return load_image(decode_data_url(url, max_bytes=limits.max_image_bytes), name=where)
-    except ImageError as error:
-        raise APIError(400, f"{where}: {error}", where, "invalid_image") from None
+    except ImageError as error:  # load_image's message already names `where` ("Cannot use messages[0]...")
+        message = str(error) if where in str(error) else f"{where}: {error}"
+        raise APIError(400, message, where, "invalid_image") from None
 
 
 def _fetch(url: str, limits: Limits) -> bytes:

@@ -195,6 +195,7 @@ def test_http_refuses_a_bad_image_in_one_line_and_answers_the_next_request(http,
     assert response.status_code == 400, response.text[:500]
     error = response.json()["error"]
     one_clear_line(error["message"], "messages[0].content[0]", WHY[name])
+    assert error["message"].count("messages[0].content[0]") == 1
     assert error["code"] == "invalid_image" and error["param"] == "messages[0].content[0]"
     good = data_url("good.png", (files / "good.png").read_bytes())
     answered(completion(http, ask("what is this?", good)))
