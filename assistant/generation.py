@@ -40,6 +40,10 @@ from assistant.pixels import to_pil
 FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
+class ContextLengthError(ValueError):
+    """A prompt (and the room its reply needs) that does not fit the LLM's context."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     temperature: float = 0.7  # 0 = greedy
@@ -182,8 +186,8 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
     settings.validate()
     context = model.context_length
     if prompt.input_ids.shape[1] >= context:
-        raise ValueError(f"the prompt is {prompt.input_ids.shape[1]} tokens but the model's context holds "
-                         f"{context}; shorten the conversation or start a new one")
+        raise ContextLengthError(f"the prompt is {prompt.input_ids.shape[1]} tokens but the model's context holds "
+                                 f"{context}; shorten the conversation or start a new one")
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
     room_needed = settings.max_new_tokens + 1 + (model.layout.tokens_per_image + 2 if draw else 0)
@@ -335,8 +339,8 @@ def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, 
 def _check_fits(model, prompts: list[Prompt], extra: int = 0) -> None:
     for number, prompt in enumerate(prompts):
         if prompt.input_ids.shape[1] + extra >= model.context_length:
-            raise ValueError(f"prompt {number} is {prompt.input_ids.shape[1]} tokens and needs {extra} more, but "
-                             f"the model's context holds {model.context_length}; shorten it")
+            raise ContextLengthError(f"prompt {number} is {prompt.input_ids.shape[1]} tokens and needs {extra} more, "
+                                     f"but the model's context holds {model.context_length}; shorten it")
 
 
 @torch.inference_mode()

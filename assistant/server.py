@@ -55,7 +55,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from assistant.chat import ChatSession, one_turn_prompts
-from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Sampling, TextDelta, draw_all
+from assistant.generation import (DEFAULT_SAMPLING, ContextLengthError, Finished, ImageDone, Sampling, TextDelta,
+                                  draw_all)
 from assistant.images import ImageError, decode_data_url, load_image
 from assistant.pixels import to_tensor
 
@@ -384,8 +385,10 @@ class Reply:
             try:
                 for event in self._events:
                     self._queue.put(event)
-            except ValueError as error:  # the prompt does not fit the context, or another refusal
+            except ContextLengthError as error:
                 self._queue.put(APIError(400, str(error), "messages", "context_length_exceeded"))
+            except ValueError as error:  # another refusal of what was asked (a template or settings problem)
+                self._queue.put(APIError(400, str(error)))
             except Exception as error:  # noqa: BLE001 (reported to the client, not lost in a thread)
                 self._queue.put(APIError(500, f"generation failed: {type(error).__name__}: {error}"))
         self._queue.put(None)

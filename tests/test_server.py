@@ -192,6 +192,7 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, reque
     named = next(iter(k for k in ("temperature", "max_tokens", "seed", "glyph_draw", "glyph_cfg_scale")
                       if k in caught.value.body["message"]), None)
     assert named is None or caught.value.body["param"] == named  # each error names its own parameter
+    assert (caught.value.body["code"] == "context_length_exceeded") == (words == "context")  # only when it is so
     assert client.chat.completions.create(model="glyph-tiny", messages=ask("hi"), max_tokens=2).choices
 
 
