@@ -521,3 +521,22 @@ def test_damaged_weights_in_glyph_train_and_glyph_eval_are_one_line(tiny_assista
         err = re.split(r"[\r\n]", capsys.readouterr().err.strip())[-1]  # after the LLM's loading progress bar
         assert err.startswith(f"glyph {command}: "), err
         one_clear_line(err, str(damaged), "cannot be read")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_language_model_is_one_line_naming_its_file(tiny_assistant, tmp_path, capsys, damage):
+    """The frozen LLM's own safetensors, named by the assistant's config.json, damaged: `glyph chat` names it."""
+    llm_folder = Path(json.loads((tiny_assistant / "config.json").read_text())["llm"]["name_or_path"])
+    llm = tmp_path / "llm"
+    shutil.copytree(llm_folder, llm)
+    damage_file(llm / "model.safetensors", damage)
+    assistant = tmp_path / "assistant"
+    shutil.copytree(tiny_assistant, assistant)
+    config = json.loads((assistant / "config.json").read_text())
+    config["llm"]["name_or_path"] = str(llm)
+    (assistant / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert cli.main(["chat", "--model", str(assistant)]) == 2
+    err = re.split(r"[\r\n]", capsys.readouterr().err.strip())[-1]
+    assert err.startswith("glyph chat: "), err
+    one_clear_line(err, str(llm / "model.safetensors"), "cannot be read")
