@@ -63,9 +63,9 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has two refine rounds, the second on chats of its own.
-    chats = ["chats", "chats"] if name == "scenes-smollm2" else ["chats"]
-    refine = ["refine", "refine"] if name == "scenes-smollm2" else []
+    # The shipped assistant has three refine rounds, the second and third on chats of their own.
+    chats = ["chats"] * 3 if name == "scenes-smollm2" else ["chats"]
+    refine = ["refine"] * 3 if name == "scenes-smollm2" else []
     assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
 
 
