@@ -27,6 +27,11 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a working model."""
 
 
+def unreadable(path, why: str, fix: str) -> ConfigError:
+    """The one error for a weights or config file that cannot be read: the file, why, and how to remake it."""
+    return ConfigError(f"{path} cannot be read ({why}): it is truncated, empty or not what its name says; {fix}")
+
+
 def first_line(error: BaseException) -> str:
     """An exception's first line, for an error message that quotes it (its type's name when it has no text)."""
     text = str(error).strip()

@@ -72,6 +72,24 @@ def clip_image_processor(encoder) -> CLIPImageProcessor:
                               do_convert_rgb=True)
 
 
+def projector_state(projector, prefix: str = "") -> dict[str, Tensor]:
+    """The projector's layers under LLaVA's multi_modal_projector names: linear_1 (and linear_2 for mlp2x_gelu),
+    then `norm` for mlp2x_gelu_norm; a patch merge has no weights."""
+    layers = [m for m in projector.modules() if isinstance(m, (torch.nn.Linear, torch.nn.RMSNorm))]
+    names = ["linear_1", "linear_2", "norm"][:len(layers)]
+    return {f"{prefix}{name}.{k}": v.detach().clone().contiguous() for name, layer in zip(names, layers)
+            for k, v in layer.state_dict().items()}
+
+
+def llava_config(glyph, text_config) -> LlavaConfig:
+    """LlavaConfig for `glyph`'s vision tower, slots and image token, over the LLM config `text_config`."""
+    return LlavaConfig(vision_config=clip_vision_config(glyph.vision_tower.encoder), text_config=text_config,
+                       image_token_id=glyph.vocab.image_id, projector_hidden_act="gelu",
+                       vision_feature_layer=glyph.config.vision.feature_layer,
+                       vision_feature_select_strategy="default", image_seq_length=glyph.layout.slots_per_image,
+                       tie_word_embeddings=False)
+
+
 @torch.no_grad()
 def whole_vocabulary_state(glyph) -> dict[str, Tensor]:
     """The LLM's weights (LoRA merged when the model merged it), with the embedding and head grown to Glyph's
@@ -116,16 +134,10 @@ def llava_model(glyph, dtype: torch.dtype | None = None) -> tuple[LlavaForCondit
         raise ValueError(misfit)
     vocab, encoder = glyph.vocab, glyph.vision_tower.encoder
     language_model = merged_causal_lm(glyph, dtype)
-    config = LlavaConfig(vision_config=clip_vision_config(encoder), text_config=language_model.config,
-                         image_token_id=vocab.image_id, projector_hidden_act="gelu",
-                         vision_feature_layer=glyph.config.vision.feature_layer,
-                         vision_feature_select_strategy="default", image_seq_length=glyph.layout.slots_per_image,
-                         tie_word_embeddings=False)
-    llava = LlavaForConditionalGeneration(config).to(language_model.dtype).eval()
-    first, _, second = glyph.projector
+    llava = LlavaForConditionalGeneration(llava_config(glyph, language_model.config))
+    llava = llava.to(language_model.dtype).eval()
     state = clip_vision_state(encoder, "model.vision_tower.")
-    state |= {f"model.multi_modal_projector.{name}.{k}": v.detach().clone() for name, layer in
-              (("linear_1", first), ("linear_2", second)) for k, v in layer.state_dict().items()}
+    state |= projector_state(glyph.projector, "model.multi_modal_projector.")
     state |= {("model.language_model." + k.removeprefix("model.")) if k.startswith("model.") else k: v
               for k, v in language_model.state_dict().items()}
     missing, unexpected = llava.load_state_dict(state, strict=False)

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from assistant.config import AssistantConfig, ConfigError, first_line
+from assistant.config import AssistantConfig, ConfigError, first_line, unreadable
 from assistant.decoder import Decoder
 from assistant.image_vocab import ImageVocabulary
 from assistant.llm import load_language_model
@@ -265,8 +265,7 @@ def load_assistant(directory: str | Path | None = None) -> GlyphModel:
     found = locate(where)
     bad = unreadable_file(found)
     if bad is not None:
-        raise ConfigError(f"{bad[0]} cannot be read ({bad[1]}): it is truncated, empty or not what its name says; "
-                          f"{hint}")
+        raise unreadable(bad[0], bad[1], hint)
     try:
         return GlyphModel.from_pretrained(found, merge_lora=True)
     except ConfigError as error:
@@ -345,8 +344,8 @@ def _load_trained(model: GlyphModel, weights: Path) -> None:
             meta = f.metadata() or {}
         state = load_file(weights)
     except (SafetensorError, OSError) as error:
-        raise ConfigError(f"{weights} cannot be read ({type(error).__name__}: {first_line(error)}): it is "
-                          "truncated, empty or not safetensors; train or build this assistant again") from None
+        raise unreadable(weights, f"{type(error).__name__}: {first_line(error)}",
+                         "train or build this assistant again") from None
     expected = {"first_id": model.vocab.first_id, "codebook_size": model.vocab.codebook_size,
                 "vision_width": model.vision_tower.hidden_size}
     saved = {k: int(meta[k]) for k in expected if k in meta}

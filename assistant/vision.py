@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import open_clip
 import torch
-from safetensors import SafetensorError
 from PIL import Image
+from safetensors import SafetensorError
 from torch import Tensor, nn
 
 from assistant.config import ConfigError, VisionConfig

@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from assistant.config import ConfigError, VQConfig, first_line
+from assistant.config import ConfigError, VQConfig, first_line, unreadable
 
 WEIGHTS_NAME = "model.safetensors"
 
@@ -233,9 +233,8 @@ class VQModel(nn.Module):
         try:
             state = load_file(weights, device=map_location)
         except (SafetensorError, OSError) as error:
-            raise ConfigError(f"{weights} cannot be read ({type(error).__name__}: {first_line(error)}): it is "
-                              "truncated, empty or not safetensors; train the VQ-VAE again (glyph train vqvae)"
-                              ) from None
+            raise unreadable(weights, f"{type(error).__name__}: {first_line(error)}",
+                             "train the VQ-VAE again (glyph train vqvae)") from None
         expected = model.state_dict()
         wrong = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
         if wrong or set(state) - set(expected):

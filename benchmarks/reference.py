@@ -21,9 +21,9 @@ import copy
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import Tensor
-from transformers import LlavaConfig, LlavaForConditionalGeneration, LogitsProcessor
+from transformers import LlavaForConditionalGeneration, LogitsProcessor
 
-from assistant.hf_format import clip_vision_config, clip_vision_state
+from assistant.hf_format import clip_vision_state, llava_config, projector_state
 
 LLM_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
@@ -48,14 +48,9 @@ def llava_from(glyph) -> LlavaForConditionalGeneration:
     vocab, llm = glyph.vocab, glyph.causal_lm
     text_config = copy.deepcopy(llm.config)
     text_config.vocab_size, text_config.tie_word_embeddings = vocab.size, False
-    config = LlavaConfig(vision_config=clip_vision_config(glyph.vision_tower.encoder), text_config=text_config,
-                         image_token_id=vocab.image_id, projector_hidden_act="gelu",
-                         vision_feature_layer=glyph.config.vision.feature_layer,
-                         vision_feature_select_strategy="default", image_seq_length=glyph.layout.slots_per_image,
-                         tie_word_embeddings=False)
-    reference = LlavaForConditionalGeneration(config).eval()
-    state = (clip_vision_state(glyph.vision_tower.encoder, "model.vision_tower.") | _projector_state(glyph.projector)
-             | _llm_state(glyph))
+    reference = LlavaForConditionalGeneration(llava_config(glyph, text_config)).eval()
+    state = (clip_vision_state(glyph.vision_tower.encoder, "model.vision_tower.")
+             | projector_state(glyph.projector, "model.multi_modal_projector.") | _llm_state(glyph))
     missing, unexpected = reference.load_state_dict(state, strict=False)
     left = [k for k in missing if not k.startswith("model.vision_tower.post_layernorm")]
     if left or unexpected:
@@ -66,13 +61,6 @@ def llava_from(glyph) -> LlavaForConditionalGeneration:
     if isinstance(glyph.language_model, PeftModel):
         reference = _with_lora(reference, glyph.language_model)
     return reference
-
-
-def _projector_state(projector) -> dict[str, Tensor]:
-    first, _, second = projector
-    prefix = "model.multi_modal_projector."
-    return {prefix + "linear_1.weight": first.weight, prefix + "linear_1.bias": first.bias,
-            prefix + "linear_2.weight": second.weight, prefix + "linear_2.bias": second.bias}
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from tiny_parts import assistant_config, build_parts
 
+from assistant import generation
 from assistant.model import GlyphModel
 from data_gen.render import render_scene
 from data_gen.scene_world import BACKGROUND
@@ -59,6 +60,9 @@ def test_the_scene_parser_scores_a_perfect_drawer_one_and_blank_canvases_zero(pr
             for sample in (folder / "samples").iterdir():
                 Image.new("RGB", (64, 64), BACKGROUND).save(sample)
     assert eval_draw.score_folder(perfect)["overall"] == 0.0
+    (perfect / "00000" / "metadata.jsonl").write_text(json.dumps({"tag": "single_object", "prompt": "a bench"}))
+    with pytest.raises(eval_draw.PromptFileError, match="score other prompts with GenEval's own evaluator"):
+        eval_draw.score_folder(perfect)  # a real-image prompt: not ours to score
 
 
 def test_drawings_land_in_genevals_layout_and_a_second_run_resumes(prompt_file, tmp_path, monkeypatch):
@@ -76,8 +80,8 @@ def test_drawings_land_in_genevals_layout_and_a_second_run_resumes(prompt_file, 
     first = (out / "00004" / "samples" / "0001.png").read_bytes()
     (out / "00004" / "samples" / "0001.png").unlink()
     drawn = []
-    real_draw_all = __import__("assistant.generation", fromlist=["draw_all"]).draw_all
-    monkeypatch.setattr("assistant.generation.draw_all", lambda *a, **k: drawn.append(a[4]) or real_draw_all(*a, **k))
+    real_draw_all = generation.draw_all
+    monkeypatch.setattr(generation, "draw_all", lambda *a, **k: drawn.append(a[4]) or real_draw_all(*a, **k))
     assert eval_draw.main(argv) == 0
     assert drawn == [[8, 9]]  # only prompt 4 again, with the seeds one run would have given it
     assert (out / "00004" / "samples" / "0001.png").read_bytes() == first

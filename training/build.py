@@ -38,6 +38,7 @@ from training import ship
 from training.checkpoint import read_state
 
 RECIPES = Path(__file__).parent / "recipes"
+TRAINED_STEPS = ("vq", "clip", "lm", "align", "instruct", "refine")  # each leaves a folder with a checkpoint
 CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph data chats --kind)
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
@@ -147,7 +148,7 @@ def _flags(options: dict) -> list[str]:
 def done(step: dict, out: Path) -> bool:
     """Is this step's output complete? (A trainer would also see it and return at once.)"""
     kind = step["step"]
-    if kind in ("vq", "clip", "lm", "align", "instruct", "refine"):
+    if kind in TRAINED_STEPS:
         folder = label(step)
         if kind in ship.PARTS and ship.restored(folder, out):
             return True
@@ -188,8 +189,7 @@ def _shipped_timings(steps: list[dict], shipped: Path, out: Path) -> dict:
         return {}  # only a record: a damaged one is not worth stopping a build for
     if not isinstance(recorded, dict):
         return {}
-    trained = {label(s) for s in steps if s["step"] in ("vq", "clip", "lm", "align", "instruct", "refine")
-               and done(s, out)}
+    trained = {label(s) for s in steps if s["step"] in TRAINED_STEPS and done(s, out)}
     return {name: seconds for name, seconds in recorded.items()
             if name in trained and isinstance(seconds, (int, float))}
 

@@ -172,14 +172,12 @@ def _folder_metadata(folder: Path) -> dict:
     path = folder / METADATA
     try:
         metadata = json.loads(path.read_text().splitlines()[0])
-        return metadata if "scene_world" in metadata else _no_scene_world(path)
     except (OSError, IndexError, ValueError) as error:
         raise PromptFileError(f"{path} cannot be read ({error}); draw this prompt again with --geneval-out") from None
-
-
-def _no_scene_world(path: Path):
-    raise PromptFileError(f"{path} is not a scene-world prompt (no scene_world entry): the scene parser can only "
-                          "score scene prompts; score other prompts with GenEval's own evaluator")
+    if not isinstance(metadata, dict) or "scene_world" not in metadata:
+        raise PromptFileError(f"{path} is not a scene-world prompt (no scene_world entry): the scene parser can "
+                              "only score scene prompts; score other prompts with GenEval's own evaluator")
+    return metadata
 
 
 # ---- the command ------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from transformers import CLIPVisionModel
 
 from assistant.config import AssistantConfig, ConfigError, first_line, write_json_atomic
 from assistant.hf_format import (clip_image_processor, clip_vision_config, clip_vision_state, llava_misfit,
-                                 llava_model, merged_causal_lm)
+                                 llava_model, merged_causal_lm, projector_state)
 from assistant.model import SHIPPED, GlyphModel, load_assistant, locate
 
 FORMATS = ("hf-merged", "llava")
@@ -73,8 +73,9 @@ def _write_hf_merged(glyph: GlyphModel, staged: Path, dtype: torch.dtype | None)
     _write_vision_tower(glyph, staged / "vision_tower")
     _write_projector(glyph, staged / "projector")
     shutil.copytree(glyph.config.vq, staged / "vq", ignore=shutil.ignore_patterns(".*"))
-    write_json_atomic(staged / MANIFEST, manifest(glyph))
-    (staged / "README.md").write_text(USAGE.format(**manifest(glyph)))
+    record = manifest(glyph)
+    write_json_atomic(staged / MANIFEST, record)
+    (staged / "README.md").write_text(USAGE.format(**record))
 
 
 def _write_llava(glyph: GlyphModel, staged: Path, dtype: torch.dtype | None) -> None:
@@ -120,16 +121,14 @@ def _write_vision_tower(glyph: GlyphModel, folder: Path) -> None:
 
 
 def _write_projector(glyph: GlyphModel, folder: Path) -> None:
-    """The projector's linears under LLaVA's names (linear_1, linear_2, and `norm` for mlp2x_gelu_norm)."""
-    layers = [m for m in glyph.projector.modules() if isinstance(m, (torch.nn.Linear, torch.nn.RMSNorm))]
-    names = ["linear_1", "linear_2", "norm"][:len(layers)]
-    state = {f"{name}.{k}": v.detach().contiguous() for name, layer in zip(names, layers)
-             for k, v in layer.state_dict().items()}
+    """The projector's layers under LLaVA's names (linear_1, linear_2, and `norm` for mlp2x_gelu_norm)."""
+    state = projector_state(glyph.projector)
     folder.mkdir(parents=True)
     save_file(state, folder / "model.safetensors", {"format": "pt"})
     config = glyph.config.projector
+    layers = list(dict.fromkeys(k.split(".")[0] for k in state))
     write_json_atomic(folder / "config.json", {"kind": config.kind, "merge": config.merge, "hidden_act": "gelu",
-                                               "layers": names})
+                                               "layers": layers})
 
 
 USAGE = """# A Glyph assistant, exported for plain Hugging Face (`glyph export --format hf-merged`)
