@@ -349,3 +349,10 @@ def first_token_logits(model, prompts: list[Prompt]) -> Tensor:
     the model would open its reply with, free to start a drawing."""
     _check_fits(model, prompts, extra=1)
     return _Rows(model, prompts, room=1).text_logits()
+
+
+def would_draw(model, prompts: list[Prompt]) -> list[bool]:
+    """For each prompt: would the model, free to say anything, open its reply with a drawing (greedy <boi>)?
+    A request the model cannot draw (outside what it knows) is answered in words instead."""
+    logits = first_token_logits(model, prompts)  # (B, first_id + 1); <boi> is the last column
+    return (logits.argmax(-1) == logits.shape[-1] - 1).tolist()

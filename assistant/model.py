@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 from assistant.config import AssistantConfig, ConfigError, first_line, unreadable
 from assistant.decoder import Decoder
-from assistant.image_vocab import ImageVocabulary
+from assistant.image_vocab import SPECIALS, ImageVocabulary
 from assistant.llm import load_language_model
 from assistant.projector import build_projector, slots_per_image
 from assistant.templates import IGNORE_INDEX, ImageLayout
@@ -79,19 +80,25 @@ class GlyphModel(nn.Module):
         return cls(config, tower, projector, llm, tokenizer, vocab, vq)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, trainable: bool = False, merge_lora: bool = False) -> GlyphModel:
+    def from_pretrained(cls, directory: str | Path, trainable: bool = False, merge_lora: bool = False,
+                        vq: str | Path | None = None) -> GlyphModel:
         """Rebuild the whole assistant from a directory written by save_pretrained.
 
         trainable=True keeps the LoRA adapter trainable (to continue training); otherwise it is frozen.
         merge_lora=True folds it into the LLM's weights (merge_lora()): what chatting and serving want.
+        vq swaps in another VQ-VAE (a new image tokenizer, to train further with): everything trained is kept
+        but the code tokens' output rows, which start afresh (see _load_trained). The same VQ changes nothing.
         """
         directory = Path(directory)
         config = AssistantConfig.load(directory).located_in(directory)
+        swapped = vq is not None and Path(vq).resolve() != Path(config.vq).resolve()
+        if swapped:
+            config = dataclasses.replace(config, vq=str(Path(vq).resolve()))
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
         model = cls.build(config)
-        _load_trained(model, weights)
+        _load_trained(model, weights, new_codebook=swapped)
         if (directory / ADAPTER_DIR).is_dir():
             model.language_model = PeftModel.from_pretrained(model.language_model, directory / ADAPTER_DIR,
                                                              is_trainable=trainable)
@@ -338,7 +345,10 @@ def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
         raise ConfigError(f"tokenizer {tokenizer.name_or_path} gave the image tokens other ids than expected")
 
 
-def _load_trained(model: GlyphModel, weights: Path) -> None:
+def _load_trained(model: GlyphModel, weights: Path, new_codebook: bool = False) -> None:
+    """Load the projector and vocabulary rows. With new_codebook, rows trained for another VQ codebook are
+    accepted: what does not depend on the codebook is kept (the projector, `<image>`/`<boi>`/`<eoi>`, the code
+    map, which embeds any code vector), and the code tokens' output rows start at the mean of the old ones."""
     try:
         with safe_open(str(weights), "pt") as f:
             meta = f.metadata() or {}
@@ -349,6 +359,9 @@ def _load_trained(model: GlyphModel, weights: Path) -> None:
     expected = {"first_id": model.vocab.first_id, "codebook_size": model.vocab.codebook_size,
                 "vision_width": model.vision_tower.hidden_size}
     saved = {k: int(meta[k]) for k in expected if k in meta}
+    if new_codebook:
+        state = _with_fresh_code_rows(state, model.vocab.codebook_size)
+        saved["codebook_size"] = model.vocab.codebook_size
     if saved != expected:
         raise ConfigError(f"{weights} was trained for {json.dumps(saved)} but the parts named in its config.json "
                           f"give {json.dumps(expected)}: the tokenizer, VQ model or vision tower differs")
@@ -359,3 +372,11 @@ def _load_trained(model: GlyphModel, weights: Path) -> None:
             raise ConfigError(f"{weights} holds a {prefix[:-1]} that does not fit the parts named in its "
                               "config.json (the LLM's or vision tower's width differs)")
         part.load_state_dict(part_state)
+
+
+def _with_fresh_code_rows(state: dict[str, Tensor], codebook_size: int) -> dict[str, Tensor]:
+    """The saved vocabulary output rows (3 + K_old, H) → (3 + codebook_size, H): the specials' rows kept, every
+    code row the mean of the old code rows, so that no new code is preferred before training moves them."""
+    rows = state["vocab.output"]
+    codes = rows[SPECIALS:].mean(0, keepdim=True).expand(codebook_size, -1)
+    return state | {"vocab.output": torch.cat([rows[:SPECIALS], codes])}

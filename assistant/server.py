@@ -24,7 +24,8 @@ Endpoints:
   request's assistant message, as that markdown data URL, an `image_url` part or `images[].b64_json`, is
   seen again: the VQ-VAE turns its pixels back into the codes the assistant drew.
 - `POST /v1/images/generations`: `prompt`, `n` (1 to --max-images), `response_format` "b64_json";
-  `size` may be left out or be the model's own size.
+  `size` may be left out or be the model's own size. A prompt the model will not draw (something outside
+  what it can draw) gets a 400, code `prompt_declined`, whose message is the model's own reply.
 - `GET /v1/models`; `GET /health` (no API key needed: `{"status": "ok"}` once the model is loaded).
 
 Errors are OpenAI's error bodies (`{"error": {"message", "type", "param", "code"}}`) with 400 (bad
@@ -56,7 +57,7 @@ from starlette.exceptions import HTTPException
 
 from assistant.chat import ChatSession, one_turn_prompts
 from assistant.generation import (DEFAULT_SAMPLING, ContextLengthError, Finished, ImageDone, Sampling, TextDelta,
-                                  draw_all)
+                                  draw_all, reply_all, would_draw)
 from assistant.images import ImageError, decode_data_url, load_image
 from assistant.pixels import to_tensor
 
@@ -90,6 +91,8 @@ class APIError(Exception):
 
 # Each sampling parameter: (JSON type, lowest, highest). OpenAI's own ranges where it has them; a seed fits
 # torch's generator; guidance beyond 50 only saturates the drawing.
+DECLINE_SAMPLING = Sampling(temperature=0, max_new_tokens=96)  # the model's words when it will not draw a prompt
+NO_REASON = "it gave no reason; ask for something it can draw, or chat with it to see what it can do"
 PARAMETERS = {"temperature": (float, 0.0, 2.0), "top_p": (float, 0.0, 1.0), "seed": (int, 0, 2 ** 63 - 1),
               "glyph_cfg_scale": (float, 0.0, 50.0)}
 
@@ -328,6 +331,10 @@ class Assistant:
         seeds = [None if settings.seed is None else (settings.seed + i) % 2 ** 63 for i in range(n)]
         with self.lock:
             try:
+                if not would_draw(self.model, [prompt_pair[0]])[0]:  # e.g. "draw an elephant": it says why not
+                    said = reply_all(self.model, [prompt_pair[0]], DECLINE_SAMPLING)[0].text.strip()
+                    raise APIError(400, f"the model declined to draw this prompt: {said or NO_REASON}", "prompt",
+                                   "prompt_declined")
                 done = draw_all(self.model, [prompt_pair[0]] * n, [prompt_pair[1]] * n if prompt_pair[1] else None,
                                 settings, seeds)
             except ValueError as error:

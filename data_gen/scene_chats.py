@@ -37,15 +37,16 @@ from tqdm import tqdm
 from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from data_gen.render import render_scene
 from data_gen.scene_dataset import split_of
+from data_gen.scene_declines import impossible_request
 from data_gen.scene_prompts import CATEGORIES, RELATIONS, drawing_prompt
 from data_gen.scene_qa import ask, drawing_request, where
-from data_gen.scene_world import Scene, scene_rng
+from data_gen.scene_world import Scene, centred, scene_rng
 
 KINDS = ("text", "align", "instruct")
 # Seeing outweighs drawing: a drawing supervises 66 tokens and an answer about 10, so at 35 % drawings the
 # code tokens took about 80 % of stage 2's token-mean loss and the assistant never learned to read its images.
 INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.35, "detail": 0.08, "reasoning": 0.1, "draw": 0.25,
-                "mixed": 0.07, "chitchat": 0.03}
+                "mixed": 0.07, "chitchat": 0.03, "decline": 0.03}
 CONVERSATION_TURNS = (2, 5)  # questions per image in a conversation, lowest and highest
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
 SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"  # how text chats give the LM a scene to answer about
@@ -119,8 +120,9 @@ class ChatWriter:
     """Makes one kind of chat from training scenes, rendering made-up scenes for drawing prompts."""
 
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
-                 mix: dict[str, float] | None = None):
+                 mix: dict[str, float] | None = None, drawing_size: int | None = None):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.drawing_size = drawing_size  # None: the assistant draws the scene's own image
         self.brief_answers = brief_answers
         self.mix = mix or {}  # kind → weight, replacing the default weights of those kinds
         info = json.loads((scenes_dir / "dataset_info.json").read_text())
@@ -131,6 +133,14 @@ class ChatWriter:
 
     def image(self, row: dict) -> str:
         return os.path.relpath(self.scenes_dir / row["image"], self.out.parent)
+
+    def drawing(self, scene: Scene, row: dict | None = None) -> str:
+        """What the assistant draws for `scene`: with a drawing size, the scene re-rendered at that size with
+        its objects centred in their cells (a request never fixes the jitter, so it would only teach noise);
+        otherwise the dataset's image (`row`) of it, or the scene rendered."""
+        if self.drawing_size:
+            return self.render(centred(scene, self.drawing_size))
+        return self.image(row) if row is not None else self.render(scene)
 
     def render(self, scene: Scene) -> str:
         """Render a made-up scene to drawings/, returning its path relative to the chat file."""
@@ -198,7 +208,7 @@ class ChatWriter:
         return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng))]
 
     def _align_caption_draw(self, row, scene, rng):
-        return [user(describe(scene, rng)), assistant(image=self.image(row))]
+        return [user(describe(scene, rng)), assistant(image=self.drawing(scene, row))]
 
     # ---- stage 2: instructions ------------------------------------------------------------------------------
 
@@ -222,22 +232,26 @@ class ChatWriter:
 
     def _instruct_draw(self, row, scene, rng):
         if rng.random() < UNCONDITIONAL_FRACTION:
-            return [user(""), assistant(image=self.image(row))]
+            return [user(""), assistant(image=self.drawing(scene, row))]
         if rng.random() < 0.4:  # a whole scene, every object given
-            return [user(drawing_request(scene, rng)), assistant(image=self.image(row))]
+            return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row))]
         text, example = self.training_example(rng)
-        return [user(text), assistant(image=self.render(example))]
+        return [user(text), assistant(image=self.drawing(example))]
 
     def _instruct_mixed(self, row, scene, rng):
         if rng.random() < 0.5:  # see, then draw the same scene
             return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng)),
-                    user(_pick(rng, AGAIN)), assistant(image=self.image(row))]
+                    user(_pick(rng, AGAIN)), assistant(image=self.drawing(scene, row))]
         qa = ask(scene, rng)  # draw, then answer a question about the drawing
-        return [user(drawing_request(scene, rng)), assistant(image=self.image(row)),
+        return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row)),
                 user(qa.question), assistant(self.answer(qa, rng))]
 
     def _instruct_chitchat(self, row, scene, rng):
         return _chitchat(rng)
+
+    def _instruct_decline(self, row, scene, rng):
+        request = impossible_request(rng)  # outside the world: say what can be drawn instead of drawing a blob
+        return [user(request.text), assistant(request.reply)]
 
 
 def _chitchat(rng: np.random.Generator) -> list[dict]:
@@ -276,7 +290,8 @@ def _pick(rng: np.random.Generator, options, p=None):
 
 
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
-                brief_answers: float = 0.0, mix: dict[str, float] | None = None) -> Path:
+                brief_answers: float = 0.0, mix: dict[str, float] | None = None,
+                drawing_size: int | None = None) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers."""
     scenes_dir, out = Path(scenes_dir), Path(out)
     if kind not in KINDS:
@@ -287,8 +302,10 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     out.parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= brief_answers <= 1:
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
+    if drawing_size is not None and drawing_size < 16:
+        raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
-    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix)
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     with partial.open("w") as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
@@ -310,10 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", action="append", default=[], metavar="KIND=WEIGHT",
                    help="change how often a kind of chat comes (e.g. draw=0.12; weights are renormalised; "
                         "repeatable; kinds of other --kind mixes are ignored)")
+    p.add_argument("--drawing-size", type=int, default=None, metavar="PX",
+                   help="draw every picture the assistant makes at PX pixels (the VQ-VAE's image size), each "
+                        "object centred in its cell; default: the scene's own image")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
-                           parse_mix(args.mix))
+                           parse_mix(args.mix), args.drawing_size)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,15 @@ from data_gen.scene_world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject
 
 CATEGORIES = ("single", "two", "counting", "colors", "position")
 RELATIONS = {"above": (-1, 0), "below": (1, 0), "to the left of": (0, -1), "to the right of": (0, 1)}
-_FRAMES = ("Draw {}.", "Please draw {}.", "Can you draw {}?", "Make a picture of {}.", "Paint {}.", "Show me {}.")
+PHRASINGS = ("train", "held_out")  # held_out: wordings no training chat uses, for evaluation only
+_FRAMES = {
+    "train": ("Draw {}.", "Please draw {}.", "Can you draw {}?", "Make a picture of {}.", "Paint {}.", "Show me {}.",
+              "I'd like a picture of {}.", "Could you make an image of {}?", "Draw me {}, please.",
+              "Create a picture with {}.", "Sketch {}.", "Generate an image of {}.", "draw {}",
+              "Can I get a drawing of {}?", "Make me an image showing {}."),
+    "held_out": ("Would you mind drawing {}?", "I need an illustration of {}.", "Render {} for me.",
+                 "How about a drawing of {}?", "Could you sketch {} for me?", "Produce a picture containing {}."),
+}
 
 
 @dataclass(frozen=True)
@@ -93,45 +101,50 @@ def _concrete(spec: ObjectSpec, cell: tuple[int, int], rng: np.random.Generator,
     return SceneObject(shape, color, size, cell[0], cell[1], box)
 
 
-def drawing_prompt(category: str, rng: np.random.Generator) -> DrawingPrompt:
+def drawing_prompt(category: str, rng: np.random.Generator, phrasing: str = "train") -> DrawingPrompt:
     if category not in CATEGORIES:
         raise ValueError(f"unknown prompt category {category!r}; choose from {', '.join(CATEGORIES)}")
-    return _MAKERS[category](rng)
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"unknown phrasing {phrasing!r}; choose from {', '.join(PHRASINGS)}")
+    return _MAKERS[category](rng, phrasing)
 
 
-def _single(rng: np.random.Generator) -> DrawingPrompt:
+def _single(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     spec = ObjectSpec(_pick(rng, tuple(COLORS)), _pick(rng, SHAPES),
                       _pick(rng, SIZES) if rng.random() < 0.5 else None,
                       divmod(int(rng.integers(GRID * GRID)), GRID) if rng.random() < 0.5 else None)
-    return DrawingPrompt("single", _frame(rng, _phrase(spec, rng)), (spec,))
+    return DrawingPrompt("single", _frame(rng, phrasing, _phrase(spec, rng)), (spec,))
 
 
-def _two(rng: np.random.Generator) -> DrawingPrompt:
+def _two(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     shapes = rng.choice(len(SHAPES), size=2, replace=rng.random() < 0.2).tolist()
     specs = tuple(ObjectSpec(shape=SHAPES[s]) for s in shapes)
     if specs[0].shape == specs[1].shape:
-        return DrawingPrompt("two", _frame(rng, f"two {specs[0].shape}s"), specs)
-    return DrawingPrompt("two", _frame(rng, f"{_phrase(specs[0], rng)} and {_phrase(specs[1], rng)}"), specs)
+        return DrawingPrompt("two", _frame(rng, phrasing, f"two {specs[0].shape}s"), specs)
+    body = f"{_phrase(specs[0], rng)} and {_phrase(specs[1], rng)}"
+    return DrawingPrompt("two", _frame(rng, phrasing, body), specs)
 
 
-def _counting(rng: np.random.Generator) -> DrawingPrompt:
+def _counting(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     n = int(rng.integers(2, 5))
     spec = ObjectSpec(_pick(rng, tuple(COLORS)), _pick(rng, SHAPES))
-    return DrawingPrompt("counting", _frame(rng, f"{NUMBER_WORDS[n]} {spec.color} {spec.shape}s"), (spec,) * n)
+    body = f"{NUMBER_WORDS[n]} {spec.color} {spec.shape}s"
+    return DrawingPrompt("counting", _frame(rng, phrasing, body), (spec,) * n)
 
 
-def _colors(rng: np.random.Generator) -> DrawingPrompt:
+def _colors(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     colors = rng.choice(len(COLORS), size=2, replace=False).tolist()
     shapes = rng.choice(len(SHAPES), size=2, replace=False).tolist()
     specs = tuple(ObjectSpec(tuple(COLORS)[c], SHAPES[s]) for c, s in zip(colors, shapes))
-    return DrawingPrompt("colors", _frame(rng, f"{_phrase(specs[0], rng)} and {_phrase(specs[1], rng)}"), specs)
+    body = f"{_phrase(specs[0], rng)} and {_phrase(specs[1], rng)}"
+    return DrawingPrompt("colors", _frame(rng, phrasing, body), specs)
 
 
-def _position(rng: np.random.Generator) -> DrawingPrompt:
-    first, second = _colors(rng).objects
+def _position(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
+    first, second = _colors(rng, phrasing).objects
     relation = _pick(rng, tuple(RELATIONS))
     text = f"{_phrase(first, rng)} {relation} {_phrase(second, rng)}"
-    return DrawingPrompt("position", _frame(rng, text), (first, second), relation)
+    return DrawingPrompt("position", _frame(rng, phrasing, text), (first, second), relation)
 
 
 def _phrase(spec: ObjectSpec, rng: np.random.Generator) -> str:
@@ -141,8 +154,8 @@ def _phrase(spec: ObjectSpec, rng: np.random.Generator) -> str:
     return f"a {' '.join(words)}{place}"
 
 
-def _frame(rng: np.random.Generator, body: str) -> str:
-    return _pick(rng, _FRAMES).format(body)
+def _frame(rng: np.random.Generator, phrasing: str, body: str) -> str:
+    return _pick(rng, _FRAMES[phrasing]).format(body)
 
 
 def _pick(rng: np.random.Generator, options):

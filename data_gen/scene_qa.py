@@ -169,7 +169,9 @@ def _existence(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) 
 
 _ASK = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence}
 
-_DRAW = ("Draw {}", "Please draw {}", "Can you draw {}", "Make a picture of {}", "Paint {}", "Show me {}")
+_DRAW = ("Draw {}", "Please draw {}", "Can you draw {}", "Make a picture of {}", "Paint {}", "Show me {}",
+         "Sketch {}", "Could you make an image of {}", "Draw me {}", "Create a picture with {}",
+         "I'd like a picture of {}", "Generate an image of {}")
 
 
 def drawing_request(scene: Scene, rng: np.random.Generator) -> str:
@@ -178,4 +180,4 @@ def drawing_request(scene: Scene, rng: np.random.Generator) -> str:
     items = [f"{object_phrase(o, rng)} {_pick(rng, position_phrases(o.row, o.col))}" for o in objects]
     body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     frame = _pick(rng, _DRAW)
-    return frame.format(body) + ("?" if frame.startswith("Can") else ".")
+    return frame.format(body) + ("?" if frame.startswith(("Can", "Could")) else ".")

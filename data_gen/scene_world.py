@@ -137,6 +137,24 @@ def place_in_cell(rng: np.random.Generator, image_size: int, row: int, col: int,
     return tuple(round(v / image_size, 6) for v in (x1, y1, x1 + side, y1 + side))
 
 
+def centred(scene: Scene, image_size: int) -> Scene:
+    """The same objects, each centred in its cell, at `image_size`: how the assistant draws a scene.
+
+    A request never says where inside its cell an object sits, so a drawing target with random jitter would
+    teach noise. Centred objects make every cell's content one of a few fixed pictures, and with an image
+    tokenizer whose grid divides the cells, one of a few fixed token blocks.
+    """
+    objects = tuple(dataclasses.replace(o, box=centred_box(image_size, o.row, o.col, o.size)) for o in scene.objects)
+    return Scene(image_size, objects)
+
+
+def centred_box(image_size: int, row: int, col: int, size: str) -> tuple[float, float, float, float]:
+    """The box of an object of `size` centred in cell (row, col), on whole pixels, normalised."""
+    cell, side = image_size / GRID, object_side(image_size, size)
+    x1, y1 = (math.floor(c * cell + (cell - side) / 2 + 0.5) for c in (col, row))
+    return tuple(round(v / image_size, 6) for v in (x1, y1, x1 + side, y1 + side))
+
+
 def object_side(image_size: int, size: str) -> int:
     """An object's side in whole pixels."""
     return round(SIZE_FRACTION[size] * image_size / GRID)

@@ -192,6 +192,30 @@ def test_a_checkpoint_for_other_parts_is_refused(tmp_path, llama_parts):
         GlyphModel.from_pretrained(tmp_path / "saved")
 
 
+def test_another_vq_swapped_in_keeps_what_trained_and_starts_the_code_rows_afresh(tmp_path, llama_parts):
+    torch.manual_seed(4)
+    model = GlyphModel.build(assistant_config(llama_parts))
+    with torch.no_grad():  # as if trained
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(tmp_path / "saved")
+    other_vq = VQModel(dataclasses.replace(VQ_CONFIG, codebook_size=32)).save_pretrained(tmp_path / "vq32")
+    swapped = GlyphModel.from_pretrained(tmp_path / "saved", vq=other_vq)
+    assert swapped.vocab.codebook_size == 32 and swapped.vq.config.codebook_size == 32
+    assert swapped.vocab.size == model.vocab.size + 16 and len(swapped.tokenizer) == swapped.vocab.size
+    for name in ("special_input", "input_mean", "code_map.0.weight", "code_map.2.weight"):
+        assert torch.equal(swapped.vocab.state_dict()[name], model.vocab.state_dict()[name]), name
+    assert all(torch.equal(a, b) for a, b in zip(swapped.projector.parameters(), model.projector.parameters()))
+    rows = swapped.vocab.output.detach()
+    assert torch.equal(rows[:3], model.vocab.output.detach()[:3])  # <image>, <boi>, <eoi> keep their rows
+    assert torch.allclose(rows[3:], model.vocab.output.detach()[3:].mean(0).expand(32, -1))  # no code preferred
+    assert swapped.save_pretrained(tmp_path / "again") and GlyphModel.from_pretrained(tmp_path / "again").vocab.size \
+        == swapped.vocab.size  # it saves as an assistant of the new VQ
+    same = GlyphModel.from_pretrained(tmp_path / "saved", vq=llama_parts.vq)  # its own VQ: nothing changes
+    assert torch.equal(same.vocab.output, model.vocab.output)
+
+
 # ---- generation -------------------------------------------------------------------------------------------
 
 def prompt_of(model: GlyphModel, messages: list[dict]) -> Prompt:

@@ -63,9 +63,9 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has three refine rounds, the second and third on chats of their own.
-    chats = ["chats"] * 3 if name == "scenes-smollm2" else ["chats"]
-    refine = ["refine"] * 3 if name == "scenes-smollm2" else []
+    # The shipped assistant has four refine rounds, the second to fourth on chats of their own.
+    chats = ["chats"] * 4 if name == "scenes-smollm2" else ["chats"]
+    refine = ["refine"] * 4 if name == "scenes-smollm2" else []
     assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
 
 
@@ -125,6 +125,15 @@ def test_a_later_refine_round_goes_on_from_the_round_before_on_its_own_chats(tmp
         (tmp_path / folder).mkdir()
     (_, eval_argv), = build.step_runs({"step": "eval"}, tmp_path, 1.0)
     assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine-10")  # by number, not by name
+
+
+def test_a_refine_round_with_swap_vq_draws_with_the_builds_vq(tmp_path):
+    step = {"step": "refine", "round": 4, "chats": "instruct-4", "swap_vq": True, "steps": 10}
+    (_, argv), = build.step_runs(step, tmp_path, 1.0)
+    assert argv[argv.index("--vq") + 1] == str(tmp_path / "vq") and "--swap-vq" not in argv
+    assert argv[argv.index("--init") + 1] == str(tmp_path / "refine-3")
+    (_, argv), = build.step_runs({"step": "refine", "round": 2, "swap_vq": False}, tmp_path, 1.0)
+    assert "--vq" not in argv and "--swap-vq" not in argv
 
 
 def test_a_chats_step_with_a_suffix_writes_files_of_its_own(tmp_path):

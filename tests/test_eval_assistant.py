@@ -111,3 +111,27 @@ def test_follow_ups_and_unseen_wordings_score_an_oracle_one_and_a_forgetful_answ
     assert not {qa.question for _, qa in unseen} & {qa.question for _, qa in vqa_questions(items, seed=1)}
     vqa, _ = score_vqa(unseen, oracle_answerer(items, unseen))
     assert vqa["overall"] == 1.0
+
+
+def test_drawing_prompts_and_impossible_requests_come_in_wordings_training_never_uses():
+    from data_gen import scene_prompts
+    from training.eval_assistant import impossible_requests
+
+    trained = [frame.split("{}")[0] for frame in scene_prompts._FRAMES["train"]]
+    for prompt in geneval_prompts(per_category=20, seed=1):
+        assert not any(prompt.text.startswith(start) for start in trained if start), prompt.text
+    assert {p.text for p in geneval_prompts(per_category=20, seed=1, phrasing="train")}.isdisjoint(
+        p.text for p in geneval_prompts(per_category=20, seed=1))
+    requests = impossible_requests(per_reason=10, seed=1)
+    assert len(requests) == 50 and len(set(requests)) > 40
+
+
+def test_decline_and_picture_rates_count_what_the_model_would_open_with(tiny_assistant, items, monkeypatch):
+    from assistant.model import GlyphModel
+    from training.eval_assistant import decline_rate, picture_rate
+
+    model = GlyphModel.from_pretrained(tiny_assistant)
+    pattern = iter([True, False, False, True] * 20)  # the model's choice, request by request
+    monkeypatch.setattr("assistant.generation.would_draw", lambda model, prompts: [next(pattern) for _ in prompts])
+    assert decline_rate(model, ["Draw a dog."] * 8) == 0.5
+    assert picture_rate(model, vqa_questions(items[:2], seed=1)) == 0.5  # 10 questions, True at 1, 4, 5, 8, 9

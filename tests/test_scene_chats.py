@@ -65,3 +65,35 @@ def test_mix_changes_how_often_each_kind_comes(tmp_path):
     with pytest.raises(ValueError, match="no align chat kind"):
         scene_chats.write_chats(scenes, tmp_path / "a.jsonl", "align", 10, mix={"describe": 0, "caption_draw": 0})
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_a_drawing_size_draws_every_picture_at_that_size_with_objects_centred(tmp_path):
+    from PIL import Image
+
+    from data_gen.scene_parser import read_scene
+
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    path = write_chats(scenes, tmp_path / "chats" / "instruct.jsonl", "instruct", n=120, seed=5, drawing_size=72,
+                       mix={"draw": 1.0, "mixed": 1.0, "decline": 0.5})
+    chats = [json.loads(line) for line in path.read_text().splitlines()]
+    drawn = [part["path"] for chat in chats for m in chat["messages"] if m["role"] == "assistant"
+             for part in m["content"] if part["type"] == "image"]
+    assert len(drawn) > 60
+    for relative in drawn[:40]:
+        assert relative.startswith("drawings/")  # never the dataset's own 64 px image
+        picture = Image.open(path.parent / relative)
+        assert picture.size == (72, 72)
+        for obj in read_scene(picture).objects:  # each object centred in its 24 px cell, to the pixel
+            x1, y1, x2, y2 = (v * 72 for v in obj.box)
+            assert abs((x1 + x2) / 2 - (24 * obj.col + 12)) <= 1 and abs((y1 + y2) / 2 - (24 * obj.row + 12)) <= 1
+    with pytest.raises(ValueError, match="--drawing-size"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", n=5, drawing_size=8)
+
+
+def test_declines_answer_requests_outside_the_world_in_words(instruct):
+    declines = [c for c in instruct if c["kind"] == "decline"]
+    assert declines
+    for chat in declines:
+        request, reply = chat["messages"]
+        assert request["role"] == "user" and reply["role"] == "assistant"
+        assert [p["type"] for p in reply["content"]] == ["text"] and "I can draw circles" in reply["content"][0]["text"]

@@ -66,3 +66,18 @@ def test_bad_configs_are_refused_with_a_message_naming_the_problem(config, messa
     with pytest.raises(SceneError) as error:
         SceneConfig(**config).validate()
     assert message in str(error.value)
+
+
+def test_centred_scenes_keep_what_a_reader_knows_and_put_each_object_in_the_middle_of_its_cell():
+    from data_gen.scene_world import centred
+
+    for index in range(40):
+        scene = sample_scene(scene_rng(4, index))
+        drawn = centred(scene, 72)
+        assert drawn.image_size == 72 and drawn.keys() == scene.keys()
+        for obj in drawn.objects:
+            x1, y1, x2, y2 = (round(v * 72) for v in obj.box)
+            # 24 px cells: an object sits at the same offset in every cell, so its pixels are one fixed block
+            offset = {"small": 6, "large": 3}[obj.size]  # (24 - 12) / 2, and (24 - 19) / 2 rounded half up
+            assert (x1 - 24 * obj.col, y1 - 24 * obj.row) == (offset, offset)
+            assert x2 - x1 == y2 - y1 == {"small": 12, "large": 19}[obj.size]

@@ -15,7 +15,9 @@ import uvicorn
 from PIL import Image
 
 from assistant.model import GlyphModel
-from assistant.server import Assistant, Limits, create_app
+from assistant.chat import one_turn_prompts
+from assistant.generation import reply_all
+from assistant.server import DECLINE_SAMPLING, NO_REASON, Assistant, Limits, create_app
 from tests.web import free_port
 
 KEY = "test-key"
@@ -155,7 +157,13 @@ def test_health_answers_without_the_api_key(base_url):
         assert response.status == 200 and json.loads(response.read()) == {"status": "ok"}
 
 
-def test_images_generate_gives_n_pngs(client):
+@pytest.fixture()
+def draws(monkeypatch):
+    """The tiny random model opens a reply with <boi> or a word by chance; these tests take it as drawing."""
+    monkeypatch.setattr("assistant.server.would_draw", lambda model, prompts: [True] * len(prompts))
+
+
+def test_images_generate_gives_n_pngs(client, draws):
     result = client.images.generate(model="glyph-tiny", prompt="a blue circle", n=2, response_format="b64_json")
     pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
     assert len(pictures) == 2 and all(p.format == "PNG" for p in pictures)
@@ -164,6 +172,18 @@ def test_images_generate_gives_n_pngs(client):
         with pytest.raises(openai.BadRequestError) as caught:
             client.images.generate(model="glyph-tiny", prompt="a blue circle", **bad)
         assert param in caught.value.body["message"]
+
+
+def test_a_prompt_the_model_will_not_draw_is_a_400_with_the_models_own_words(client, model_dir, monkeypatch):
+    monkeypatch.setattr("assistant.server.would_draw", lambda model, prompts: [False] * len(prompts))
+    prompt = "a purple elephant riding a bicycle"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="glyph-tiny", prompt=prompt, n=2)
+    body = caught.value.body
+    assert body["code"] == "prompt_declined" and body["param"] == "prompt"
+    model = GlyphModel.from_pretrained(model_dir)
+    said = reply_all(model, [one_turn_prompts(model, prompt)[0]], DECLINE_SAMPLING)[0].text.strip()
+    assert body["message"] == f"the model declined to draw this prompt: {said or NO_REASON}"
 
 
 @pytest.mark.parametrize(("request_kwargs", "status", "words"), [

@@ -79,6 +79,8 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     else:
         p.add_argument("--init", required=True, type=Path,
                        help="the stage 1 assistant directory, or a stage 2 one to train further")
+        p.add_argument("--vq", default=None, help="draw with this VQ-VAE instead of --init's (a new image "
+                       "tokenizer); a different codebook gets fresh code-token output rows")
         lora = p.add_argument_group("LoRA (peft)")
         lora.add_argument("--lora-r", type=int, default=64)
         lora.add_argument("--lora-alpha", type=int, default=128)
@@ -122,7 +124,7 @@ def build_model(args: argparse.Namespace, stage: int):
     else:
         # An --init that is itself a stage-2 assistant (it has an adapter) goes on training that adapter: a
         # second instruction phase, as in LLaVA's continued fine-tuning. A stage-1 assistant gets a fresh one.
-        model = GlyphModel.from_pretrained(args.init, trainable=True)
+        model = GlyphModel.from_pretrained(args.init, trainable=True, vq=args.vq)
         if model.has_lora:
             print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
         else:

@@ -13,7 +13,8 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
 A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
 OUT/chats/NAME.jsonl (default instruct); a chats step's `suffix: -2` writes OUT/chats/instruct-2.jsonl etc.,
-other questions about the same scenes when its seed differs.
+other questions about the same scenes when its seed differs. A refine step's `swap_vq: true` draws with
+OUT/vq from that round on, when the round before it was trained with another image tokenizer.
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -96,9 +97,10 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
                                       str(max(40, round(n * scale))),
                                       "--out", str(out / "chats" / f"{chat_kind}{suffix}.jsonl")] + flags)
                 for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
-    if kind == "refine":
+    if kind == "refine":  # swap_vq: draw with the build's VQ from this round on (the round before used another)
+        swap_vq = ["--vq", str(out / "vq")] if options.pop("swap_vq", False) else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
-                 + _flags(options))]
+                 + swap_vq + _flags(options))]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
 
 

@@ -14,9 +14,13 @@
 - Captions: "Describe this image."; a caption counts when the objects it names (size, colour, shape and
   place) are exactly the scene's.
 - Scene-GenEval: drawing prompts by category (single object, two objects, counting, colour binding, position,
-  see data_gen.scene_prompts), drawn with classifier-free guidance and read by the scene parser; a drawing
-  counts when it has exactly what the prompt asks for. Overall is the mean over categories, as in GenEval.
-  The same prompts are also drawn without guidance (--compare-cfg), to show what guidance does.
+  see data_gen.scene_prompts), in wordings no training chat uses, drawn with classifier-free guidance and read
+  by the scene parser; a drawing counts when it has exactly what the prompt asks for. Overall is the mean over
+  categories, as in GenEval. The same prompts are also drawn without guidance (--compare-cfg), to show what
+  guidance does.
+- Declines: requests the world cannot satisfy (things, shapes, colours it lacks, too many objects,
+  contradictions; data_gen.scene_declines, held-out things and wordings) should be declined in words, and the
+  GenEval prompts should not: the share of each whose greedy first reply token is not <boi>.
 
 Writes report.json and examples.png into --out and prints the report.
 """
@@ -36,6 +40,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
+from data_gen.scene_declines import REASONS, impossible_request
 from data_gen.scene_parser import read_scene
 from data_gen.scene_prompts import CATEGORIES, DrawingPrompt, drawing_prompt
 from data_gen.scene_qa import KINDS, QA, ask
@@ -144,9 +149,15 @@ def score_captions(items: list[SceneItem], answer: AnswerAll) -> tuple[dict, lis
     return {"exact": _rate(outcomes), "captions": len(outcomes)}, outcomes
 
 
-def geneval_prompts(per_category: int, seed: int) -> list[DrawingPrompt]:
-    return [drawing_prompt(category, scene_rng(seed, c * 100_000 + i))
+def geneval_prompts(per_category: int, seed: int, phrasing: str = "held_out") -> list[DrawingPrompt]:
+    return [drawing_prompt(category, scene_rng(seed, c * 100_000 + i), phrasing)
             for c, category in enumerate(CATEGORIES) for i in range(per_category)]
+
+
+def impossible_requests(per_reason: int, seed: int) -> list[str]:
+    """Requests outside the world, in things and wordings that training never uses."""
+    return [impossible_request(scene_rng(seed + 3, r * 100_000 + i), "held_out", reason).text
+            for r, reason in enumerate(REASONS) for i in range(per_reason)]
 
 
 def score_drawings(prompts: list[DrawingPrompt], draw: DrawAll) -> tuple[dict, list[Outcome]]:
@@ -192,17 +203,23 @@ def question_prompt(model, image: Path, question: str, earlier: tuple[tuple[str,
 
 def picture_rate(model, questions: list[tuple[SceneItem, QA]]) -> float:
     """The share of questions whose greedy first reply token, over every token the model may say, is <boi>."""
-    import torch
+    prompts = [question_prompt(model, item.image, qa.question) for item, qa in questions]
+    return _share(model, prompts, drawn=True)
 
-    from assistant.generation import first_token_logits
 
-    opened = 0
-    for start in range(0, len(questions), BATCH):
-        prompts = [question_prompt(model, item.image, qa.question) for item, qa in questions[start:start + BATCH]]
-        with torch.inference_mode():
-            logits = first_token_logits(model, prompts)  # (B, first_id + 1): the LLM's tokens and <boi>
-        opened += int((logits.argmax(-1) == logits.shape[-1] - 1).sum())
-    return round(opened / max(1, len(questions)), 4)
+def decline_rate(model, requests: list[str]) -> float:
+    """The share of drawing requests that the model, free to say anything, answers in words (a decline) instead
+    of opening a drawing."""
+    from assistant.chat import one_turn_prompts
+
+    return _share(model, [one_turn_prompts(model, request)[0] for request in requests], drawn=False)
+
+
+def _share(model, prompts: list, drawn: bool) -> float:
+    from assistant.generation import would_draw
+
+    opened = [d for start in range(0, len(prompts), BATCH) for d in would_draw(model, prompts[start:start + BATCH])]
+    return round(sum(d == drawn for d in opened) / max(1, len(opened)), 4)
 
 
 def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: int) -> DrawAll:
@@ -251,9 +268,12 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     prompts = geneval_prompts(args.prompts, args.seed)
     draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed)
     geneval, draw_outcomes = timed(score_drawings, prompts, draw)
+    declines = {"out_of_world": decline_rate(model, impossible_requests(args.prompts, args.seed)),
+                "in_world": decline_rate(model, [p.text for p in prompts]),
+                "requests": {"out_of_world": args.prompts * len(REASONS), "in_world": len(prompts)}}
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
               "vqa_follow_ups": follow_ups, "captions": captions,
-              "geneval": {"cfg_scale": args.cfg_scale, **geneval}}
+              "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines}
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
         report["geneval_without_cfg"] = {"cfg_scale": 1.0, **timed(score_drawings, prompts, plain)[0]}
@@ -312,6 +332,9 @@ def summary(report: dict) -> str:
         plain = report["geneval_without_cfg"]
         lines.append(f"           overall {plain['overall']:.2f} without CFG  "
                      + "  ".join(f"{k} {v:.2f}" for k, v in plain["by_category"].items()))
+    if "declines" in report:
+        lines.append(f"declines   {report['declines']['out_of_world']:.1%} of out-of-world drawing requests, "
+                     f"{report['declines']['in_world']:.1%} of in-world ones")
     return "\n".join(lines)
 
 
