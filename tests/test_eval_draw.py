@@ -96,3 +96,20 @@ def test_a_bad_prompt_file_is_one_line_naming_it(tmp_path, capsys, text, named):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and named in err and str(path) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cfg_sweep_scores_validation_prompts_at_each_scale(tmp_path, monkeypatch, capsys):
+    parts = build_parts(tmp_path / "parts")
+    torch.manual_seed(0)
+    folder = GlyphModel.build(assistant_config(parts)).save_pretrained(tmp_path / "assistant")
+    scales = []
+    real_draw_all = generation.draw_all
+    monkeypatch.setattr(generation, "draw_all", lambda *a, **k: scales.append(a[3].cfg_scale) or real_draw_all(*a, **k))
+    assert eval_draw.main(["--model", str(folder), "--sweep-cfg", "1,4", "--per-category", "1", "--seed", "7"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report) == ["1", "4"] and all(r["prompts"] == 5 for r in report.values())
+    assert sorted(set(scales)) == [1.0, 4.0]
+    assert eval_draw.main(["--model", str(folder), "--sweep-cfg", "1,4", "--seed", "0"]) == 2
+    assert "validation prompts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_draw.main(["--sweep-cfg", "one,two"])

@@ -3,6 +3,7 @@
     glyph eval draw --write-prompts runs/geneval/prompts.jsonl --per-category 40    # scene prompts, GenEval format
     glyph eval draw --model DIR --prompts runs/geneval/prompts.jsonl --geneval-out runs/geneval/images --samples 4
     glyph eval draw --score runs/geneval/images                                     # the scene parser as evaluator
+    glyph eval draw --model DIR --sweep-cfg 1,2,3,5 --per-category 20 --seed 1000  # pick the guidance scale
 
 GenEval (Ghosh et al., 2023) reads a prompt file of JSON lines, one per prompt
 (`{"tag": "position", "include": [{"class": ..., "count": 1, "color": ...,
@@ -180,6 +181,27 @@ def _folder_metadata(folder: Path) -> dict:
     return metadata
 
 
+def sweep_cfg(model, scales: list[float], per_category: int, seed: int, temperature: float, top_k: int) -> dict:
+    """Scene-GenEval on validation prompts at each guidance scale: {scale: overall and by category}."""
+    from training.eval_assistant import model_drawer, score_drawings
+
+    if seed == 0:
+        raise ValueError("--seed 0 makes the test prompts; sweep on validation prompts (e.g. --seed 1000)")
+    prompts = geneval_prompts(per_category, seed, phrasing="train")
+    return {f"{scale:g}": score_drawings(prompts, model_drawer(model, scale, temperature, top_k, seed))[0]
+            for scale in scales}
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        scales = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2,3,5") from None
+    if not scales or any(not 0 <= s <= 50 for s in scales):
+        raise argparse.ArgumentTypeError(f"guidance scales must lie in [0, 50]; got {text}")
+    return scales
+
+
 # ---- the command ------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--write-prompts", type=Path, metavar="FILE", help="write the scene prompts in GenEval's format")
     task.add_argument("--geneval-out", type=Path, metavar="DIR", help="draw --prompts into GenEval's folder layout")
     task.add_argument("--score", type=Path, metavar="DIR", help="score a GenEval folder of scene prompts")
-    p.add_argument("--per-category", type=int, default=40, help="with --write-prompts: prompts per category")
+    task.add_argument("--sweep-cfg", type=_scales, metavar="S1,S2,...",
+                      help="draw validation prompts (training wordings, --seed apart from the test prompts' 0) at "
+                           "each guidance scale and score them with the scene parser: to choose the default scale")
+    p.add_argument("--per-category", type=int, default=40, help="with --write-prompts or --sweep-cfg: prompts per "
+                                                                "category")
     p.add_argument("--model", default=None, help="with --geneval-out: an assistant or build directory "
                                                  "(default: the shipped one)")
     p.add_argument("--prompts", type=Path, help="with --geneval-out: a prompt file in GenEval's format")
@@ -214,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.score is not None:
             summary = score_folder(args.score)
             print(json.dumps(summary, indent=2))
+        elif args.sweep_cfg is not None:
+            from assistant.model import load_assistant
+
+            print(json.dumps(sweep_cfg(load_assistant(args.model), args.sweep_cfg, args.per_category, args.seed,
+                                       args.temperature, args.top_k), indent=2))
         else:
             from assistant.model import load_assistant
 
