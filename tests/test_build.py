@@ -136,6 +136,17 @@ def test_a_refine_round_with_swap_vq_draws_with_the_builds_vq(tmp_path):
     assert "--vq" not in argv and "--swap-vq" not in argv
 
 
+def test_a_step_that_starts_afresh_does_not_inherit_the_seconds_of_an_earlier_version(tmp_path):
+    vq, refine = {"step": "vq", "steps": 10}, {"step": "refine", "round": 2}
+    assert build._starts_afresh(vq, tmp_path) and build._starts_afresh(refine, tmp_path)
+    for folder in ("vq", "refine-2"):  # an interrupted run of each: the next run resumes it and adds its seconds
+        (tmp_path / folder / "checkpoint").mkdir(parents=True)
+        (tmp_path / folder / "checkpoint" / "state.json").write_text('{"step": 5}')
+    assert not build._starts_afresh(vq, tmp_path) and not build._starts_afresh(refine, tmp_path)
+    assert build._starts_afresh({"step": "eval"}, tmp_path)  # an evaluation never resumes
+    assert not build._starts_afresh({"step": "chats", "instruct": 5}, tmp_path)  # the chats steps share one sum
+
+
 def test_a_chats_step_with_a_suffix_writes_files_of_its_own(tmp_path):
     step = {"step": "chats", "instruct": 50, "seed": 1, "suffix": "-2"}
     (_, argv), = build.step_runs(step, tmp_path, 1.0)

@@ -172,6 +172,14 @@ def done(step: dict, out: Path) -> bool:
     return False
 
 
+def _starts_afresh(step: dict, out: Path) -> bool:
+    """Does this step start from nothing (no checkpoint of its own to resume; an evaluation always does)?
+    The chats steps share one label and one sum, so they never do."""
+    if step["step"] == "eval":
+        return True
+    return step["step"] in TRAINED_STEPS and read_state(out / label(step) / "checkpoint") is None
+
+
 def _restore_shipped(steps: list[dict], shipped: Path, out: Path) -> None:
     """Before anything trains, restore each part in `shipped` that the same recipe step made. A shipped assistant
     (a stage-2 phase) is restored first of all, so the stages that only fed it are not trained again."""
@@ -240,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[done]  {label(step)}")
             continue
         print(f"[build] {label(step)}", flush=True)
+        if _starts_afresh(step, args.out):  # seconds of an earlier, other version of the step (a changed recipe)
+            timings.pop(label(step), None)  # are not this one's; a resumed step adds to its own
         began = time.perf_counter()
         for module, step_argv in step_runs(step, args.out, args.steps_scale):
             code = importlib.import_module(module).main(step_argv) or 0
