@@ -135,3 +135,20 @@ def test_decline_and_picture_rates_count_what_the_model_would_open_with(tiny_ass
     monkeypatch.setattr("assistant.generation.would_draw", lambda model, prompts: [next(pattern) for _ in prompts])
     assert decline_rate(model, ["Draw a dog."] * 8) == 0.5
     assert picture_rate(model, vqa_questions(items[:2], seed=1)) == 0.5  # 10 questions, True at 1, 4, 5, 8, 9
+
+
+def test_the_drawing_sheet_draws_every_fixed_request_with_every_seed(tmp_path):
+    from training.eval_assistant import SHEET_PROMPTS, drawing_sheet
+
+    asked = []
+
+    def drawer(seed):
+        def draw(requests):
+            asked.append((seed, tuple(requests)))
+            return [render_scene(p.example(scene_rng(seed, 0)))
+                    for p in geneval_prompts(per_category=1, seed=seed)[:1] * len(requests)]
+        return draw
+
+    path = drawing_sheet(drawer, tmp_path / "drawings.png", seeds=3)
+    assert asked == [(seed, SHEET_PROMPTS) for seed in range(3)]
+    assert Image.open(path).size[1] > Image.open(path).size[0]  # a row per request, a column per seed

@@ -186,3 +186,28 @@ def test_a_truncated_or_mismatched_shipped_file_is_one_clear_error(build, tmp_pa
     shutil.copytree(other, into / "vq")
     with pytest.raises(ConfigError, match="glyph build scenes-smollm2"):
         load_assistant()
+
+
+def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and_the_drawing_sheet(build, tmp_path):
+    from PIL import Image
+
+    into = tmp_path / "shipped"
+    ship_all(build, into)
+    by_type = {k: 0.5 for k in ("color", "shape", "count", "position", "existence")}
+    categories = {"single": 0.9, "two": 0.8, "counting": 0.7, "colors": 0.6, "position": 0.5}
+    report = {"split": "test", "scenes": 4, "captions": {"exact": 0.25},
+              "vqa": {"overall": 0.5, "by_type": by_type, "yes_no": {"accuracy": 0.5, "yes_ratio": 0.5}},
+              "geneval": {"cfg_scale": 3.0, "overall": 0.7, "by_category": categories, "prompts": 200},
+              "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
+              "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}}}
+    (build / "instruct" / "eval").mkdir(exist_ok=True)
+    (build / "instruct" / "eval" / "report.json").write_text(json.dumps(report))
+    Image.new("RGB", (8, 8)).save(build / "instruct" / "eval" / ship.DRAWING_SHEET)
+    try:
+        ship.ship_report(build, into)
+    finally:
+        shutil.rmtree(build / "instruct" / "eval")
+    card = (into / "README.md").read_text()
+    assert "| CFG 3 | 0.70 | 0.90 | 0.80 | 0.70 | 0.60 | 0.50 |" in card and "| CFG 1 | 0.30 |" in card
+    assert "93.0% of 200 requests outside the scene world, 1.0% of the 200 GenEval prompts" in card
+    assert f"]({ship.DRAWING_SHEET})" in card and (into / ship.DRAWING_SHEET).is_file()

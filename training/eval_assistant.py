@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.model / "eval"
     write_json_atomic(out / "report.json", report)
     example_sheet(outcomes, out / "examples.png")
+    drawing_sheet(lambda seed: model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, seed),
+                  out / "drawings.png")
     print(summary(report))
     return 0
 
@@ -358,6 +360,41 @@ def example_sheet(outcomes: list[Outcome], path: Path, per_task: int = 2) -> Pat
         axis.set_title(f"[{outcome.task}] " + _wrap(outcome.prompt), fontsize=6, loc="left")
         axis.text(0, -0.04, _wrap(outcome.reply), transform=axis.transAxes, fontsize=6, va="top",
                   color="green" if outcome.right else "red")
+    figure.tight_layout()
+    save_png_atomic(figure, path)
+    plt.close(figure)
+    return path
+
+
+# Fixed requests for the drawing sheet (drawings.png, shown in the model card and the README), in plain words.
+SHEET_PROMPTS = ("Draw a red circle.", "Draw a big blue square in the top left corner.",
+                 "Draw a small yellow triangle in the middle.", "Draw three green crosses.",
+                 "Draw a purple ring above an orange square.", "Draw a blue circle to the left of a red triangle.",
+                 "Draw two rings and a square.", "Draw a green square in the bottom right and a yellow circle "
+                 "in the top left.")
+
+
+def drawing_sheet(draw_with_seed: Callable[[int], DrawAll], path: Path, seeds: int = 4) -> Path:
+    """SHEET_PROMPTS drawn with `seeds` seeds (one row per prompt, one column per seed), each with what the
+    scene parser reads in it: the picture to look at before reading GenEval's numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawings = [draw_with_seed(seed)(list(SHEET_PROMPTS)) for seed in range(seeds)]  # [seed][prompt]
+    figure, axes = plt.subplots(len(SHEET_PROMPTS), seeds, figsize=(1.9 * seeds + 2.6, 1.9 * len(SHEET_PROMPTS)),
+                                squeeze=False)
+    for row, prompt in enumerate(SHEET_PROMPTS):
+        for column in range(seeds):
+            axis, picture = axes[row][column], drawings[column][row]
+            axis.imshow(picture, interpolation="nearest")
+            axis.set_xticks([]), axis.set_yticks([])
+            seen = "; ".join(" ".join(map(str, key[:3])) for key in read_scene(picture).keys()) or "nothing"
+            axis.set_xlabel(_wrap(seen, 30, 3), fontsize=6)
+        axes[row][0].set_ylabel(_wrap(prompt, 24, 4), fontsize=7, rotation=0, ha="right", va="center")
+    figure.suptitle("Drawings for fixed requests (a column per seed; below each, what the scene parser reads)",
+                    fontsize=8)
     figure.tight_layout()
     save_png_atomic(figure, path)
     plt.close(figure)

@@ -39,6 +39,7 @@ from assistant.model import ADAPTER_DIR, FIRST_STAGE_2, REFINE, WEIGHTS_NAME, st
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
 TIMINGS_FILE = "build.json"  # seconds per build step, in a build folder and beside the parts it shipped
+DRAWING_SHEET = "drawings.png"  # glyph eval assistant's drawings of fixed requests, shown in the model card
 ASSISTANT_FILES = ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
                    f"{ADAPTER_DIR}/adapter_model.safetensors")
 # part → (the build's folder it comes from, the files it needs there, where it goes in SHIP)
@@ -87,6 +88,9 @@ def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) ->
     write_json_atomic(ship / "eval.json", report)
     if (build / TIMINGS_FILE).is_file():  # so that a build resumed from `ship` still knows what each part took
         write_json_atomic(ship / TIMINGS_FILE, json.loads((build / TIMINGS_FILE).read_text()))
+    sheet = assistant_dir(build) / "eval" / DRAWING_SHEET
+    if sheet.is_file():
+        shutil.copyfile(sheet, ship / DRAWING_SHEET)
     card = model_card(build, AssistantConfig.load(ship), report, dtype, _size(ship))
     partial = ship / f".README.md.partial-{os.getpid()}"
     partial.write_text(card)
@@ -203,10 +207,12 @@ def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.
              "- seconds per build step: " + (", ".join(f"{k} {v:g}" for k, v in timings.items()) or "unknown"),
              "", "## Evaluation (held-out test scenes, `glyph eval assistant`)", ""]
     lines += _score_lines(report)
+    if (assistant_dir(build) / "eval" / DRAWING_SHEET).is_file():
+        lines += ["", f"![Drawings for fixed requests, four seeds each]({DRAWING_SHEET})"]
     lines += ["", "## Limits", "",
               "- It knows only the scene world: 1-4 shapes (circle, square, triangle, ring, cross) in six colours "
-              "on a 3×3 grid, at 64 px. Photos and other pictures are outside what it was trained on.",
-              "- Drawings are the weakest part (scene-GenEval above).",
+              "on a 3×3 grid. It reads 64 px pictures and draws 72 px ones, each object centred in its cell. "
+              "Photos and other pictures are outside what it was trained on.",
               "- Questions worded unlike the training chats are answered less reliably (the unseen row).", ""]
     return "\n".join(lines)
 
@@ -222,10 +228,26 @@ def _score_lines(report: dict) -> list[str]:
               for name, row in rows if row]
     pope = vqa["yes_no"]
     lines += ["", f"- yes/no: {pope['accuracy']:.1%} (yes-ratio {pope['yes_ratio']:.1%})",
-              f"- captions exact: {report['captions']['exact']:.1%}",
-              f"- scene-GenEval: {report['geneval']['overall']:.2f} (CFG {report['geneval']['cfg_scale']:g})"]
+              f"- captions exact: {report['captions']['exact']:.1%}"]
     if "picture_rate" in vqa:
         lines.append(f"- questions it would answer with a drawing: {vqa['picture_rate']:.1%}")
+    return lines + _drawing_lines(report)
+
+
+def _drawing_lines(report: dict) -> list[str]:
+    """Scene-GenEval by category, with and without guidance, and how often it declines requests."""
+    runs = [report[key] for key in ("geneval", "geneval_without_cfg") if key in report]
+    categories = list(runs[0]["by_category"])
+    lines = ["", f"Scene-GenEval: {runs[0]['prompts']} drawing prompts in wordings training never used, each "
+             "drawn once and read by the scene parser (overall = mean over categories).", "",
+             "| guidance | overall | " + " | ".join(categories) + " |", "|---|---|" + "---|" * len(categories)]
+    lines += [f"| CFG {run['cfg_scale']:g} | {run['overall']:.2f} | "
+              + " | ".join(f"{run['by_category'][c]:.2f}" for c in categories) + " |" for run in runs]
+    if "declines" in report:
+        declines = report["declines"]
+        lines += ["", f"- declined (answered in words, not drawn): {declines['out_of_world']:.1%} of "
+                      f"{declines['requests']['out_of_world']} requests outside the scene world, "
+                      f"{declines['in_world']:.1%} of the {declines['requests']['in_world']} GenEval prompts"]
     return lines
 
 
