@@ -9,7 +9,7 @@ The shape follows LlamaGen's VQ model: a convolutional encoder and decoder
 with residual blocks and GroupNorm, and a codebook of l2-normalised codes
 (nearest code = highest cosine similarity), which keeps codes on the unit
 sphere where they stay in use. Codes that fall out of use are restarted on
-recent encoder outputs. The same class serves 64 px scenes and 256 px photos;
+recent encoder outputs. The same class serves 64 and 72 px scenes and 256 px photos;
 only `VQConfig` changes.
 """
 from __future__ import annotations
