@@ -211,7 +211,7 @@ def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.
         lines += ["", f"![Drawings for fixed requests, four seeds each]({DRAWING_SHEET})"]
     lines += ["", "## Limits", "",
               "- It knows only the scene world: 1-4 shapes (circle, square, triangle, ring, cross) in six colours "
-              "on a 3×3 grid. It reads 64 px pictures and draws 72 px ones, each object centred in its cell. "
+              "on a 3×3 grid, in small pictures (64 px in, the VQ-VAE's size out: vq/config.json). "
               "Photos and other pictures are outside what it was trained on.",
               "- Questions worded unlike the training chats are answered less reliably (the unseen row).", ""]
     return "\n".join(lines)

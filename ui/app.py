@@ -36,7 +36,7 @@ shipped in `models/scenes-smollm2`, `glyph ui --model DIR` with another trained 
 --out runs/scenes-tiny` makes one in `runs/scenes-tiny`), and `make demo` opens the shipped one. Meanwhile
 this page shows the scene world and the scene parser."""
 
-# Drawings are the model's size (72 px for the shipped assistant): show them larger, crisp. For launch(css=).
+# Drawings are the model's size (64-72 px for scene models): show them larger, crisp. For launch(css=).
 CSS = ("#chatbot img { width: 192px !important; height: 192px !important; object-fit: contain; "
        "image-rendering: pixelated; }")
 DISPLAY_SIZE = 256  # scenes are 64–72 px; show them larger, with crisp pixels
