@@ -15,10 +15,10 @@ logits with the LLM's head plus the vocabulary's new rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +91,10 @@ class GlyphModel(nn.Module):
         """
         directory = Path(directory)
         config = AssistantConfig.load(directory).located_in(directory)
-        swapped = vq is not None and Path(vq).resolve() != Path(config.vq).resolve()
+        new_vq = Path(vq).resolve() if vq is not None else None
+        swapped = new_vq is not None and new_vq != Path(config.vq).resolve()
         if swapped:
-            config = dataclasses.replace(config, vq=str(Path(vq).resolve()))
+            config = dataclasses.replace(config, vq=str(new_vq))
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")

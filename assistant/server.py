@@ -89,10 +89,10 @@ class APIError(Exception):
 
 # ---- requests → a conversation and sampling settings -------------------------------------------------------
 
-# Each sampling parameter: (JSON type, lowest, highest). OpenAI's own ranges where it has them; a seed fits
-# torch's generator; guidance beyond 50 only saturates the drawing.
 DECLINE_SAMPLING = Sampling(temperature=0, max_new_tokens=96)  # the model's words when it will not draw a prompt
 NO_REASON = "it gave no reason; ask for something it can draw, or chat with it to see what it can do"
+# Each sampling parameter: (JSON type, lowest, highest). OpenAI's own ranges where it has them; a seed fits
+# torch's generator; guidance beyond 50 only saturates the drawing.
 PARAMETERS = {"temperature": (float, 0.0, 2.0), "top_p": (float, 0.0, 1.0), "seed": (int, 0, 2 ** 63 - 1),
               "glyph_cfg_scale": (float, 0.0, 50.0)}
 

@@ -5,7 +5,8 @@
 
 The assistant draws only the world's shapes, colours and up to nine objects on its 3×3 grid. Asked for an
 elephant, a pink circle, forty squares or a circle that is also a square, it should say so instead of drawing a
-blob. Training on these chats teaches that as behaviour (there is no keyword filter): the `held_out` set uses
+blob. Training on these chats teaches that as behaviour (there is no keyword filter). Requests are worded like
+any drawing request (scene_prompts.FRAMES), so the wording never gives a decline away; the `held_out` set uses
 things and wordings that training never sees, so the evaluation measures whether it generalises.
 """
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_gen.captions import NUMBER_WORDS
+from data_gen.scene_prompts import FRAMES, PHRASINGS
 from data_gen.scene_world import COLORS, GRID, SHAPES
 
 REASONS = ("unknown_object", "unknown_shape", "unknown_color", "too_many", "contradiction")
-PHRASINGS = ("train", "held_out")
 CAPABILITIES = (f"I can draw circles, squares, triangles, rings and crosses, in red, orange, yellow, green, blue "
                 f"or purple, small or large, up to {GRID * GRID} of them on a {GRID}×{GRID} grid.")
 
@@ -41,13 +42,6 @@ _COLORS = {
     "held_out": ("silver", "cyan", "maroon", "navy", "lavender"),
 }
 _COUNTS = {"train": (10, 11, 12, 15, 20, 25, 30, 40, 50, 100), "held_out": (13, 16, 24, 60, 1000)}
-_FRAMES = {
-    "train": ("Draw {}.", "Please draw {}.", "Can you draw {}?", "Make a picture of {}.", "Paint {}.",
-              "Show me {}.", "I'd like a picture of {}.", "Could you make an image of {}?", "Draw me {}, please.",
-              "Create a picture with {}.", "Sketch {}.", "Generate an image of {}."),
-    "held_out": ("Would you mind drawing {}?", "I need an illustration of {}.", "Render {} for me.",
-                 "Picture {} and draw it.", "How about a drawing of {}?"),
-}
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,7 @@ def impossible_request(rng: np.random.Generator, phrasing: str = "train", reason
     if reason not in REASONS:
         raise ValueError(f"reason {reason!r} is unknown; choose from {', '.join(REASONS)}")
     thing, why = _MAKERS[reason](rng, phrasing)
-    text = _pick(rng, _FRAMES[phrasing]).format(thing)
-    return DeclinedRequest(reason, text[0].upper() + text[1:], f"{why} {CAPABILITIES}")
+    return DeclinedRequest(reason, _pick(rng, FRAMES[phrasing]).format(thing), f"{why} {CAPABILITIES}")
 
 
 def _unknown_object(rng, phrasing):

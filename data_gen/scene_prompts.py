@@ -29,7 +29,7 @@ from data_gen.scene_world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject
 CATEGORIES = ("single", "two", "counting", "colors", "position")
 RELATIONS = {"above": (-1, 0), "below": (1, 0), "to the left of": (0, -1), "to the right of": (0, 1)}
 PHRASINGS = ("train", "held_out")  # held_out: wordings no training chat uses, for evaluation only
-_FRAMES = {
+FRAMES = {  # how a drawing request is worded, by phrasing; the declines use the same ones
     "train": ("Draw {}.", "Please draw {}.", "Can you draw {}?", "Make a picture of {}.", "Paint {}.", "Show me {}.",
               "I'd like a picture of {}.", "Could you make an image of {}?", "Draw me {}, please.",
               "Create a picture with {}.", "Sketch {}.", "Generate an image of {}.", "draw {}",
@@ -155,7 +155,7 @@ def _phrase(spec: ObjectSpec, rng: np.random.Generator) -> str:
 
 
 def _frame(rng: np.random.Generator, phrasing: str, body: str) -> str:
-    return _pick(rng, _FRAMES[phrasing]).format(body)
+    return _pick(rng, FRAMES[phrasing]).format(body)
 
 
 def _pick(rng: np.random.Generator, options):

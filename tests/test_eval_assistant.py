@@ -117,7 +117,7 @@ def test_drawing_prompts_and_impossible_requests_come_in_wordings_training_never
     from data_gen import scene_prompts
     from training.eval_assistant import impossible_requests
 
-    trained = [frame.split("{}")[0] for frame in scene_prompts._FRAMES["train"]]
+    trained = [frame.split("{}")[0] for frame in scene_prompts.FRAMES["train"]]
     for prompt in geneval_prompts(per_category=20, seed=1):
         assert not any(prompt.text.startswith(start) for start in trained if start), prompt.text
     assert {p.text for p in geneval_prompts(per_category=20, seed=1, phrasing="train")}.isdisjoint(

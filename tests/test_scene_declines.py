@@ -39,7 +39,7 @@ def test_a_reply_names_what_it_cannot_draw():
 
 
 def test_held_out_requests_use_things_and_wordings_training_never_does():
-    for table in (scene_declines._OBJECTS, scene_declines._SHAPES, scene_declines._COLORS, scene_declines._FRAMES):
+    for table in (scene_declines._OBJECTS, scene_declines._SHAPES, scene_declines._COLORS, scene_declines._COUNTS):
         assert not set(table["train"]) & set(table["held_out"])
     trained = {r.text for r in requests("train", 2000)}
     assert not trained & {r.text for r in requests("held_out")}
