@@ -19,6 +19,11 @@ _ROW = {0: ("top", "upper"), 2: ("bottom", "lower")}
 _COL = {0: "left", 2: "right"}
 
 
+def with_article(words: str) -> str:
+    """'a red circle', 'an orange ring': the indefinite article the words' first sound takes."""
+    return ("an " if words[:1] in tuple("aeiou") else "a ") + words
+
+
 def position_phrases(row: int, col: int) -> tuple[str, ...]:
     """Ways to say where cell (row, col) of the 3×3 grid is."""
     if row != 1 and col != 1:

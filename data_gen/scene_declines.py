@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS
+from data_gen.captions import NUMBER_WORDS, with_article
 from data_gen.scene_prompts import FRAMES, PHRASINGS
 from data_gen.scene_world import COLORS, GRID, SHAPES
 
@@ -70,13 +70,13 @@ def _unknown_object(rng, phrasing):
 def _unknown_shape(rng, phrasing):
     shape = _pick(rng, _SHAPES[phrasing])
     color = _pick(rng, tuple(COLORS)) if rng.random() < 0.6 else ""
-    thing = _article(f"{color} {shape}".strip())
-    return thing, f"Sorry, I can't draw {_article(shape)}: it is not one of my shapes."
+    thing = with_article(f"{color} {shape}".strip())
+    return thing, f"Sorry, I can't draw {with_article(shape)}: it is not one of my shapes."
 
 
 def _unknown_color(rng, phrasing):
     color, shape = _pick(rng, _COLORS[phrasing]), _pick(rng, SHAPES)
-    return _article(f"{color} {shape}"), f"Sorry, I can't draw in {color}: it is not one of my colours."
+    return with_article(f"{color} {shape}"), f"Sorry, I can't draw in {color}: it is not one of my colours."
 
 
 def _too_many(rng, phrasing):
@@ -92,7 +92,7 @@ def _contradiction(rng, phrasing):
         color = _pick(rng, tuple(COLORS))
         wording = ("{c} {a} that is also a {b}", "{c} {a} that is a {b} at the same time") if phrasing == "train" \
             else ("{c} {a} which is really a {b}",)
-        thing = "a " + _pick(rng, wording).format(c=color, a=SHAPES[first], b=SHAPES[second])
+        thing = with_article(_pick(rng, wording).format(c=color, a=SHAPES[first], b=SHAPES[second]))
         return thing, f"Sorry, I can't draw that: one shape cannot be both a {SHAPES[first]} and a {SHAPES[second]}."
     first, second = rng.choice(len(COLORS), size=2, replace=False).tolist()
     names, shape = tuple(COLORS), _pick(rng, SHAPES)
@@ -100,10 +100,6 @@ def _contradiction(rng, phrasing):
         if phrasing == "train" else ("a {s} coloured only {a} and only {b}",)
     thing = _pick(rng, wording).format(s=shape, a=names[first], b=names[second])
     return thing, f"Sorry, I can't draw that: one {shape} cannot be all {names[first]} and all {names[second]}."
-
-
-def _article(words: str) -> str:
-    return ("an " if words[0] in "aeiou" else "a ") + words
 
 
 def _pick(rng: np.random.Generator, options):

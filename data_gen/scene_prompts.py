@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases
+from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases, with_article
 from data_gen.scene_world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, place_in_cell
 
 CATEGORIES = ("single", "two", "counting", "colors", "position")
@@ -151,7 +151,7 @@ def _phrase(spec: ObjectSpec, rng: np.random.Generator) -> str:
     words = [_pick(rng, SIZE_WORDS[spec.size])] if spec.size else []
     words += [w for w in (spec.color, spec.shape or "shape") if w]
     place = f" {_pick(rng, position_phrases(*spec.cell))}" if spec.cell else ""
-    return f"a {' '.join(words)}{place}"
+    return with_article(f"{' '.join(words)}{place}")
 
 
 def _frame(rng: np.random.Generator, phrasing: str, body: str) -> str:

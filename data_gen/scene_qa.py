@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS, object_phrase, position_phrases
+from data_gen.captions import NUMBER_WORDS, object_phrase, position_phrases, with_article
 from data_gen.scene_world import COLORS, SHAPES, Scene, SceneObject
 
 KINDS = ("color", "shape", "count", "position", "existence")
@@ -50,11 +50,11 @@ FRAMES = {
                            "What is the position of {named}?", "Where can I find {named}?"),
                  "held_out": ("Whereabouts is {named}?", "Could you tell me the location of {named}?",
                               "In what region of the picture does {named} sit?", "Point out where {named} is.")},
-    "existence": {"train": ("Is there a {c} {s}?", "Is there a {c} {s} in the image?", "Do you see a {c} {s}?",
-                            "Does the image contain a {c} {s}?", "Can you see a {c} {s}?", "Is a {c} {s} present?",
-                            "Does the picture show a {c} {s}?"),
-                  "held_out": ("Any {c} {s} in this picture?", "Would you say there is a {c} {s}?",
-                               "Can you spot a {c} {s} anywhere?", "Does a {c} {s} appear in the image?")},
+    "existence": {"train": ("Is there {a}?", "Is there {a} in the image?", "Do you see {a}?",
+                            "Does the image contain {a}?", "Can you see {a}?", "Is {a} present?",
+                            "Does the picture show {a}?"),
+                  "held_out": ("Any {c} {s} in this picture?", "Would you say there is {a}?",
+                               "Can you spot {a} anywhere?", "Does {a} appear in the image?")},
 }
 POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
                   (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
@@ -159,11 +159,15 @@ def _existence(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) 
         color, shape = _pick(rng, sorted(present))
     else:
         absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
-        color, shape = _pick(rng, absent)
-    question = _pick(rng, frames).format(c=color, s=shape)
+        # Half the absent objects are near misses that share a colour or a shape with one that is there (POPE's
+        # adversarial negatives): "a blue cross" beside a blue triangle is only "no" to a model that binds
+        # each colour to its own shape.
+        near = [(c, s) for c, s in absent if any(c == pc or s == ps for pc, ps in present)]
+        color, shape = _pick(rng, near if near and rng.random() < 0.5 else absent)
+    question = _pick(rng, frames).format(a=with_article(f"{color} {shape}"), c=color, s=shape)
     found = [o for o in scene.objects if (o.color, o.shape) == (color, shape)]
     if found:
-        return QA("existence", question, f"Yes, there is a {color} {shape} {where(found[0])}.", "yes")
+        return QA("existence", question, f"Yes, there is {with_article(f'{color} {shape}')} {where(found[0])}.", "yes")
     return QA("existence", question, f"No, there is no {color} {shape}.", "no")
 
 

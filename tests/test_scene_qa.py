@@ -70,11 +70,31 @@ def test_existence_is_balanced_and_true():
     answers = []
     for i, scene in enumerate(SCENES):
         qa = ask(scene, scene_rng(10, i), "existence")
-        color, shape = re.search(r"a (\w+) (\w+)", qa.question).groups()
+        color, shape = re.search(r"\ban? (\w+) (\w+)", qa.question).groups()
         truth = any((o.color, o.shape) == (color, shape) for o in scene.objects)
         assert qa.short == ("yes" if truth else "no")
         answers.append(truth)
     assert 0.4 < sum(answers) / len(answers) < 0.6
+
+
+def test_existence_negatives_include_near_misses():
+    """About half the absent objects share a colour or a shape with one that is there, so that "no" needs the
+    colour bound to its shape; the rest are any absent object."""
+    near = absent = 0
+    for i, scene in enumerate(SCENES):
+        qa = ask(scene, scene_rng(13, i), "existence")
+        if qa.short == "no":
+            color, shape = re.search(r"\ban? (\w+) (\w+)", qa.question).groups()
+            absent += 1
+            near += any(color == o.color or shape == o.shape for o in scene.objects)
+    assert absent > 50 and 0.55 < near / absent < 0.95
+
+
+def test_orange_takes_an():
+    asked = [ask(scene, scene_rng(14, i), "existence") for i, scene in enumerate(SCENES)]
+    oranges = [qa for qa in asked if "orange" in qa.question]
+    assert oranges and all("an orange" in qa.question and "a orange" not in qa.question for qa in oranges)
+    assert all("a orange" not in qa.answer for qa in asked)
 
 
 def test_every_kind_is_asked_and_unknown_kinds_refused():
