@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import re
 
-from data_gen.captions import NUMBER_WORDS
+from scenes.captions import NUMBER_WORDS
 from data_gen.instruct_prompts import DRAWN, Turn
-from data_gen.scene_prompts import RELATIONS
-from data_gen.scene_reading import CELL_OF as _CELL_OF
-from data_gen.scene_reading import SIZE_OF as _SIZE_OF
-from data_gen.scene_reading import alternation as _any
-from data_gen.scene_world import COLORS, SHAPES, Scene
+from scenes.prompts import RELATIONS
+from scenes.reading import CELL_OF as _CELL_OF
+from scenes.reading import SIZE_OF as _SIZE_OF
+from scenes.reading import alternation as _any
+from scenes.world import COLORS, SHAPES, Scene
 
 _NUMBER_OF = {word: n for n, word in NUMBER_WORDS.items()} | {"no": 0, "zero": 0}
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_gen.scene_world import Scene
+from scenes.world import Scene
 
 Box = tuple[str, tuple[float, float, float, float]]  # (label, normalised [x1, y1, x2, y2])
 

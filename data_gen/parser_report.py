@@ -14,9 +14,9 @@ import time
 from tqdm import tqdm
 
 from data_gen.degrade import DEGRADATIONS
-from data_gen.render import render_scene
-from data_gen.scene_parser import read_scene
-from data_gen.scene_world import sample_scene, scene_rng
+from scenes.render import render_scene
+from scenes.parser import read_scene
+from scenes.world import sample_scene, scene_rng
 
 
 def parser_accuracy(n: int, seed: int) -> dict[str, float]:

@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, describe
-from data_gen.render import render_scene
+from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
+from scenes.render import render_scene
 from data_gen.scene_dataset import split_of
-from data_gen.scene_declines import impossible_request
-from data_gen.scene_prompts import CATEGORIES, RELATIONS, drawing_prompt
-from data_gen.scene_qa import ask, drawing_request, where
-from data_gen.scene_world import Scene, centred, scene_rng
+from scenes.declines import impossible_request
+from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
+from scenes.questions import ask, drawing_request, where
+from scenes.world import Scene, centred, scene_rng
 
 KINDS = ("text", "align", "instruct")
 # Seeing outweighs drawing: a drawing supervises 66 tokens and an answer about 10, so at 35 % drawings the

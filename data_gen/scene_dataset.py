@@ -31,10 +31,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_gen.captions import describe
+from scenes.captions import describe
 from data_gen.contact_sheet import contact_sheet
-from data_gen.render import render_scene
-from data_gen.scene_world import COLORS, SHAPES, Scene, SceneConfig, SceneError, sample_scene, scene_rng
+from scenes.render import render_scene
+from scenes.world import COLORS, SHAPES, Scene, SceneConfig, SceneError, sample_scene, scene_rng
 
 SPLITS = ("train", "validation", "test")
 CONTACT_SHEET_SCENES = 64

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import describe
+from scenes.captions import describe
 from data_gen.instruct_prompts import DRAWN
 from data_gen.scene_chats import AGAIN, DESCRIBE, DETAIL, detailed_description, reasoning
-from data_gen.scene_qa import ask, drawing_request
-from data_gen.scene_world import scene_rng
+from scenes.questions import ask, drawing_request
+from scenes.world import scene_rng
 
 
 class TeacherFatal(RuntimeError):

@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
-from data_gen.captions import describe
-from data_gen.render import render_scene
+from scenes.captions import describe
+from scenes.render import render_scene
 from data_gen.scene_dataset import write_scene_dataset
-from data_gen.scene_world import BACKGROUND, scene_rng
+from scenes.world import BACKGROUND, scene_rng
 from training.eval_assistant import (
     CAPTION_REQUEST,
     follow_up_questions,
@@ -114,7 +114,7 @@ def test_follow_ups_and_unseen_wordings_score_an_oracle_one_and_a_forgetful_answ
 
 
 def test_drawing_prompts_and_impossible_requests_come_in_wordings_training_never_uses():
-    from data_gen import scene_prompts
+    from scenes import prompts as scene_prompts
     from training.eval_assistant import impossible_requests
 
     trained = [frame.split("{}")[0] for frame in scene_prompts.FRAMES["train"]]

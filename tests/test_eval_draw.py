@@ -11,8 +11,8 @@ from tiny_parts import assistant_config, build_parts
 
 from assistant import generation
 from assistant.model import GlyphModel
-from data_gen.render import render_scene
-from data_gen.scene_world import BACKGROUND
+from scenes.render import render_scene
+from scenes.world import BACKGROUND
 from training import eval_draw
 
 

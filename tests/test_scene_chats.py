@@ -70,7 +70,7 @@ def test_mix_changes_how_often_each_kind_comes(tmp_path):
 def test_a_drawing_size_draws_every_picture_at_that_size_with_objects_centred(tmp_path):
     from PIL import Image
 
-    from data_gen.scene_parser import read_scene
+    from scenes.parser import read_scene
 
     scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
     path = write_chats(scenes, tmp_path / "chats" / "instruct.jsonl", "instruct", n=120, seed=5, drawing_size=72,

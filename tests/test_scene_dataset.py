@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from data_gen.render import render_scene
+from scenes.render import render_scene
 from data_gen.scene_dataset import SPLITS, load_scene_dataset, main, write_scene_dataset
-from data_gen.scene_world import Scene, SceneConfig, SceneError
+from scenes.world import Scene, SceneConfig, SceneError
 
 
 def tree_digest(directory: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from assistant.config import VisionConfig
 from assistant.vision import VisionTower
 from data_gen.scene_dataset import write_scene_dataset
-from data_gen.scene_world import SceneConfig
+from scenes.world import SceneConfig
 from training import train_clip
 from training.image_data import load_images
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from assistant.vq import VQModel
 from data_gen.scene_dataset import write_scene_dataset
-from data_gen.scene_world import SceneConfig
+from scenes.world import SceneConfig
 from training import train_vqvae
 from training.eval_vq import main as eval_main
 from training.image_data import FOLDER_HOLDOUT, _hash_fraction

@@ -3,9 +3,9 @@
     glyph eval assistant --model runs/instruct --data data/scenes --split test --out runs/eval
 
 - VQA: one question of each type (colour, shape, count, position, existence) per scene, answered greedily;
-  the answer is read back to its canonical short form (data_gen.scene_reading) and compared with the spec's.
+  the answer is read back to its canonical short form (scenes.reading) and compared with the spec's.
   Asked three ways: in the wordings training chats use; in held-out wordings that no training chat uses
-  (data_gen.scene_qa.FRAMES); and as follow-ups, each question the second turn of a chat whose first turn
+  (scenes.questions.FRAMES); and as follow-ups, each question the second turn of a chat whose first turn
   was another question about the same image, answered by the model itself.
 - Words, not pictures: how often the model, free to start a drawing, would open its answer to a question
   with one (its greedy first token is <boi>).
@@ -14,12 +14,12 @@
 - Captions: "Describe this image."; a caption counts when the objects it names (size, colour, shape and
   place) are exactly the scene's.
 - Scene-GenEval: drawing prompts by category (single object, two objects, counting, colour binding, position,
-  see data_gen.scene_prompts), in wordings no training chat uses, drawn with classifier-free guidance and read
+  see scenes.prompts), in wordings no training chat uses, drawn with classifier-free guidance and read
   by the scene parser; a drawing counts when it has exactly what the prompt asks for. Overall is the mean over
   categories, as in GenEval. The same prompts are also drawn without guidance (--compare-cfg), to show what
   guidance does.
 - Declines: requests the world cannot satisfy (things, shapes, colours it lacks, too many objects,
-  contradictions; data_gen.scene_declines, held-out things and wordings) should be declined in words, and the
+  contradictions; scenes.declines, held-out things and wordings) should be declined in words, and the
   GenEval prompts should not: the share of each whose greedy first reply token is not <boi>.
 
 Writes report.json and examples.png into --out and prints the report.
@@ -40,12 +40,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
-from data_gen.scene_declines import REASONS, impossible_request
-from data_gen.scene_parser import read_scene
-from data_gen.scene_prompts import CATEGORIES, DrawingPrompt, drawing_prompt
-from data_gen.scene_qa import KINDS, QA, ask
-from data_gen.scene_reading import read_caption, short_answer
-from data_gen.scene_world import Scene, scene_rng
+from scenes.declines import REASONS, impossible_request
+from scenes.parser import read_scene
+from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
+from scenes.questions import KINDS, QA, ask
+from scenes.reading import read_caption, short_answer
+from scenes.world import Scene, scene_rng
 from training.pictures import save_png_atomic
 
 CAPTION_REQUEST = "Describe this image."

@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from assistant.config import ConfigError, VisionConfig, write_json_atomic
-from data_gen.scene_world import COLORS, SHAPES
+from scenes.world import COLORS, SHAPES
 from training.eval_assistant import SceneItem, load_scenes
 
 GRID = 3  # scenes put at most one object in each cell of a 3×3 grid

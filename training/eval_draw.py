@@ -12,7 +12,7 @@ prompt on line i, `<i:05d>/metadata.jsonl` (that line) and
 `<i:05d>/samples/<j:04d>.png`. `--geneval-out` writes exactly that for any prompt
 file in GenEval's format, resuming where an interrupted run stopped.
 
-The scene world's prompts (data_gen.scene_prompts, the categories of `glyph eval
+The scene world's prompts (scenes.prompts, the categories of `glyph eval
 assistant`'s scene-GenEval) are written with GenEval's tags and `include` lists,
 shapes as classes, plus a `scene_world` entry holding the whole prompt (sizes and
 cells too). `--score` reads each drawing with the scene parser and writes GenEval's
@@ -33,8 +33,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
-from data_gen.scene_parser import read_scene
-from data_gen.scene_prompts import DrawingPrompt, ObjectSpec
+from scenes.parser import read_scene
+from scenes.prompts import DrawingPrompt, ObjectSpec
 from training.eval_assistant import geneval_prompts
 from training.pictures import save_png_atomic
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from assistant.config import ConfigError
 from assistant.pixels import float_to_uint8, uint8_to_float
 from assistant.vq import VQModel
-from data_gen.scene_parser import read_scene
+from scenes.parser import read_scene
 from training.image_data import ImageDataError, ImageSet, load_images
 
 

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from assistant.images import load_image
 from assistant.pixels import to_uint8
-from data_gen.render import render_scene
-from data_gen.scene_world import Scene
+from scenes.render import render_scene
+from scenes.world import Scene
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FOLDER_HOLDOUT = 0.05  # fraction of a plain folder's files held out for validation

@@ -25,10 +25,10 @@ import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from assistant.images import ImageError, load_image  # noqa: E402
-from data_gen.captions import describe  # noqa: E402
-from data_gen.render import render_scene  # noqa: E402
-from data_gen.scene_parser import read_scene  # noqa: E402
-from data_gen.scene_world import SceneConfig, sample_scene, scene_rng  # noqa: E402
+from scenes.captions import describe  # noqa: E402
+from scenes.render import render_scene  # noqa: E402
+from scenes.parser import read_scene  # noqa: E402
+from scenes.world import SceneConfig, sample_scene, scene_rng  # noqa: E402
 
 NO_MODEL = """\
 **No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui` chats with the assistant

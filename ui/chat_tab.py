@@ -24,8 +24,8 @@ from assistant.chat import ChatSession
 from assistant.generation import Finished, ImageDone, Sampling, TextDelta
 from assistant.images import ImageError, load_image
 from assistant.pixels import to_tensor
-from data_gen.scene_qa import ask, drawing_request
-from data_gen.scene_world import Scene, scene_rng
+from scenes.questions import ask, drawing_request
+from scenes.world import Scene, scene_rng
 
 DRAWING = "Drawing…"
 # The settings panel's starting values, in the order of Responder's parameters after `draw`:

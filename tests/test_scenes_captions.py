@@ -3,8 +3,8 @@ import re
 
 import numpy as np
 
-from data_gen.captions import SIZE_WORDS, describe, position_phrases
-from data_gen.scene_world import sample_scene, scene_rng
+from scenes.captions import SIZE_WORDS, describe, position_phrases
+from scenes.world import sample_scene, scene_rng
 
 
 def sampled(n=400, seed=21):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_gen.scene_world import Scene, SceneObject
+from scenes.world import Scene, SceneObject
 
 SIZE_WORDS = {"small": ("small", "little"), "large": ("large", "big")}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",

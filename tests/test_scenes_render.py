@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from data_gen.render import render_scene
-from data_gen.scene_world import BACKGROUND, COLORS, GRID, Scene, SceneConfig, sample_scene, scene_rng
+from scenes.render import render_scene
+from scenes.world import BACKGROUND, COLORS, GRID, Scene, SceneConfig, sample_scene, scene_rng
 
 
 def pixel_box(image: np.ndarray, row: int, col: int):

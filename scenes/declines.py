@@ -6,7 +6,7 @@
 The assistant draws only the world's shapes, colours and up to nine objects on its 3×3 grid. Asked for an
 elephant, a pink circle, forty squares or a circle that is also a square, it should say so instead of drawing a
 blob. Training on these chats teaches that as behaviour (there is no keyword filter). Requests are worded like
-any drawing request (scene_prompts.FRAMES), so the wording never gives a decline away; the `held_out` set uses
+any drawing request (scenes.prompts.FRAMES), so the wording never gives a decline away; the `held_out` set uses
 things and wordings that training never sees, so the evaluation measures whether it generalises.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS, with_article
-from data_gen.scene_prompts import FRAMES, PHRASINGS
-from data_gen.scene_world import COLORS, GRID, SHAPES
+from scenes.captions import NUMBER_WORDS, with_article
+from scenes.prompts import FRAMES, PHRASINGS
+from scenes.world import COLORS, GRID, SHAPES
 
 REASONS = ("unknown_object", "unknown_shape", "unknown_color", "too_many", "contradiction")
 CAPABILITIES = (f"I can draw circles, squares, triangles, rings and crosses, in red, orange, yellow, green, blue "

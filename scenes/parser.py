@@ -1,6 +1,6 @@
 """Read a scene back from pixels: the referee for every later quality number.
 
-    from data_gen.scene_parser import read_scene
+    from scenes.parser import read_scene
     reading = read_scene(image)          # PIL image or (H, W, 3) uint8 array
     reading.matches(scene)               # True when every object is read exactly
 
@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from data_gen.render import shape_coverage
-from data_gen.scene_world import COLORS, GRID, SHAPES, SIZE_FRACTION, Scene
+from scenes.render import shape_coverage
+from scenes.world import COLORS, GRID, SHAPES, SIZE_FRACTION, Scene
 
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that marks a foreground pixel
 SEED_DISTANCE = 100.0  # ... and that marks a blob's core

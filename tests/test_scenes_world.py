@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from data_gen.scene_world import (CELL_GAP, GRID, SIZE_FRACTION, Scene, SceneConfig, SceneError, sample_scene,
+from scenes.world import (CELL_GAP, GRID, SIZE_FRACTION, Scene, SceneConfig, SceneError, sample_scene,
                                   scene_rng)
 
 
@@ -69,7 +69,7 @@ def test_bad_configs_are_refused_with_a_message_naming_the_problem(config, messa
 
 
 def test_centred_scenes_keep_what_a_reader_knows_and_put_each_object_in_the_middle_of_its_cell():
-    from data_gen.scene_world import centred
+    from scenes.world import centred
 
     for index in range(40):
         scene = sample_scene(scene_rng(4, index))

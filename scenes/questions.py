@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS, object_phrase, position_phrases, with_article
-from data_gen.scene_world import COLORS, SHAPES, Scene, SceneObject
+from scenes.captions import NUMBER_WORDS, object_phrase, position_phrases, with_article
+from scenes.world import COLORS, SHAPES, Scene, SceneObject
 
 KINDS = ("color", "shape", "count", "position", "existence")
 PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases, with_article
-from data_gen.scene_world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, place_in_cell
+from scenes.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases, with_article
+from scenes.world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, place_in_cell
 
 CATEGORIES = ("single", "two", "counting", "colors", "position")
 RELATIONS = {"above": (-1, 0), "below": (1, 0), "to the left of": (0, -1), "to the right of": (0, 1)}

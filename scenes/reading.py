@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 
-from data_gen.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases
-from data_gen.scene_qa import KINDS, POSITION_NAMES
-from data_gen.scene_world import COLORS, SHAPES
+from scenes.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases
+from scenes.questions import KINDS, POSITION_NAMES
+from scenes.world import COLORS, SHAPES
 
 Key = tuple[str, str, str, int, int]
 

@@ -4,9 +4,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from data_gen.degrade import gaussian_blur, jpeg
-from data_gen.render import render_scene
-from data_gen.scene_parser import read_scene
-from data_gen.scene_world import BACKGROUND, Scene, SceneObject, sample_scene, scene_rng
+from scenes.render import render_scene
+from scenes.parser import read_scene
+from scenes.world import BACKGROUND, Scene, SceneObject, sample_scene, scene_rng
 
 N_SCENES = 2000
 SEED = 2026  # not the seed the parser was tuned on

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from data_gen import scene_declines
-from data_gen.scene_declines import CAPABILITIES, PHRASINGS, REASONS, impossible_request
-from data_gen.scene_world import COLORS, SHAPES
+from scenes import declines as scene_declines
+from scenes.declines import CAPABILITIES, PHRASINGS, REASONS, impossible_request
+from scenes.world import COLORS, SHAPES
 
 
 def requests(phrasing: str, n: int = 300):

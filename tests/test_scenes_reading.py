@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from data_gen.captions import describe
-from data_gen.scene_qa import KINDS, ask
-from data_gen.scene_reading import read_caption, short_answer
-from data_gen.scene_world import COLORS, SHAPES, sample_scene, scene_rng
+from scenes.captions import describe
+from scenes.questions import KINDS, ask
+from scenes.reading import read_caption, short_answer
+from scenes.world import COLORS, SHAPES, sample_scene, scene_rng
 
 SEED = 31
 

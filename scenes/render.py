@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_gen.scene_world import BACKGROUND, COLORS, SUPERSAMPLE, Scene
+from scenes.world import BACKGROUND, COLORS, SUPERSAMPLE, Scene
 
 CROSS_ARM = 0.36  # the cross's arm thickness as a fraction of its side
 RING_HOLE = 0.5  # the ring's hole diameter as a fraction of its side

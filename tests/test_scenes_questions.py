@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from data_gen.scene_qa import FRAMES, KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
-from data_gen.scene_world import COLORS, SHAPES, sample_scene, scene_rng
+from scenes.questions import FRAMES, KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
+from scenes.world import COLORS, SHAPES, sample_scene, scene_rng
 
 SCENES = [sample_scene(scene_rng(7, i)) for i in range(300)]
 
@@ -113,7 +113,7 @@ def test_drawing_requests_name_every_object():
 
 
 def test_brief_answers_read_back_to_the_spec_and_never_name_the_object():
-    from data_gen.scene_reading import short_answer
+    from scenes.reading import short_answer
 
     for i, scene in enumerate(SCENES[:100]):
         for kind in KINDS:
