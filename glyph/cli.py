@@ -29,6 +29,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train", "instruct"), "training.train_instruct", "stage 2: LoRA instruction tuning (resumes)"),
     (("eval", "vq"), "training.eval_vq", "measure a VQ-VAE: PSNR, codebook usage, parser agreement"),
     (("eval", "clip"), "training.eval_clip", "what a CLIP's patch features hold: colour, shape and place probes"),
+    (("eval", "binding"), "training.eval_binding", "eyes or reading: VQA with the own image features and with clean ones"),
     (("eval", "lm"), "training.eval_lm", "stage 0's LM: scene questions answered from a caption in its prompt"),
     (("eval", "assistant"), "training.eval_assistant", "score an assistant on held-out scenes: VQA, captions, GenEval"),
     (("eval", "draw"), "training.eval_draw",
