@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from boltons.fileutils import atomic_save
 
 CONFIG_NAME = "config.json"
 LOCAL_DIR = "local-dir:"  # open_clip's prefix for a folder holding open_clip_config.json and its weights
@@ -230,7 +231,6 @@ class AssistantConfig(JsonConfig):
 def write_json_atomic(path: Path, data) -> Path:
     """Write JSON so that a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    with atomic_save(str(path), text_mode=True) as file:
+        file.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

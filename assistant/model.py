@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from boltons.fileutils import atomic_save
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from assistant.config import AssistantConfig, ConfigError, first_line, unreadable
@@ -118,9 +119,8 @@ class GlyphModel(nn.Module):
         state |= {f"vocab.{k}": v for k, v in self.vocab.state_dict().items()}
         metadata = {"format": "pt", "first_id": str(self.vocab.first_id),
                     "codebook_size": str(self.vocab.codebook_size), "vision_width": str(self.vision_tower.hidden_size)}
-        partial = directory / f".{WEIGHTS_NAME}.partial-{os.getpid()}"  # a reader never sees half a file
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, partial, metadata)
-        os.replace(partial, directory / WEIGHTS_NAME)
+        with atomic_save(str(directory / WEIGHTS_NAME)) as file:  # a reader never sees half a file
+            file.write(safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata))
         if isinstance(self.language_model, PeftModel):
             self.language_model.save_pretrained(directory / ADAPTER_DIR)
         self.config.save(directory)

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from boltons.fileutils import atomic_save
 from PIL import Image
 from tqdm import tqdm
 
@@ -82,9 +82,8 @@ def scene_prompt(metadata: dict) -> DrawingPrompt:
 def write_prompts(path: Path, per_category: int, seed: int) -> Path:
     lines = [json.dumps(geneval_metadata(p)) for p in geneval_prompts(per_category, seed)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text("\n".join(lines) + "\n")
-    os.replace(partial, path)
+    with atomic_save(str(path), text_mode=True) as file:
+        file.write("\n".join(lines) + "\n")
     return path
 
 
@@ -124,9 +123,8 @@ def draw_into(model, prompts: list[dict], out: Path, samples: int, cfg_scale: fl
     for i in tqdm(todo, desc="drawing (GenEval layout)", unit="prompt"):
         folder = out / f"{i:05d}"
         (folder / "samples").mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{METADATA}.partial-{os.getpid()}"
-        partial.write_text(json.dumps(prompts[i]) + "\n")
-        os.replace(partial, folder / METADATA)
+        with atomic_save(str(folder / METADATA), text_mode=True) as file:
+            file.write(json.dumps(prompts[i]) + "\n")
         prompt, unconditional = one_turn_prompts(model, prompts[i]["prompt"], cfg_scale=cfg_scale)
         seeds = [seed + i * samples + j for j in range(samples)]
         drawn = draw_all(model, [prompt] * samples, [unconditional] * samples if cfg_scale != 1 else None,
@@ -158,9 +156,8 @@ def score_folder(out: Path) -> dict:
             correct = not reading.unknown and prompt.satisfied_by(reading.objects)
             results.append({"filename": str(image), "tag": metadata["tag"], "prompt": metadata["prompt"],
                             "correct": bool(correct), "read": [list(map(str, key[:3])) for key in reading.keys()]})
-    partial = out / f".{RESULTS}.partial-{os.getpid()}"
-    partial.write_text("".join(json.dumps(r) + "\n" for r in results))
-    os.replace(partial, out / RESULTS)
+    with atomic_save(str(out / RESULTS), text_mode=True) as file:
+        file.write("".join(json.dumps(r) + "\n" for r in results))
     tags = sorted({r["tag"] for r in results})
     by_tag = {t: round(float(np.mean([r["correct"] for r in results if r["tag"] == t])), 4) for t in tags}
     summary = {"overall": round(float(np.mean(list(by_tag.values()))), 4) if by_tag else 0.0, "by_tag": by_tag,

@@ -1,10 +1,10 @@
 """Pictures that training writes for people to look at: image grids and loss curves (PNG)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+from boltons.fileutils import atomic_save
 from PIL import Image
 from torchvision.utils import make_grid
 
@@ -58,10 +58,9 @@ def save_png_atomic(picture, path: Path) -> Path:
     """Save a PIL image or a matplotlib figure so that a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.png")
-    if isinstance(picture, Image.Image):
-        picture.save(partial)
-    else:
-        picture.savefig(partial, dpi=100)
-    os.replace(partial, path)
+    with atomic_save(str(path)) as file:
+        if isinstance(picture, Image.Image):
+            picture.save(file, format="PNG")
+        else:
+            picture.savefig(file, format="png", dpi=100)
     return path

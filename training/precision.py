@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from boltons.fileutils import atomic_save
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -91,8 +92,7 @@ def _read_json(path: Path) -> dict:
 def _write_json(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-        partial.write_text(json.dumps(data, indent=2))
-        os.replace(partial, path)
+        with atomic_save(str(path), text_mode=True) as file:
+            file.write(json.dumps(data, indent=2))
     except OSError:
         pass  # an unwritable cache only means timing again next time
