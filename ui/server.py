@@ -52,10 +52,27 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from assistant.chat import ChatSession, one_turn_prompts
-from assistant.generation import ContextLengthError, Finished, ImageDone, Sampling, TextDelta, draw_all, reply_all, \
-    would_draw
-from ui.api_requests import (APIError, Limits, check_text_format, conversation_of, count_of, encodable, flag_of,
-                             include_usage_of, sampling_of)
+from assistant.generation import (
+    ContextLengthError,
+    Finished,
+    ImageDone,
+    Sampling,
+    TextDelta,
+    draw_all,
+    reply_all,
+    would_draw,
+)
+from ui.api_requests import (
+    APIError,
+    Limits,
+    check_text_format,
+    conversation_of,
+    count_of,
+    encodable,
+    flag_of,
+    include_usage_of,
+    sampling_of,
+)
 from ui.api_responses import chunks, completion, png_base64
 from ui.loader import add_model_option, load_for
 
