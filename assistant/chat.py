@@ -6,6 +6,7 @@
     for event in session.send("Now draw it with a blue circle", draw=True):
         ...
     session.undo(); session.reset()
+    session = ChatSession.from_messages(model, earlier_messages)   # continue a conversation a client sent back
 
 Images may come in any user turn, several per turn. The assistant's drawn
 images stay in the history as their VQ codes, so later turns see them. Vision
@@ -20,8 +21,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Prompt, Sampling, TextDelta, generate
+from assistant.generation import DEFAULT_SAMPLING, Finished, ImageDone, Prompt, Sampling, TextDelta, generate, is_guided
 from assistant.images import load_image
+from assistant.pixels import to_tensor
 from assistant.templates import render_chat
 
 
@@ -31,6 +33,35 @@ class ChatSession:
         self.system_prompt = system_prompt
         self.messages: list[dict] = []  # Hugging Face multimodal messages; user images are RGB PIL images
         self._features: dict[str, Tensor] = {}  # image fingerprint → (N, D) vision features (the tower is frozen)
+
+    @classmethod
+    def from_messages(cls, model, messages: list[dict], system_prompt: str | None = None) -> ChatSession:
+        """A session that continues an earlier conversation, as the UI and the server get it back from a client.
+
+        `messages` are Hugging Face messages of the user and the assistant. A user image may be a path, bytes or
+        a PIL image (loaded and checked as in send). An assistant's drawn image is its VQ codes
+        ({"type": "image", "codes"}) or, when only its pixels came back ({"type": "image", "image"}), the codes
+        the VQ-VAE reads from them. A session's own `messages` give back the same messages."""
+        session = cls(model, system_prompt)
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                raise ValueError(f"message {index} must be a {{role, content}} dict of the user or the assistant "
+                                 "(give a system prompt as system_prompt)")
+            content = message.get("content")
+            if isinstance(content, list):
+                content = [session._restored(part, message["role"]) for part in content]
+            session.messages.append({"role": message["role"], "content": content})
+        return session
+
+    def _restored(self, part: dict, role: str) -> dict:
+        if not isinstance(part, dict) or part.get("type") != "image":
+            return part
+        if role == "user":
+            return {"type": "image", "image": load_image(part["image"])}
+        if "codes" in part:
+            return part
+        pixels = to_tensor([part["image"]], self.model.vq.config.image_size)
+        return {"type": "image", "codes": self.model.vq.encode(pixels)[0], "image": part["image"]}
 
     def reset(self) -> None:
         self.messages.clear()
@@ -68,8 +99,7 @@ class ChatSession:
     def next_prompts(self, cfg_scale: float) -> tuple[Prompt, Prompt | None]:
         """The prompt that asks for the next reply, and the unconditional one guidance needs (None at scale 1)."""
         conversation = self._with_system(self.messages)
-        # At scale 1 guidance would change nothing, so the unconditional prompt's cost is skipped.
-        unconditional = self._prompt(_without_last_request(conversation)) if cfg_scale != 1 else None
+        unconditional = self._prompt(_without_last_request(conversation)) if is_guided(cfg_scale) else None
         return self._prompt(conversation), unconditional
 
     def _reply(self, settings: Sampling, draw: bool) -> Iterator[TextDelta | ImageDone | Finished]:

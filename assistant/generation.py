@@ -1,6 +1,7 @@
 """Generation that sees and draws, shared by the terminal chat, the UI and the HTTP server.
 
-    for event in generate(model, Prompt(input_ids, image_features), Sampling(temperature=0.7, seed=1)):
+    prompt, unconditional = one_turn_prompts(model, "draw a red circle", cfg_scale=3.0)  # from assistant.chat
+    for event in generate(model, prompt, Sampling(temperature=0.7, seed=1), unconditional=unconditional):
         if isinstance(event, TextDelta): print(event.text, end="")
         elif isinstance(event, ImageDone): event.image.save("drawn.png")
         elif isinstance(event, Finished): print(event.reason)
@@ -12,9 +13,9 @@ exactly h·w steps, then `<eoi>` is fed and text mode resumes. An image once
 begun always completes; `max_new_tokens` counts text tokens.
 
 Classifier-free guidance (image mode only), when the caller passes an
-unconditional prompt (the same chat with the last request left out): the two
-prompts run as two rows of ONE batch, and the code logits are
-`c + (scale − 1)(c − u)`, exactly `c` at scale 1. A KV cache is kept throughout.
+unconditional prompt (the same chat with the last request left out) and
+`is_guided(cfg_scale)`: the two prompts run as two rows of ONE batch, and the
+code logits are `c + (scale − 1)(c − u)`. A KV cache is kept throughout.
 The whole reply must fit the LLM's context: a prompt that does not is refused,
 and generation stops ("length") before the context is full.
 
@@ -33,9 +34,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import DynamicCache
 
-from assistant.image_vocab import SPECIALS
 from assistant.pixels import to_pil
-
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
 
@@ -68,6 +67,12 @@ class Sampling:
 
 
 DEFAULT_SAMPLING = Sampling()
+
+
+def is_guided(cfg_scale: float) -> bool:
+    """Whether drawings at this scale use classifier-free guidance: the one place that decides it. At scale 1 the
+    guided logits c + (1 − 1)(c − u) are exactly c, so the unconditional prompt is neither built nor run."""
+    return cfg_scale != 1
 
 
 @dataclass(frozen=True)
@@ -181,9 +186,10 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
              unconditional: Prompt | None = None) -> Iterator[TextDelta | ImageDone | Finished]:
     """Stream a reply to `prompt` (rendered with add_generation_prompt). draw=True starts with an image.
 
-    `unconditional` is the prompt for classifier-free guidance; without it there is none.
+    `unconditional` is the prompt for classifier-free guidance; without it, or at scale 1, there is none.
     """
     settings.validate()
+    unconditional = unconditional if is_guided(settings.cfg_scale) else None
     context = model.context_length
     if prompt.input_ids.shape[1] >= context:
         raise ContextLengthError(f"the prompt is {prompt.input_ids.shape[1]} tokens but the model's context holds "
@@ -320,14 +326,16 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
 @torch.inference_mode()
 def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, settings: Sampling,
              seeds: list[int | None]) -> list[ImageDone]:
-    """One drawing per prompt, all in one KV-cached batch; guided when `unconditionals` are given.
+    """One drawing per prompt, all in one KV-cached batch; guided when `unconditionals` are given (and the scale
+    is_guided).
 
     Drawing i samples with seed seeds[i], so it is the image generate(..., draw=True) draws for that prompt
-    with Sampling(seed=seeds[i]) (up to float rounding)."""
+    with Sampling(seed=seeds[i]) (up to float rounding). At scale 1 the unconditional prompts are not run."""
     settings.validate()
     if len(seeds) != len(prompts) or (unconditionals is not None and len(unconditionals) != len(prompts)):
         raise ValueError(f"{len(prompts)} prompts need as many seeds (got {len(seeds)}) and unconditional "
                          f"prompts (got {len(unconditionals or [])})")
+    unconditionals = unconditionals if is_guided(settings.cfg_scale) else None
     everything = prompts + (unconditionals or [])
     _check_fits(model, everything, extra=model.layout.tokens_per_image + 2)
     generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]

@@ -39,7 +39,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("export",), "training.export",
      "write an assistant as plain Hugging Face models (LoRA merged) that load without Glyph or peft"),
     (("ui",), "ui.app", "start the Gradio UI on 127.0.0.1"),
-    (("serve",), "assistant.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
+    (("serve",), "ui.server", "serve an assistant with OpenAI's HTTP API on 127.0.0.1 (chat, images, models)"),
     (("chat",), "ui.terminal", "chat with an assistant in the terminal: streaming, images in and out"),
     (("bench",), "benchmarks.bench",
      "speed and memory against LLaVA + peft + generate() on the same weights; writes benchmarks/RESULTS.md"),

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from assistant.model import GlyphModel
-from assistant.server import Assistant, Limits, create_app
+from ui.server import Assistant, Limits, create_app
 
 ROUTES = ["/v1/chat/completions", "/v1/images/generations"]
 # A deadline catches a request that takes far longer than the tiny model needs (a hang would never end).

@@ -31,7 +31,7 @@ from assistant.config import AssistantConfig
 from assistant.images import load_image
 from assistant.model import GlyphModel
 from assistant.pixels import to_uint8
-from assistant.server import Assistant, Limits, create_app
+from ui.server import Assistant, Limits, create_app
 from glyph import cli
 from tests.web import free_port
 from training import train_align, train_vqvae

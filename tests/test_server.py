@@ -17,7 +17,7 @@ from PIL import Image
 from assistant.model import GlyphModel
 from assistant.chat import one_turn_prompts
 from assistant.generation import reply_all
-from assistant.server import DECLINE_SAMPLING, NO_REASON, Assistant, Limits, create_app
+from ui.server import DECLINE_SAMPLING, NO_REASON, Assistant, Limits, create_app
 from tests.web import free_port
 
 KEY = "test-key"
@@ -160,7 +160,7 @@ def test_health_answers_without_the_api_key(base_url):
 @pytest.fixture()
 def draws(monkeypatch):
     """The tiny random model opens a reply with <boi> or a word by chance; these tests take it as drawing."""
-    monkeypatch.setattr("assistant.server.would_draw", lambda model, prompts: [True] * len(prompts))
+    monkeypatch.setattr("ui.server.would_draw", lambda model, prompts: [True] * len(prompts))
 
 
 def test_images_generate_gives_n_pngs(client, draws):
@@ -175,7 +175,7 @@ def test_images_generate_gives_n_pngs(client, draws):
 
 
 def test_a_prompt_the_model_will_not_draw_is_a_400_with_the_models_own_words(client, model_dir, monkeypatch):
-    monkeypatch.setattr("assistant.server.would_draw", lambda model, prompts: [False] * len(prompts))
+    monkeypatch.setattr("ui.server.would_draw", lambda model, prompts: [False] * len(prompts))
     prompt = "a purple elephant riding a bicycle"
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.generate(model="glyph-tiny", prompt=prompt, n=2)

@@ -29,6 +29,7 @@ from scenes.captions import describe  # noqa: E402
 from scenes.render import render_scene  # noqa: E402
 from scenes.parser import read_scene  # noqa: E402
 from scenes.world import SceneConfig, sample_scene, scene_rng  # noqa: E402
+from ui.loader import add_model_option, load_for  # noqa: E402
 
 NO_MODEL = """\
 **No assistant loaded, so there is no chat.** Start the UI with one: `glyph ui` chats with the assistant
@@ -130,8 +131,7 @@ def build(data_dir: str | Path | None = None, model=None, out_dir: str | Path | 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glyph ui", description="Start Glyph's Gradio UI.")
-    parser.add_argument("--model", type=Path, help="the assistant to chat with (a build's instruct/ or the build); "
-                        "default: the one shipped in models/scenes-smollm2")
+    add_model_option(parser)
     parser.add_argument("--no-model", action="store_true", help="start without an assistant (no Chat tab)")
     parser.add_argument("--data", help="a scene dataset directory to show examples from")
     parser.add_argument("--max-concurrency", type=int, default=2, help="requests served at once (others queue)")
@@ -144,12 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model, drawings = None, Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "glyph-drawings"
     if not args.no_model:
-        try:
-            from assistant.model import load_assistant
-
-            model = load_assistant(args.model)
-        except (ValueError, OSError) as error:
-            print(f"glyph ui: {error}", file=sys.stderr)
+        model = load_for("glyph ui", args.model)
+        if model is None:
             return 2
     demo = build(args.data, model, drawings)
     allowed = [str(drawings)] + ([str(Path(args.data).resolve())] if args.data else [])

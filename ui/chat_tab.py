@@ -21,16 +21,15 @@ import gradio as gr
 import torch
 
 from assistant.chat import ChatSession
-from assistant.generation import Finished, ImageDone, Sampling, TextDelta
+from assistant.generation import Finished, ImageDone, TextDelta
 from assistant.images import ImageError, load_image
 from assistant.pixels import to_tensor
 from scenes.questions import ask, drawing_request
 from scenes.world import Scene, scene_rng
+from ui.sampling_form import form_defaults, sampling_of_form
 
 DRAWING = "Drawing…"
-# The settings panel's starting values, in the order of Responder's parameters after `draw`:
-# temperature, top-p, max tokens, CFG scale, seed (-1 = random). The examples start from them too.
-SETTING_DEFAULTS = (0.7, 1.0, 128, 3.0, -1)
+RANDOM_SEED = -1  # the seed box's way of saying "none": a new draw each reply
 EXAMPLE_KINDS = ("color", "count", "position")  # questions about dataset scenes, after "Describe this image."
 
 
@@ -47,9 +46,8 @@ class Responder:
                  seed) -> Iterator[str | list[dict]]:
         text, files = _message_parts(message)
         try:
-            settings = Sampling(temperature=float(temperature), top_p=float(top_p), max_new_tokens=int(max_tokens),
-                                cfg_scale=float(cfg_scale), seed=None if seed is None or seed < 0 else int(seed))
-            settings.validate()
+            settings = sampling_of_form(temperature, top_p, max_tokens, cfg_scale,
+                                        None if seed is None or seed < 0 else seed)
             images = [load_image(path, name=Path(path).name) for path in files]
             session = self.session(history)
         except (ImageError, ValueError, OSError) as error:
@@ -84,16 +82,14 @@ class Responder:
 
     def session(self, history: list) -> ChatSession:
         """A ChatSession holding the conversation Gradio shows (normalised from the UI's or the API's form)."""
-        session = ChatSession(self.model, self.system_prompt)
+        messages = []
         for role, text, paths in _turns(history):
             if role == "user":
                 content = [{"type": "image", "image": load_image(p, name=Path(p).name)} for p in paths]
             else:
                 content = [{"type": "image", "codes": self.codes_of(p)} for p in paths]
-            if text:
-                content.append({"type": "text", "text": text})
-            session.messages.append({"role": role, "content": content})
-        return session
+            messages.append({"role": role, "content": content + ([{"type": "text", "text": text}] if text else [])})
+        return ChatSession.from_messages(self.model, messages, self.system_prompt)
 
     def codes_of(self, path: str) -> torch.Tensor:
         if path not in self.codes:  # a picture this process did not draw (e.g. after a restart): encode it
@@ -105,20 +101,12 @@ class Responder:
 def chat_interface(responder: Responder, examples: list[list] | None = None) -> gr.ChatInterface:
     # render=False: the ChatInterface places them, inside its settings accordion
     draw = gr.Checkbox(False, label="Draw: the reply starts with a picture", elem_id="draw", render=False)
-    temperature, top_p, max_tokens, cfg_scale, seed = SETTING_DEFAULTS
-    settings = [
-        gr.Slider(0, 2, value=temperature, step=0.05, label="Temperature (0 = greedy)", render=False),
-        gr.Slider(0.05, 1, value=top_p, step=0.05, label="Top-p", render=False),
-        gr.Slider(1, 512, value=max_tokens, step=1, label="Max tokens", render=False),
-        gr.Slider(1, 8, value=cfg_scale, step=0.5, label="CFG scale (drawings; 1 = none)", render=False),
-        gr.Number(seed, precision=0, label="Seed (-1 = random)", render=False),
-    ]
 
     def respond(message, history, *options):  # the API endpoint is named after this function: /respond
         yield from responder(message, history, *options)
 
     return gr.ChatInterface(
-        fn=respond, multimodal=True, additional_inputs=[draw, *settings],
+        fn=respond, multimodal=True, additional_inputs=[draw, *setting_inputs()],
         additional_inputs_accordion=gr.Accordion("Draw and sampling settings", open=False, render=False),
         textbox=gr.MultimodalTextbox(file_types=["image"], file_count="multiple", sources=["upload"],
                                      placeholder="Ask about a scene (attach or drop images), or ask for a drawing",
@@ -126,6 +114,24 @@ def chat_interface(responder: Responder, examples: list[list] | None = None) -> 
         chatbot=gr.Chatbot(height=520, label="Glyph", elem_id="chatbot", render=False),
         examples=examples or None, example_labels=[_label(e) for e in examples] if examples else None,
         cache_examples=False, save_history=False, fill_height=False)
+
+
+def setting_inputs() -> list:
+    """The settings panel, in the order of Responder's parameters after `draw`; each starts at Sampling's default."""
+    temperature, top_p, max_tokens, cfg_scale, seed = panel_defaults()
+    return [
+        gr.Slider(0, 2, value=temperature, step=0.05, label="Temperature (0 = greedy)", render=False),
+        gr.Slider(0.05, 1, value=top_p, step=0.05, label="Top-p", render=False),
+        gr.Slider(1, 512, value=max_tokens, step=1, label="Max tokens", render=False),
+        gr.Slider(1, 8, value=cfg_scale, step=0.5, label="CFG scale (drawings; 1 = none)", render=False),
+        gr.Number(seed, precision=0, label=f"Seed ({RANDOM_SEED} = random)", render=False),
+    ]
+
+
+def panel_defaults() -> tuple:
+    """(temperature, top-p, max tokens, CFG scale, seed) as the settings panel shows them: Sampling's defaults."""
+    *values, seed = form_defaults()
+    return (*values, RANDOM_SEED if seed is None else seed)
 
 
 def chat_examples(data_dir: Path | None) -> list[list]:
@@ -137,10 +143,10 @@ def chat_examples(data_dir: Path | None) -> list[list]:
     rng = scene_rng(0, 0)
     questions = ["Describe this image."]
     questions += [ask(Scene.from_dict(row), rng, kind).question for row, kind in zip(rows[1:], EXAMPLE_KINDS)]
-    asked = [[{"text": q, "files": [str(data_dir / r["image"])]}, False, *SETTING_DEFAULTS]
+    asked = [[{"text": q, "files": [str(data_dir / r["image"])]}, False, *panel_defaults()]
              for q, r in zip(questions, rows)]
     requests = [drawing_request(Scene.from_dict(r), rng) for r in rows[len(questions):][:2]]
-    return asked + [[{"text": text, "files": []}, True, *SETTING_DEFAULTS] for text in requests]
+    return asked + [[{"text": text, "files": []}, True, *panel_defaults()] for text in requests]
 
 
 # ---- Gradio's message forms -------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from typing import TextIO
 from assistant.chat import ChatSession
 from assistant.generation import Finished, ImageDone, Sampling, TextDelta
 from assistant.images import ImageError, load_image
+from ui.loader import add_model_option, load_for
+from ui.sampling_form import add_sampling_options, sampling_of_flags
 
 HELP = __doc__.split("Commands:\n\n")[1].split("\n\nDrawn")[0]
 
@@ -121,26 +123,9 @@ class TerminalChat:
         self.out.flush()
 
 
-def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """The chat's sampling flags (see assistant.generation.Sampling; the UI and the server take them per request)."""
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
-    group.add_argument("--top-p", type=float, default=1.0)
-    group.add_argument("--max-tokens", type=int, default=256, help="text tokens per reply (images always complete)")
-    group.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance for drawings; 1 = none")
-    group.add_argument("--seed", type=int, default=None)
-
-
-def sampling_from(args: argparse.Namespace) -> Sampling:
-    return Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_tokens,
-                    cfg_scale=args.cfg_scale, seed=args.seed).validate()
-
-
 def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glyph chat", description="Chat with a Glyph assistant in the terminal.")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="the assistant directory (a build's instruct/, or the build directory itself); "
-                        "default: the one shipped in models/scenes-smollm2")
+    add_model_option(parser)
     parser.add_argument("--image", action="append", default=[], help="an image for the first message (repeatable)")
     parser.add_argument("--save-dir", type=Path, default=Path("glyph-images"), help="where drawn images go")
     parser.add_argument("--system", default=None, help="a system prompt")
@@ -148,12 +133,12 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     args = parser.parse_args(argv)
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     try:
-        settings = sampling_from(args)
-        from assistant.model import load_assistant
-
-        model = load_assistant(args.model)
-    except (ValueError, OSError) as error:
+        settings = sampling_of_flags(args)
+    except ValueError as error:
         print(f"glyph chat: {error}", file=sys.stderr)
+        return 2
+    model = load_for("glyph chat", args.model)
+    if model is None:
         return 2
     chat = TerminalChat(ChatSession(model, args.system), settings, args.save_dir, stdout)
     chat.say(f"Glyph ({args.model or 'models/scenes-smollm2'}). Type a message; /help lists the commands, /quit leaves.")

@@ -1,0 +1,28 @@
+"""The one way the three surfaces (glyph ui, glyph chat, glyph serve) take --model and load their assistant.
+
+    add_model_option(parser)                        # --model DIR; default: the assistant shipped in models/
+    model = load_for("glyph chat", args.model)      # None after one line on stderr saying why: exit with 2
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None,
+                        help="the assistant directory (a build's instruct/, or the build directory itself); "
+                        "default: the one shipped in models/scenes-smollm2")
+
+
+def load_for(command: str, directory: Path | None):
+    """The assistant in `directory` (None: the shipped one) with its LoRA merged, ready to chat; or None when it
+    cannot be loaded, after one line on stderr that names the command and says why and what to do."""
+    from assistant.model import load_assistant  # torch and transformers load here: `--help` stays fast
+
+    try:
+        return load_assistant(directory)
+    except (ValueError, OSError) as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return None
