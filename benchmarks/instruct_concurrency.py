@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.fake_openai import FakeOpenAI
 from data_gen import instruct
 from data_gen.instruct_prompts import TYPES
 from data_gen.scene_dataset import write_scene_dataset
-from benchmarks.fake_openai import FakeOpenAI
 
 
 def reply(body: dict) -> str:
