@@ -1,4 +1,4 @@
-"""The evaluation scores a perfect oracle 1.0, a blank canvas 0, and a constant answerer exactly the share it gets right."""
+"""Eval scores: a perfect oracle 1.0, a blank canvas 0, a constant answerer exactly the share it gets right."""
 from __future__ import annotations
 
 import json
