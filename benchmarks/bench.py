@@ -30,11 +30,10 @@ from benchmarks import floors
 from benchmarks.measure import bandwidth_bytes_per_s, matmul_flops_per_s, median, peak_memory, timed
 from benchmarks.parts import CONFIGS, BenchConfig, build_parts
 from benchmarks.report import write_chart, write_markdown
-from benchmarks.workloads import BATCH, LENGTH, SIDES, Pair, Trainer, training_batches
+from benchmarks.workloads import BATCH, DECODE_TOKENS, LENGTH, SIDES, Pair, Trainer, training_batches
 from training.precision import choose_precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DECODE_TOKENS = 64  # timed reply length after the first token
 FAIRNESS_TOKENS = 32
 IMAGE_TOKENS = (64, 256)
 TRAINING_STEPS = 6  # timed steps per side, after one warm-up step

@@ -2,10 +2,11 @@
 
     python -m benchmarks.instruct_concurrency [--records 48 --latency 0.25 --repeats 3]
 
-Starts the test suite's fake chat-completions server on 127.0.0.1 with a fixed latency per request (a
-stand-in for a remote teacher's generation time), then runs the generator with 1 and with 8 requests in
-flight on the same records, alternating, and prints the median wall time of each and their ratio. With
-perfect overlap 8 in flight is 8× faster; the ideal floor is records × latency / 8.
+Starts the fake chat-completions server (benchmarks/fake_openai.py, which the tests use too) on 127.0.0.1
+with a fixed latency per request (a stand-in for a remote teacher's generation time), then runs the
+generator with 1 and with 8 requests in flight on the same records, alternating, and prints the median wall
+time of each and their ratio. With perfect overlap 8 in flight is 8× faster; the ideal floor is
+records × latency / 8.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.fake_openai import FakeOpenAI
 from data_gen import instruct
 from data_gen.instruct_prompts import TYPES
 from data_gen.scene_dataset import write_scene_dataset
-from tests.fake_openai import FakeOpenAI
 
 
 def reply(body: dict) -> str:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from boltons.fileutils import atomic_save
+
 from benchmarks.parts import describe
+from benchmarks.workloads import BATCH, DECODE_TOKENS
 
 MB = 2 ** 20
 
@@ -50,9 +53,6 @@ class Row:
 
 
 def speed_rows(result: dict) -> list[Row]:
-    from benchmarks.bench import DECODE_TOKENS
-    from benchmarks.workloads import BATCH
-
     inference, floors, machine = result["inference"], result["floors"], result["machine"]
     dtypes = list(inference)
 
@@ -170,9 +170,8 @@ def write_markdown(results: list[dict], machine: dict, args, path: Path) -> Path
                   "### Speed", ""] + speed_table(rows) + ["", "### Memory", ""] + memory_table(result) + [
                   "", "### Training losses on the same batches from the same weights", ""] + loss_lines(result) + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("\n".join(lines))
-    os.replace(partial, path)
+    with atomic_save(str(path), text_mode=True) as file:  # a reader sees the old report or the new one
+        file.write("\n".join(lines))
     return path
 
 
@@ -199,8 +198,7 @@ def write_chart(results: list[dict], path: Path) -> Path:
         axis.set_title(result["config"].name)
     figure.suptitle("Glyph against LlavaForConditionalGeneration + peft + generate()")
     figure.tight_layout()
-    partial = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(partial, dpi=110)
+    with atomic_save(str(path)) as file:
+        figure.savefig(file, dpi=110, format="png")
     plt.close(figure)
-    os.replace(partial, path)
     return path

@@ -32,6 +32,7 @@ QUESTION = "What is in this picture? Describe every shape, its colour and where 
 REQUEST = "Draw a red circle above a small blue square."
 SIDES = ("glyph", "reference")
 BATCH, LENGTH = 8, 256
+DECODE_TOKENS = 64  # timed reply length after the first token
 
 
 def picture(size: int) -> Image.Image:

@@ -18,25 +18,22 @@ from __future__ import annotations
 
 import re
 
-from scenes.captions import NUMBER_WORDS
 from data_gen.instruct_prompts import DRAWN, Turn
 from scenes.prompts import RELATIONS
-from scenes.reading import CELL_OF as _CELL_OF
-from scenes.reading import SIZE_OF as _SIZE_OF
-from scenes.reading import alternation as _any
+from scenes.reading import CELL_OF, COLOR_WORD, NUMBER_OF, PLACE_PHRASE, SHAPE_WORD, SIZE_OF, SIZE_WORD, alternation
 from scenes.world import COLORS, SHAPES, Scene
 
-_NUMBER_OF = {word: n for n, word in NUMBER_WORDS.items()} | {"no": 0, "zero": 0}
+_NUMBER_OF = NUMBER_OF | {"no": 0}  # "no circles" counts zero
 
-_COLOR, _SHAPE, _PLACE = _any(COLORS), _any(SHAPES), _any(_CELL_OF)
-_SIZED = re.compile(rf"\b{_any(_SIZE_OF)} {_COLOR} {_SHAPE}\b")
-_OBJECT = re.compile(rf"\b(no )?{_COLOR} {_SHAPE}\b")
-_OBJECT_AT = re.compile(rf"\b{_COLOR} {_SHAPE}(?: is| sits| lies)? {_PLACE}")
-_SHAPE_IS_COLOR = re.compile(rf"\bthe {_SHAPE} is {_COLOR}\b")
-_COLOR_IS_SHAPE = re.compile(rf"\bthe {_COLOR} (?:shape|object) is an? {_SHAPE}\b")
-_AT_IS = re.compile(rf"\bthe (?:shape|object) {_PLACE} is (?:an? )?(\w+)")
-_COUNT = re.compile(rf"\b({'|'.join(_NUMBER_OF)}|\d+) (?:{_COLOR} )?(shapes?|objects?|{'|'.join(SHAPES)}(?:e?s)?)\b")
-_RELATION = re.compile(rf"\bthe {_COLOR} {_SHAPE} is {_any(RELATIONS)} the {_COLOR} {_SHAPE}\b")
+_SIZED = re.compile(rf"\b{SIZE_WORD} {COLOR_WORD} {SHAPE_WORD}\b")
+_OBJECT = re.compile(rf"\b(no )?{COLOR_WORD} {SHAPE_WORD}\b")
+_OBJECT_AT = re.compile(rf"\b{COLOR_WORD} {SHAPE_WORD}(?: is| sits| lies)? {PLACE_PHRASE}")
+_SHAPE_IS_COLOR = re.compile(rf"\bthe {SHAPE_WORD} is {COLOR_WORD}\b")
+_COLOR_IS_SHAPE = re.compile(rf"\bthe {COLOR_WORD} (?:shape|object) is an? {SHAPE_WORD}\b")
+_AT_IS = re.compile(rf"\bthe (?:shape|object) {PLACE_PHRASE} is (?:an? )?(\w+)")
+_COUNT = re.compile(rf"\b({'|'.join(_NUMBER_OF)}|\d+) (?:{COLOR_WORD} )?"
+                    rf"(shapes?|objects?|{'|'.join(SHAPES)}(?:e?s)?)\b")
+_RELATION = re.compile(rf"\bthe {COLOR_WORD} {SHAPE_WORD} is {alternation(RELATIONS)} the {COLOR_WORD} {SHAPE_WORD}\b")
 
 
 def contradictions(turns: list[Turn], scene: Scene) -> list[str]:
@@ -68,10 +65,10 @@ def claims_against(text: str, scene: Scene) -> list[str]:
         elif not m[1] and not there:
             found.append(f"names a {m[2]} {m[3]}, which is not there")
     for m in _SIZED.finditer(text):
-        if having(m[2], m[3]) and not any(o.size == _SIZE_OF[m[1]] for o in having(m[2], m[3])):
+        if having(m[2], m[3]) and not any(o.size == SIZE_OF[m[1]] for o in having(m[2], m[3])):
             found.append(f"calls the {m[2]} {m[3]} {m[1]}")
     for m in _OBJECT_AT.finditer(text):
-        if having(m[1], m[2]) and not having(m[1], m[2], _CELL_OF[m[3]]):
+        if having(m[1], m[2]) and not having(m[1], m[2], CELL_OF[m[3]]):
             found.append(f"puts the {m[1]} {m[2]} {m[3]}")
     for m in _SHAPE_IS_COLOR.finditer(text):
         if having(shape=m[1]) and not having(m[2], m[1]):
@@ -80,7 +77,7 @@ def claims_against(text: str, scene: Scene) -> list[str]:
         if having(color=m[1]) and not having(m[1], m[2]):
             found.append(f"says the {m[1]} shape is a {m[2]}")
     for m in _AT_IS.finditer(text):
-        at = having(cell=_CELL_OF[m[1]])
+        at = having(cell=CELL_OF[m[1]])
         if m[2] in COLORS or m[2] in SHAPES:
             if not at or not any(m[2] in (o.color, o.shape) for o in at):
                 found.append(f"says the shape {m[1]} is {m[2]}")

@@ -34,9 +34,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from boltons.fileutils import atomic_save
 from tqdm import tqdm
 
-from assistant.config import write_json_atomic
 from data_gen.faithfulness import contradictions
 from data_gen.instruct_prompts import (DRAWN, TYPES, MalformedReply, Turn, parse_reply, prompt_version, sees_image,
                                       teacher_messages)
@@ -344,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             output.close()
     report = summary(tally, args)
     path = args.out.with_name(args.out.name + ".summary.json")
-    write_json_atomic(path, report)
+    with atomic_save(str(path), text_mode=True) as file:  # a reader sees the old summary or the new one
+        file.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(", ".join(f"{k} {v}" for k, v in report.items() if not isinstance(v, dict)))
     print(f"faithful by type: {report['faithful_rate_by_type']}; retries: {report['retry_reasons']}; "
           f"wrote {args.out} (summary {path.name})")

@@ -39,7 +39,7 @@ from scenes.render import render_scene
 from data_gen.scene_dataset import split_of
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
-from scenes.questions import ask, drawing_request, where
+from scenes.questions import SCENE_IN_TEXT, ask, drawing_request, where
 from scenes.world import Scene, centred, scene_rng
 
 KINDS = ("text", "align", "instruct")
@@ -49,7 +49,6 @@ INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.35, "detail": 0.08, "reasoni
                 "mixed": 0.07, "chitchat": 0.03, "decline": 0.03}
 CONVERSATION_TURNS = (2, 5)  # questions per image in a conversation, lowest and highest
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
-SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"  # how text chats give the LM a scene to answer about
 UNCONDITIONAL_FRACTION = 0.1  # drawing requests whose text is dropped, for classifier-free guidance
 
 DESCRIBE = ("Describe this image.", "What do you see?", "Write a caption for this picture.",

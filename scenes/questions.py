@@ -4,6 +4,7 @@
     qa.question, qa.answer, qa.short          # "How many red shapes are there?", "There are two red shapes.", "2"
     qa.brief                                  # "Two.": the answer alone, as a short reply (LLaVA's VQA style)
     request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
+    SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)   # the question, the scene in words
 
 Five kinds, the ones Glyph's evaluation scores by type: colour, shape, count,
 position and existence (yes/no, half of them about objects that are not there,
@@ -25,6 +26,8 @@ from scenes.world import COLORS, SHAPES, Scene, SceneObject
 
 KINDS = ("color", "shape", "count", "position", "existence")
 PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use
+# A question about a scene given as its caption instead of a picture: text chats and `glyph eval lm` ask so.
+SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"
 
 # Each kind's question wordings. Training chats use the "train" ones; the evaluation also asks in the
 # "held_out" ones, which no chat ever uses, to see whether the assistant understands a question or only

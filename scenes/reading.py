@@ -23,8 +23,8 @@ from scenes.world import COLORS, SHAPES
 
 Key = tuple[str, str, str, int, int]
 
-_SIZE_OF = {word: size for size, words in SIZE_WORDS.items() for word in words}
-_CELL_OF = {phrase: cell for cell in POSITION_NAMES for phrase in position_phrases(*cell)}
+SIZE_OF = {word: size for size, words in SIZE_WORDS.items() for word in words}
+CELL_OF = {phrase: cell for cell in POSITION_NAMES for phrase in position_phrases(*cell)}
 # Bare names and their spellings, for short answers ("Top left.", "upper-left", "centre").
 _BARE = {name: cell for cell, name in POSITION_NAMES.items()}
 _BARE |= {name.replace(" ", "-"): cell for name, cell in _BARE.items()}
@@ -32,22 +32,22 @@ _BARE |= {name.replace("top", "upper").replace("bottom", "lower"): cell for name
 _BARE |= {"middle": (1, 1), "centre": (1, 1)}
 
 
-def _alternation(words) -> str:
+def alternation(words) -> str:
     """A regex group matching any of `words`, longest first so 'at the top center' beats 'at the top'."""
     return "(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + ")"
 
 
-# Shared with the faithfulness check (data_gen.faithfulness), which reads teachers' claims with the same words.
-SIZE_OF, CELL_OF, alternation = _SIZE_OF, _CELL_OF, _alternation
+# The scene's words as regex groups; the faithfulness check (data_gen.faithfulness) reads teachers' claims with them.
+SIZE_WORD, COLOR_WORD, SHAPE_WORD, PLACE_PHRASE = (alternation(words) for words in (SIZE_OF, COLORS, SHAPES, CELL_OF))
+NUMBER_OF = {word: n for n, word in NUMBER_WORDS.items()} | {"zero": 0}
 
-_OBJECT = re.compile(rf"\b{_alternation(_SIZE_OF)} {_alternation(COLORS)} {_alternation(SHAPES)}\b")
-_BARE_OBJECT = re.compile(rf"\b{_alternation(COLORS)} {_alternation(SHAPES)}\b")
-_PLACE = re.compile(rf"\b{_alternation(_CELL_OF)}\b")
-_ANY_PLACE = re.compile(rf"\b{_alternation(_CELL_OF | _BARE)}\b")
-_COLOR = re.compile(rf"\b{_alternation(COLORS)}\b")
-_SHAPE = re.compile(rf"\b{_alternation(SHAPES)}(?:es|s)?\b")
+_OBJECT = re.compile(rf"\b{SIZE_WORD} {COLOR_WORD} {SHAPE_WORD}\b")
+_BARE_OBJECT = re.compile(rf"\b{COLOR_WORD} {SHAPE_WORD}\b")
+_PLACE = re.compile(rf"\b{PLACE_PHRASE}\b")
+_ANY_PLACE = re.compile(rf"\b{alternation(CELL_OF | _BARE)}\b")
+_COLOR = re.compile(rf"\b{COLOR_WORD}\b")
+_SHAPE = re.compile(rf"\b{SHAPE_WORD}(?:es|s)?\b")
 _NUMBER = re.compile(rf"\b(\d+|zero|{'|'.join(NUMBER_WORDS.values())})\b")
-_VALUE = {word: n for n, word in NUMBER_WORDS.items()} | {"zero": 0}
 _NONE = re.compile(r"\b(no|none)\b")
 
 
@@ -65,7 +65,7 @@ def read_caption(text: str) -> list[Key] | None:
     cells = _pair(objects, places)
     if cells is None or len(set(cells)) != len(cells):
         return None  # an object without its own position, or two objects in one cell
-    keys = [(m[3], m[2], _SIZE_OF[m[1]], *cell) for m, cell in zip(objects, cells)]
+    keys = [(m[3], m[2], SIZE_OF[m[1]], *cell) for m, cell in zip(objects, cells)]
     return sorted(keys)
 
 
@@ -83,7 +83,7 @@ def _pair(objects: list[re.Match], places: list[re.Match]) -> list[tuple[int, in
         if len(choice) != 1:
             return None
         used.add(choice[0])
-        cells.append(_CELL_OF[places[choice[0]][1]])
+        cells.append(CELL_OF[places[choice[0]][1]])
     return cells
 
 
@@ -118,14 +118,14 @@ def _position(text: str) -> str | None:
     if found is None:
         return None
     phrase = found[1]
-    return POSITION_NAMES[_CELL_OF[phrase] if phrase in _CELL_OF else _BARE[phrase]]
+    return POSITION_NAMES[CELL_OF[phrase] if phrase in CELL_OF else _BARE[phrase]]
 
 
 def _count(text: str) -> str | None:
     found = _NUMBER.search(text)
     if found:
         word = found[1]
-        return str(int(word)) if word.isdigit() else str(_VALUE[word])
+        return str(int(word)) if word.isdigit() else str(NUMBER_OF[word])
     return "0" if _NONE.search(text) else None
 
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
-from benchmarks import bench
+from benchmarks import bench, report
 from benchmarks.parts import CONFIGS, build_parts
-from benchmarks.workloads import SIDES, Pair, Trainer, training_batches
+from benchmarks.workloads import BATCH, DECODE_TOKENS, SIDES, Pair, Trainer, training_batches
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +42,47 @@ def test_both_sides_train_alike_from_the_same_weights(parts):
     assert losses["glyph"][-1] < losses["glyph"][0]
 
 
-def test_bench_writes_its_report_and_chart(tmp_path, capsys):
+def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
+    """What bench measured (caught on its way to the report) stands in the report's rows, recomputed here."""
+    measured = []
+
+    def keep(results, machine, args, path):
+        measured.extend(results)
+        return report.write_markdown(results, machine, args, path)
+
+    monkeypatch.setattr(bench, "write_markdown", keep)
     out = tmp_path / "RESULTS.md"
     assert bench.main(["--configs", "tiny", "--repeats", "1", "--out", str(out)]) == 0
-    report = out.read_text()
-    assert "## tiny" in report and "text decode" in report and "stage 2 training" in report
-    assert "NO" not in report.split("Same greedy tokens")[1].split("\n")[0]
-    assert out.with_suffix(".png").stat().st_size > 10_000
+    text = out.read_text()
+    (result,) = measured
+    assert "## tiny" in text and "NO" not in text.split("Same greedy tokens")[1].split("\n")[0]
+    inference = result["inference"]
+    for name, measure in [("first token", "time to first token (with an image)"),
+                          ("image 64", "image 64 tokens, no CFG"), ("image 256 cfg", "image 256 tokens, CFG 4")]:
+        seconds = [inference[d][name][side] for d in ("fp32", "bf16") for side in SIDES]
+        assert _cells(text, measure)[1:5] == [report._number(s) for s in seconds]
+    reply = f"reply {DECODE_TOKENS + 1} tokens"
+    decode = [DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side])
+              for d in ("fp32", "bf16") for side in SIDES]
+    assert _cells(text, "text decode")[1:5] == [report._number(v) for v in decode]
+    for (stage, dtype), run in result["training"].items():
+        row = _cells(text, f"stage {stage} training, batch 8 × 256")
+        at = 1 if dtype == "fp32" else 3
+        assert row[at:at + 2] == [report._number(BATCH / run["step_seconds"][side]) for side in SIDES]
+        g, r = run["losses"]["glyph"], run["losses"]["reference"]
+        assert f"| {stage} | {dtype} | {len(g)} | {g[0]:.4f} → {g[-1]:.4f} | {r[0]:.4f} → {r[-1]:.4f} |" in text
+    chart = out.with_suffix(".png")
+    assert chart.stat().st_size > 10_000
+    with Image.open(chart) as image:  # one panel of 6.5 × 4.6 inches at 110 dpi
+        assert image.format == "PNG" and image.size == (715, 506)
     assert bench.main(["--configs", "tiny", "--repeats", "0"]) == 2
     assert "--repeats 0 must be ≥ 1" in capsys.readouterr().err
+
+
+def _cells(markdown: str, measure: str) -> list[str]:
+    """The cells of the speed table's row for `measure` (its first cell is "measure (unit)")."""
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {measure} ("))
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def test_frozen_layers_in_bf16_train_as_autocast_does(parts):

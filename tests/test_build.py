@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from PIL import Image
 
 from assistant.model import GlyphModel
 from training import build
@@ -43,11 +44,36 @@ def test_a_tiny_build_runs_every_stage_then_returns_at_once(tmp_path, capsys, mo
     parts = [report[k]["seconds"] for k in ("vqa", "captions", "geneval")]  # where the evaluation's time went
     rounding = 0.05 * (len(parts) + 1)  # every figure is rounded to 0.1 s
     assert all(seconds >= 0 for seconds in parts) and sum(parts) <= report["seconds"] + rounding
-    assert (out / "instruct" / "adapter").is_dir() and (out / "instruct" / "eval" / "examples.png").is_file()
-    assert set(json.loads((out / "build.json").read_text())) == {s["step"] for s in TINY["steps"]}
+    with Image.open(out / "instruct" / "eval" / "examples.png") as examples:
+        assert examples.format == "PNG" and min(examples.size) > 0
+    seconds = json.loads((out / "build.json").read_text())
+    assert set(seconds) == {s["step"] for s in TINY["steps"]} and all(v >= 0 for v in seconds.values())
+    _assert_built_as_the_recipe_says(out)
     assert "VQA" in capsys.readouterr().out
     assert build.main([str(recipe), "--out", str(out)]) == 0  # everything is done: nothing runs again
     assert capsys.readouterr().out.count("[done]") == len(TINY["steps"])
+
+
+def _assert_built_as_the_recipe_says(out):
+    """Each step's options reached what it made, and the assistant is wired to the build's own parts."""
+    def read(path):
+        return json.loads((out / path).read_text())
+
+    dataset = read("scenes/dataset_info.json")
+    assert (dataset["n"], dataset["seed"], sum(dataset["splits"].values())) == (80, 1, 80)
+    for kind, n in (("text", 60), ("align", 40), ("instruct", 40)):
+        assert len((out / "chats" / f"{kind}.jsonl").read_text().splitlines()) == n, kind
+    for stage in ("vq", "clip", "lm", "align", "instruct"):
+        assert read_state(out / stage / "checkpoint")["step"] == 2, stage
+    vq, lm = read("vq/config.json"), read("lm/config.json")
+    assert (vq["codebook_size"], vq["image_size"], vq["channels"]) == (16, 16, [16, 32])
+    assert (lm["vocab_size"], lm["hidden_size"], lm["num_hidden_layers"]) == (300, 32, 1)
+    adapter = read("instruct/adapter/adapter_config.json")
+    assert (adapter["r"], adapter["lora_alpha"]) == (4, 8)
+    assistant = read("instruct/config.json")
+    assert assistant["llm"]["name_or_path"] == str(out / "lm") and assistant["vq"] == str(out / "vq")
+    assert assistant["vision"]["model_name"] == f"local-dir:{out / 'clip'}"
+    assert set(read("lm/context_qa.json")["by_type"]) == {"color", "shape", "count", "position", "existence"}
 
 
 def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
@@ -87,7 +113,8 @@ def test_scenes_tiny_runs_two_steps_of_every_stage_at_its_real_sizes(tmp_path):
                        "--set", "scenes.n=300"]) == 0
     for stage in ("vq", "clip", "lm", "align", "instruct"):
         assert read_state(out / stage / "checkpoint")["step"] == 2, stage
-    assert (out / "instruct" / "eval" / "report.json").is_file()
+    report = json.loads((out / "instruct" / "eval" / "report.json").read_text())
+    assert set(report["vqa"]["by_type"]) == {"color", "shape", "count", "position", "existence"}
 
 
 @pytest.mark.slow

@@ -1,14 +1,16 @@
-"""The evaluation scores a perfect oracle as 1.0 and a blank canvas (or a wrong answerer) near 0."""
+"""Eval scores: a perfect oracle 1.0, a blank canvas 0, a constant answerer exactly the share it gets right."""
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 from PIL import Image
 
-from scenes.captions import describe
-from scenes.render import render_scene
 from data_gen.scene_dataset import write_scene_dataset
+from scenes.captions import describe
+from scenes.questions import SCENE_IN_TEXT
+from scenes.render import render_scene
 from scenes.world import BACKGROUND, scene_rng
 from training.eval_assistant import (
     CAPTION_REQUEST,
@@ -56,15 +58,34 @@ def test_a_perfect_oracle_scores_one(items):
     assert geneval["overall"] == 1.0
 
 
-def test_a_blank_canvas_and_a_know_nothing_score_near_zero(items):
+def test_a_blank_canvas_and_a_know_nothing_score_zero(items):
     blank = Image.new("RGB", (64, 64), BACKGROUND)
     geneval, outcomes = score_drawings(geneval_prompts(per_category=12, seed=1), one_at_a_time(lambda text: blank))
     assert geneval["overall"] == 0.0 and all(o.reply == "read: nothing" for o in outcomes)
+    assert set(geneval["by_category"].values()) == {0.0}
     questions = vqa_questions(items, seed=1)
     vqa, _ = score_vqa(questions, one_at_a_time(lambda image, question: "I am not sure."))
-    assert vqa["overall"] == 0.0
+    assert vqa["overall"] == 0.0 and set(vqa["by_type"].values()) == {0.0} and vqa["yes_no"]["yes_ratio"] == 0.0
+
+
+def test_a_constant_answerer_scores_exactly_the_share_its_answer_is_right(items):
+    """"Yes." is right on the existence questions whose answer is yes and nowhere else; "Red." on red ones."""
+    questions = vqa_questions(items, seed=1)
+
+    def share(kind, short):
+        asked = [qa for _, qa in questions if qa.kind == kind]
+        return sum(qa.short == short for qa in asked) / len(asked)
+
+    assert 0.2 < share("existence", "yes") < 0.8 and 0 < share("color", "red") < 1  # neither is all or nothing
     always_yes, _ = score_vqa(questions, one_at_a_time(lambda image, question: "Yes."))
-    assert 0.2 < always_yes["yes_no"]["accuracy"] < 0.8 and always_yes["yes_no"]["yes_ratio"] == 1.0
+    yes_no = always_yes["yes_no"]
+    assert yes_no["accuracy"] == pytest.approx(share("existence", "yes"), abs=1e-4) and yes_no["yes_ratio"] == 1.0
+    assert yes_no["recall"] == 1.0 and yes_no["precision"] == pytest.approx(share("existence", "yes"), abs=1e-4)
+    assert always_yes["by_type"] == {**dict.fromkeys(("color", "shape", "count", "position"), 0.0),
+                                     "existence": yes_no["accuracy"]}
+    always_red, _ = score_vqa(questions, one_at_a_time(lambda image, question: "Red."))
+    assert always_red["by_type"]["color"] == pytest.approx(share("color", "red"), abs=1e-4)
+    assert always_red["overall"] == pytest.approx(always_red["by_type"]["color"] / 5, abs=1e-4)  # 5 kinds, equal
 
 
 def test_a_drawing_of_the_wrong_scene_does_not_count(items):
@@ -86,6 +107,48 @@ def test_the_lm_readiness_check_runs_on_a_saved_lm(tmp_path, items, capsys):
     assert report["questions"] == 10 and 0.0 <= report["overall"] <= 1.0
     assert "answered from a caption" in capsys.readouterr().out
     assert eval_lm.main(["--model", str(tmp_path / "missing"), "--data", str(scenes)]) == 2
+
+
+class PromptLookup:
+    """A stand-in LM and tokenizer that answers a prompt by looking it up: right only for the expected prompts."""
+
+    pad_token_id = 0
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers, self.prompts = answers, []
+
+    def apply_chat_template(self, messages, **options):
+        (message,) = messages
+        self.prompts.append(message["content"])
+        return {"input_ids": torch.zeros(1, 3, dtype=torch.long)}
+
+    def generate(self, input_ids, **options):
+        return torch.zeros(1, input_ids.shape[1] + 2, dtype=torch.long)
+
+    def decode(self, ids, **options):
+        return self.answers.get(self.prompts[-1], "I do not know.")
+
+
+def test_the_lm_readiness_check_gives_the_lm_each_scenes_own_caption(tmp_path, items, monkeypatch):
+    """An LM that answers right exactly when its prompt holds the question's own scene caption scores 100 %."""
+    from training import eval_lm
+
+    scenes = items[0].image.parents[1]
+    captions = {scenes / row["image"]: row["caption"]
+                for row in map(json.loads, (scenes / "test.jsonl").read_text().splitlines())}
+    questions = vqa_questions(load_scenes(scenes, "test", 4), seed=0)
+    lookup = PromptLookup({SCENE_IN_TEXT.format(caption=captions[item.image], question=qa.question): qa.answer
+                           for item, qa in questions})
+    monkeypatch.setattr("assistant.llm.load_language_model", lambda name: (lookup, lookup))
+    model = tmp_path / "lm"
+    model.mkdir()
+    assert eval_lm.main(["--model", str(model), "--data", str(scenes), "--scenes", "4"]) == 0
+    report = json.loads((model / "context_qa.json").read_text())
+    assert report["overall"] == 1.0 and report["questions"] == 20 and set(report["by_type"].values()) == {1.0}
+    assert len(lookup.prompts) == 20
+    lookup.answers = {prompt.replace("Here is a scene", "A scene"): a for prompt, a in lookup.answers.items()}
+    assert eval_lm.main(["--model", str(model), "--data", str(scenes), "--scenes", "4"]) == 0
+    assert json.loads((model / "context_qa.json").read_text())["overall"] == 0.0  # another prompt, nothing right
 
 
 def test_follow_ups_and_unseen_wordings_score_an_oracle_one_and_a_forgetful_answerer_low(items):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.fake_openai import FakeOpenAI, every_nth
 from data_gen import instruct
 from data_gen.faithfulness import contradictions
 from data_gen.instruct_prompts import TYPES, MalformedReply, parse_reply, teacher_messages
 from data_gen.instruct_records import load_records
 from data_gen.scene_dataset import write_scene_dataset
 from data_gen.teachers import Job, OracleTeacher
-from tests.fake_openai import FakeOpenAI, every_nth
 from training.chat_data import read_chats
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,55 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from assistant.config import write_json_atomic
 from assistant.model import FIRST_STAGE_2, stage_2_folder, stage_2_phases, stage_2_rank
 from training import ship
+from training.build_recipe import RECIPES, STEP_MODULES, BuildError, read_build, recipe_path
 from training.checkpoint import read_state
 
-RECIPES = Path(__file__).parent / "recipes"
 TRAINED_STEPS = ("vq", "clip", "lm", "align", "instruct", "refine")  # each leaves a folder with a checkpoint
 CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph data chats --kind)
-STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "vq": "training.train_vqvae",
-                "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
-                "instruct": "training.train_instruct", "refine": "training.train_instruct",
-                "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}
-
-
-class BuildError(ValueError):
-    """A build recipe that cannot run, or a step that failed."""
-
-
-def recipe_path(name: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    found = RECIPES / f"{name}.yaml"
-    if not found.is_file():
-        known = sorted(p.stem for p in RECIPES.glob("*.yaml")
-                       if isinstance((yaml.safe_load(p.read_text()) or {}).get("steps"), list))
-        raise BuildError(f"no build recipe {name!r}; known: {', '.join(known)} (or pass a .yaml path)")
-    return found
-
-
-def read_build(path: Path, settings: list[str] = ()) -> list[dict]:
-    """The recipe's steps, with `settings` ("STEP.KEY=VALUE", VALUE read as YAML) applied."""
-    if not path.is_file():
-        raise BuildError(f"build recipe {path} does not exist")
-    steps = (yaml.safe_load(path.read_text()) or {}).get("steps")
-    if not isinstance(steps, list) or not all(isinstance(s, dict) and s.get("step") in STEP_MODULES for s in steps):
-        raise BuildError(f"{path} must hold `steps:`, a list of {{step: one of {', '.join(STEP_MODULES)}, ...}}")
-    for setting in settings:
-        target, _, value = setting.partition("=")
-        kind, _, key = target.partition(".")
-        matching = [s for s in steps if s["step"] == kind]
-        if not _ or not key or not matching:
-            raise BuildError(f"--set {setting!r}: write STEP.KEY=VALUE with STEP one of "
-                             f"{', '.join(s['step'] for s in steps)}")
-        for step in matching:
-            step[key.replace("-", "_")] = yaml.safe_load(value)
-    return steps
 
 
 def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from assistant.config import ConfigError, write_json_atomic
-from data_gen.scene_chats import SCENE_IN_TEXT
+from scenes.questions import SCENE_IN_TEXT
 from training.eval_assistant import load_scenes, one_at_a_time, score_vqa, vqa_questions
 
 

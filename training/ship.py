@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="scenes-smollm2", help="the recipe the build ran (its steps are recorded)")
     p.add_argument("--dtype", choices=DTYPES, default="bf16", help="how the weights are stored")
     args = p.parse_args(argv)
-    from training.build import BuildError, read_build, recipe_path
+    from training.build_recipe import BuildError, read_build, recipe_path
 
     try:
         parts = parts_to_ship(args.build, read_build(recipe_path(args.recipe)))
