@@ -6,7 +6,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="glyph-gradio-"))
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,28 @@ def page(browser, app_url):
     yield pg
     context.close()
     assert not outside, f"the page reached beyond this machine: {outside}"
+
+
+@pytest.fixture(scope="session")
+def small_scenes(tmp_path_factory):
+    """(n, seed, holdout) → a scene dataset of 32 px images, written once a session: what the trainers' tests
+    train on."""
+    from data_gen.scene_dataset import write_scene_dataset
+    from scenes.world import SceneConfig
+
+    written = {}
+
+    def scenes(n: int, seed: int, holdout: float):
+        if (n, seed, holdout) not in written:
+            written[n, seed, holdout] = write_scene_dataset(tmp_path_factory.mktemp("scenes") / "scenes", n,
+                                                            seed=seed, config=SceneConfig(image_size=32),
+                                                            holdout=holdout, workers=1)
+        return written[n, seed, holdout]
+
+    return scenes
+
+
+@pytest.fixture(scope="module")
+def scenes(request, small_scenes):
+    """The scene dataset the requesting test module names in SCENES = (n, seed, holdout)."""
+    return small_scenes(*request.module.SCENES)

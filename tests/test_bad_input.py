@@ -35,7 +35,7 @@ from ui.server import Assistant, Limits, create_app
 from glyph import cli
 from tests.web import free_port
 from training import train_align, train_vqvae
-from training.chat_data import read_chats, tokenise_chats
+from training.chat_data import read_chats, tokenize_chats
 from training.image_data import load_images
 from ui import app, terminal
 from ui.chat_tab import Responder
@@ -447,7 +447,7 @@ def test_train_align_names_a_bad_image_row_on_one_line_and_skip_bad_trains_on_th
 def chat_features(model, chats_file) -> dict[str, torch.Tensor]:
     """Image name → (N, D) vision features as stages 1 and 2 train on them; the data's bad rows under "bad"."""
     chats = read_chats([chats_file])
-    data = tokenise_chats(chats, model, max_length=512)
+    data = tokenize_chats(chats, model, max_length=512)
     features = {"bad": [str(b) for b in data.bad]}
     for example in data.examples:
         image = chats.chats[example.chat].messages[0]["content"][0]["path"]

@@ -1,5 +1,6 @@
 """train_lm end to end on tiny chats: a smoke run that loads like a downloaded model, exact resume, bad rows, labels."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from safetensors.torch import load_file
 from assistant.llm import load_language_model
 from assistant.templates import IGNORE_INDEX, render_chat
 from training import train_lm
+from training.chat_data import Example, collate, predicted_tokens, read_chats, text_layout, tokenize_text_chats
 
 TINY_FLAGS = ["--vocab-size", "300", "--hidden-size", "32", "--layers", "2", "--heads", "4", "--kv-heads", "2",
               "--intermediate-size", "64", "--max-length", "128", "--batch-size", "4", "--warmup", "1",
@@ -62,8 +64,8 @@ def test_two_steps_end_to_end_and_the_result_loads_like_a_downloaded_model(chats
     checkpoint = load_file(out / "checkpoint" / "model.safetensors")
     for name, value in model.model.state_dict().items():
         assert torch.equal(value, checkpoint["model." + name]), name
-    # The rendered chat decodes back to the template's text: content and scaffolding tokenised apart lose nothing.
-    rendered = render_chat(chat(0)["messages"], tokenizer, train_lm.text_layout(tokenizer))
+    # The rendered chat decodes back to the template's text: content and scaffolding tokenized apart lose nothing.
+    rendered = render_chat(chat(0)["messages"], tokenizer, text_layout(tokenizer))
     assert tokenizer.decode(rendered.input_ids) == tokenizer.apply_chat_template(chat(0)["messages"], tokenize=False)
 
     assert run(chats, out, "--steps", "2") == 0  # a finished run is not trained again
@@ -109,14 +111,14 @@ def test_bad_rows_are_named_by_row_number_and_skipped_only_when_asked(chats, tmp
     data.write_text("\n".join(rows[:10] + bad + rows[10:]) + "\n")
     assert run(data, tmp_path / "run", "--steps", "1") == 2
     err = capsys.readouterr().err
-    assert "4 bad chat row(s)" in err and "--skip-bad" in err and "Traceback" not in err
-    assert f"{data} row 11: not JSON" in err and f"{data} row 12: no 'messages'" in err
+    assert "4 of 64 chat rows are bad" in err and "--skip-bad" in err and "Traceback" not in err
+    assert f"{data} row 11: not valid JSON" in err and f"{data} row 12: has neither 'messages'" in err
     assert f"{data} row 13: message 0 has an image part" in err and f"{data} row 15: " in err
     assert "more than --max-length 128" in err
     assert not (tmp_path / "run" / train_lm.TOKENIZER_DIR).exists()  # nothing written for a refused run
 
     assert run(data, tmp_path / "run", "--steps", "1", "--skip-bad") == 0
-    assert "skipping 4 bad chat row(s)" in capsys.readouterr().err
+    assert "skipping 4 of 64 chat rows are bad" in capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "report.json").read_text())["steps"] == 1
 
 
@@ -131,40 +133,50 @@ def test_rows_that_datasets_reads_are_checked_too(tmp_path, capsys):
     rows[1]["messages"][1]["content"].append({"type": "image", "image": "drawn.png"})
     data = tmp_path / "parts.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    assert [number for number, _ in train_lm.read_rows(data)] == [1, 2, 3]
-    chats, bad = train_lm.load_chats([data])
-    assert [c.id for c in chats] == ["chat-0", "chat-2"]
+    chats = read_chats([data], text_only=True)
+    assert [c.id for c in chats.chats] == ["chat-0", "chat-2"] and [c.source.row for c in chats.chats] == [1, 3]
     user = chat(0)["messages"][1]["content"]
-    assert chats[0].messages[1] == {"role": "user", "content": [{"type": "text", "text": user}]}
-    assert bad == [(f"{data} row 2", "message 1 has an image part; the language model trains on text only")]
+    assert chats.chats[0].messages[1] == {"role": "user", "content": [{"type": "text", "text": user}]}
+    assert [str(b) for b in chats.bad] == [f"{data} row 2: message 1 has an image part; the language model trains "
+                                           "on text only"]
     assert run(tmp_path / "missing.jsonl", tmp_path / "run", "--steps", "1") == 2
     assert "missing.jsonl does not exist" in capsys.readouterr().err
 
 
-def test_every_real_token_is_supervised_and_padding_is_not():
-    input_ids, labels = train_lm.collate([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_id=0)
-    assert torch.equal(input_ids, torch.tensor([[5, 6, 7], [8, 0, 0]]))
-    assert torch.equal(labels, torch.tensor([[5, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]))
+def two_chats(tmp_path) -> Path:
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps(chat(i)) + "\n" for i in (0, 1)))
+    return path
+
+
+def test_every_real_token_is_supervised_and_padding_is_not(tmp_path):
+    batch = collate([Example(torch.tensor([5, 6, 7]), torch.tensor([5, 6, 7]), [], 0),
+                     Example(torch.tensor([8]), torch.tensor([8]), [], 1)], pad_id=0, features=None)
+    assert torch.equal(batch["input_ids"], torch.tensor([[5, 6, 7], [8, 0, 0]]))
+    assert torch.equal(batch["labels"], torch.tensor([[5, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]))
 
     tokenizer = train_lm.train_tokenizer([t for i in range(20) for m in chat(i)["messages"] for t in [m["content"]]],
                                          300, 128)
-    rendered = [render_chat(chat(i)["messages"], tokenizer, train_lm.text_layout(tokenizer)).input_ids for i in (0, 1)]
-    input_ids, labels = train_lm.collate(rendered, tokenizer.pad_token_id)
+    rendered = [render_chat(chat(i)["messages"], tokenizer, text_layout(tokenizer)).input_ids for i in (0, 1)]
+    data = tokenize_text_chats(read_chats([two_chats(tmp_path)], text_only=True), tokenizer, 128, supervise="all")
+    assert not data.bad and [e.input_ids.tolist() for e in data.examples] == [ids.tolist() for ids in rendered]
+    labels = collate(data.examples, tokenizer.pad_token_id, None)["labels"]
     for row, ids in enumerate(rendered):  # the system and user turns and the template too: plain LM pretraining
         assert torch.equal(labels[row, :len(ids)], ids) and (labels[row, len(ids):] == IGNORE_INDEX).all()
     text = tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX])
     assert text == tokenizer.apply_chat_template(chat(0)["messages"], tokenize=False)
 
 
-def test_supervise_assistant_trains_only_on_the_replies():
+def test_supervise_assistant_trains_only_on_the_replies(tmp_path):
     tokenizer = train_lm.train_tokenizer([t for i in range(20) for m in chat(i)["messages"] for t in [m["content"]]],
                                          300, 128)
-    chats = [train_lm.Chat(str(i), chat(i)["messages"], f"row {i}") for i in (0, 1)]
-    assert train_lm.tokenize_chats(chats, tokenizer, 128, supervise="assistant") == []
-    input_ids, labels = train_lm.collate([c.ids for c in chats], tokenizer.pad_token_id, [c.labels for c in chats])
+    data = tokenize_text_chats(read_chats([two_chats(tmp_path)], text_only=True), tokenizer, 128,
+                               supervise="assistant")
+    assert not data.bad and len(data.examples) == 2
+    labels = collate(data.examples, tokenizer.pad_token_id, None)["labels"]
     replies = [m["content"] for m in chat(0)["messages"] if m["role"] == "assistant"]
     assert tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX]) == "".join(r + "<|im_end|>" for r in replies)
-    assert train_lm.predicted_tokens([c.labels for c in chats]) == int((labels[:, 1:] != IGNORE_INDEX).sum())
+    assert predicted_tokens(data.examples) == int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def test_gradient_accumulation_gives_the_same_loss_and_gradients():
@@ -175,7 +187,7 @@ def test_gradient_accumulation_gives_the_same_loss_and_gradients():
               "pad_token_id": 0}
     model = train_lm.build_lm(config)
     sequences = [torch.randint(3, 50, (n,)) for n in (5, 9, 3, 7)]
-    chats = [train_lm.Chat(str(i), [], "", ids, ids.clone()) for i, ids in enumerate(sequences)]
+    chats = [Example(ids, ids.clone(), [], i) for i, ids in enumerate(sequences)]
     chats[1].labels[:5] = IGNORE_INDEX  # a prompt left out, as --supervise assistant does: the micro-batches'
     chats[3].labels[:2] = IGNORE_INDEX  # shares of the loss must still weigh every supervised token alike
     accelerator = Accelerator(cpu=True)
@@ -190,15 +202,9 @@ def test_gradient_accumulation_gives_the_same_loss_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_batches_are_fixed_by_the_step_and_cover_each_epoch():
-    epoch = [train_lm.batch_indices(step, 4, 10, seed=0) for step in range(2)]
-    assert len(set(torch.cat(epoch).tolist())) == 8
-    assert torch.equal(train_lm.batch_indices(5, 4, 10, seed=0), train_lm.batch_indices(5, 4, 10, seed=0))
-
-
 def test_held_out_chats_are_fixed_by_their_ids():
-    chats = [train_lm.Chat(f"c{i}", [], f"row {i}") for i in range(100)]
-    train, held = train_lm.split_held_out(chats, 0.02)
+    ids = [f"c{i}" for i in range(100)]
+    train, held = train_lm.split_held_out(ids, ids, 0.02)  # the examples here are their ids
     assert len(held) == 2 and len(train) == 98
-    _, again = train_lm.split_held_out(list(reversed(chats)), 0.02)
-    assert {c.id for c in held} == {c.id for c in again}
+    _, again = train_lm.split_held_out(ids[::-1], ids[::-1], 0.02)
+    assert set(held) == set(again)

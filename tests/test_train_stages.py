@@ -18,7 +18,7 @@ from data_gen.scene_dataset import write_scene_dataset
 from tests.tiny_parts import assistant_config, build_parts
 from training import train_align, train_instruct
 from training.assistant_stage import set_trainable
-from training.chat_data import ChatDataError, collate, read_chats, tokenise_chats
+from training.chat_data import ChatDataError, collate, read_chats, tokenize_chats
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_collator_pads_and_supervises_only_the_assistant(world, model, tmp_path)
     (tmp_path / "a.png").write_bytes(source.read_bytes())
     file = tmp_path / "chats.jsonl"
     file.write_text(json.dumps(chat) + "\n" + json.dumps(short) + "\n")
-    data = tokenise_chats(read_chats([file]), model, max_length=256)
+    data = tokenize_chats(read_chats([file]), model, max_length=256)
     assert not data.bad and len(data.examples) == 2
     batch = collate(data.examples, model.tokenizer.pad_token_id, data.features)
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
@@ -97,7 +97,7 @@ def test_bad_rows_are_named_then_fail_or_are_skipped(world, model, tmp_path):
         {"role": "assistant", "content": "x"}]})] + [json.dumps({"conversations": "nope"})]
     file = world["instruct"].parent / "bad.jsonl"
     file.write_text("\n".join(lines) + "\n")
-    data = tokenise_chats(read_chats([file]), model, max_length=512)
+    data = tokenize_chats(read_chats([file]), model, max_length=512)
     assert [b.row for b in data.bad] == [3, 6, 7]
     with pytest.raises(ChatDataError, match=r"3 of 7 chat rows are bad:\n.*row 3: not valid JSON"):
         data.raise_or_report(skip_bad=False)

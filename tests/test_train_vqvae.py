@@ -9,8 +9,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from assistant.vq import VQModel
-from data_gen.scene_dataset import write_scene_dataset
-from scenes.world import SceneConfig
 from training import train_vqvae
 from training.eval_vq import main as eval_main
 from training.image_data import FOLDER_HOLDOUT, _hash_fraction
@@ -18,12 +16,7 @@ from training.image_data import FOLDER_HOLDOUT, _hash_fraction
 TINY_FLAGS = ["--image-size", "32", "--downsample", "8", "--stem", "2", "--channels", "16,32,32", "--groups", "8",
               "--codebook-size", "16", "--code-dim", "4", "--encoder-blocks", "1", "--decoder-blocks", "1",
               "--batch-size", "4", "--eval-images", "6", "--log-every", "1", "--sample-every", "2"]
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    return write_scene_dataset(tmp_path_factory.mktemp("vq") / "scenes", 60, seed=3,
-                               config=SceneConfig(image_size=32), holdout=0.2, workers=1)
+SCENES = (60, 3, 0.2)  # the scene dataset (n, seed, holdout) of conftest's `scenes` fixture
 
 
 def run(scenes, out, *extra):
@@ -38,12 +31,25 @@ def test_two_steps_end_to_end(scenes, tmp_path, capsys):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["steps"] == 2 and report["held_out"]["images"] == 6
     assert 0 <= report["held_out"]["parser_agreement"] <= 1 and report["held_out"]["psnr_db"] > 0
-    for picture in ("report.png", "curves.png", "samples/step_000002.png"):
-        assert Image.open(run_dir / picture).width > 100, picture
+    # The 6 held-out originals above their reconstructions: one row of 8 tiles of 32 px + 2 px gaps, 3× enlarged.
+    for picture in ("report.png", "samples/step_000002.png"):
+        assert Image.open(run_dir / picture).size == (3 * (8 * 34 + 2), 3 * (2 * 34 + 2)), picture
+    assert Image.open(run_dir / "curves.png").width > 100
     assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
     # A finished run is not trained again.
     assert run(scenes, tmp_path / "run", "--steps", "2") == 0
     assert "already trained" in capsys.readouterr().out
+
+
+def test_more_training_reconstructs_the_held_out_images_better(scenes, tmp_path):
+    reports = {}
+    for steps in (2, 50):
+        assert run(scenes, tmp_path / str(steps), "--steps", str(steps), "--warmup", "5", "--sample-every", "50",
+                   "--log-every", "10") == 0
+        reports[steps] = json.loads((tmp_path / str(steps) / "report.json").read_text())["held_out"]
+    assert reports[50]["psnr_db"] > reports[2]["psnr_db"] + 3, reports  # on images it never trained on
+    history = json.loads((tmp_path / "50" / "checkpoint" / "state.json").read_text())["history"]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"], history
 
 
 def test_a_killed_run_resumes_and_ends_where_an_unbroken_run_ends(scenes, tmp_path, monkeypatch):
@@ -56,9 +62,7 @@ def test_a_killed_run_resumes_and_ends_where_an_unbroken_run_ends(scenes, tmp_pa
         return real_batch(images, step, args, device)
 
     monkeypatch.setattr(train_vqvae, "training_batch", killed_at_step_3)
-    with pytest.raises(SystemExit) as stopped:
-        run(scenes, tmp_path / "broken", "--steps", "5")
-    assert stopped.value.code == 130
+    assert run(scenes, tmp_path / "broken", "--steps", "5") == 130  # Ctrl+C's exit status
     state = json.loads((tmp_path / "broken" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 3 and not (tmp_path / "broken" / "model.safetensors").exists()
     monkeypatch.setattr(train_vqvae, "training_batch", real_batch)
@@ -82,8 +86,7 @@ def test_a_damaged_checkpoint_is_one_clear_error_and_overwrite_recovers(scenes, 
         return real_batch(images, step, args, device)
 
     monkeypatch.setattr(train_vqvae, "training_batch", killed_at_step_2)
-    with pytest.raises(SystemExit):
-        run(scenes, tmp_path / "run", "--steps", "3")
+    assert run(scenes, tmp_path / "run", "--steps", "3") == 130
     monkeypatch.setattr(train_vqvae, "training_batch", real_batch)
     checkpoint = tmp_path / "run" / "checkpoint"
     if damage == "truncated weights":

@@ -1,6 +1,6 @@
 """What stage 1 (alignment) and stage 2 (instruction tuning) share: options, model set-up, the loop, outputs.
 
-    run(argv, stage=1)   # what training.train_align's main does; training.train_instruct's passes stage=2
+    main(argv, stage=1)   # what training.train_align's main does; training.train_instruct's passes stage=2
 
 Trainable per stage (everything else is frozen: the vision tower, the LLM's own weights, the VQ-VAE):
 
@@ -10,7 +10,8 @@ Trainable per stage (everything else is frozen: the vision tower, the LLM's own 
 Batches: `--batch-size` chats per optimizer step over all processes together, split into
 `--grad-accum` micro-batches per process. Which chats form step s's batch depends only on (seed, s),
 so a resumed run trains on exactly the batches the uninterrupted run would have. Within an epoch, chats
-of similar length are batched together (as transformers' group_by_length) to waste less on padding.
+of similar length are batched together (training.batches.LengthGroupedBatches) to waste less on padding.
+The run itself (resume, checkpoints, log rows, Ctrl+C, --stop-after) is training.run's.
 
 Writes into --out: the assistant (config.json, model.safetensors, adapter/ in stage 2) at the end;
 checkpoint/ (trainable weights, optimizer, step) to resume from; logs/ (TensorBoard); samples/step_*.png
@@ -22,14 +23,11 @@ import argparse
 import contextlib
 import math
 import os
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import torch
 from accelerate import DistributedDataParallelKwargs
-from tqdm import tqdm
 
 from assistant.config import (
     PROJECTORS,
@@ -40,29 +38,35 @@ from assistant.config import (
     VisionConfig,
     write_json_atomic,
 )
-from assistant.templates import IGNORE_INDEX
-from training.chat_data import ChatData, ChatDataError, Chats, collate, read_chats, tokenise_chats
-from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
+from training.batches import LengthGroupedBatches
+from training.chat_data import (
+    ChatData,
+    ChatDataError,
+    Chats,
+    Example,
+    collate,
+    held_out_loss,
+    read_chats,
+    tokenize_chats,
+)
+from training.harness import add_run_options, start_accelerator, trainer_parser
 from training.pictures import loss_curves, save_png_atomic
-from training.precision import PRECISIONS
-from training.recipe import RecipeError, parse_with_recipe
-from training.schedule import cosine_with_warmup
+from training.recipe import parse_with_recipe
+from training.run import Run, already_trained, per_process, previous_state, trainer_main
+from training.schedule import adamw
 
 DEFAULT_CACHE = Path(os.environ.get("GLYPH_CACHE", ".cache/glyph")) / "features"
-GROUP_CHUNK = 16  # batches' worth of chats sorted by length together
+STAGE_NAMES = {1: "align", 2: "instruct"}
+HELD_OUT_BATCH = 16  # chats a batch when computing the held-out loss
 
 
 def build_parser(stage: int) -> argparse.ArgumentParser:
-    name = {1: "align", 2: "instruct"}[stage]
-    p = argparse.ArgumentParser(prog=f"glyph train {name}", description=f"stage {stage}: " + (
+    p = trainer_parser(STAGE_NAMES[stage], f"stage {stage}: " + (
         "align the projector and image vocabulary (LLM and vision tower frozen)" if stage == 1 else
-        "instruction-tune with LoRA, the projector and the image vocabulary"))
-    p.add_argument("--data", required=True, nargs="+", help="LLaVA JSON or messages JSONL file(s)")
+        "instruction-tune with LoRA, the projector and the image vocabulary"),
+        "LLaVA JSON or messages JSONL file(s)", "run directory: the assistant, checkpoint, samples, report",
+        "skip bad rows (they are counted and listed)", nargs="+")
     p.add_argument("--image-folder", default=None, help="relative image paths start here (default: each file's folder)")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--overwrite", action="store_true", help="delete --out and train from scratch")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad rows (they are counted and listed)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="vision features and VQ codes, per file")
     if stage == 1:
         parts = p.add_argument_group("the frozen parts (stage 1 builds the assistant from them)")
@@ -96,12 +100,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     train.add_argument("--warmup-ratio", type=float, default=0.03)
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--max-length", type=int, default=512, help="longer chats are bad rows")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto")
-    train.add_argument("--seed", type=int, default=0)
     every = p.add_argument_group("outputs")
-    every.add_argument("--log-every", type=int, default=10)
+    add_run_options(train, every, log_every=10, save_every=100)
     every.add_argument("--sample-every", type=int, default=0, help="held-out loss and samples; 0: at the end")
-    add_save_options(every, 100)
     every.add_argument("--samples", type=int, default=6, help="held-out questions and drawings in each sheet")
     every.add_argument("--holdout", type=int, default=64, help="chats held out for the loss and the samples")
     every.add_argument("--stop-after", type=int, default=0, help="stop (with a checkpoint) after this many steps")
@@ -178,74 +179,13 @@ def trainable_counts(model) -> dict:
             "frozen_vision": count(model.vision_tower, False)}
 
 
-# ---- batches ---------------------------------------------------------------------------------------------
-
-class BatchPlan:
-    """Step → chat indices, fixed by the seed: a permutation per epoch, grouped by length, batches shuffled."""
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
-        self.lengths, self.batch_size, self.seed = torch.tensor(lengths), batch_size, seed
-        self.per_epoch = len(lengths) // batch_size
-        self._epoch, self._batches = -1, []
-
-    def __call__(self, step: int) -> torch.Tensor:
-        epoch, offset = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._batches = epoch, self._plan(epoch)
-        return self._batches[offset]
-
-    def _plan(self, epoch: int) -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.lengths), generator=generator)[:self.per_epoch * self.batch_size]
-        chunk = self.batch_size * GROUP_CHUNK
-        batches = []
-        for start in range(0, len(order), chunk):
-            part = order[start:start + chunk]
-            part = part[self.lengths[part].argsort(stable=True)]
-            batches += list(part.split(self.batch_size))
-        shuffle = torch.randperm(len(batches), generator=generator)
-        return [batches[i] for i in shuffle]
-
+# ---- the data --------------------------------------------------------------------------------------------
 
 def split_holdout(data: ChatData, count: int, seed: int) -> tuple[list[int], list[int]]:
     """(training indices, held-out indices) of data.examples."""
     count = min(count, max(1, len(data.examples) // 20))
     order = torch.randperm(len(data.examples), generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[count:]), sorted(order[:count])
-
-
-# ---- the loop --------------------------------------------------------------------------------------------
-
-def run(argv: list[str] | None, stage: int) -> int:
-    name = {1: "align", 2: "instruct"}[stage]
-    try:
-        args = parse_with_recipe(build_parser(stage), argv)
-        state = _prepare_out(args)
-        if already_trained(state, args.out):
-            return 0
-        chats = read_chats(args.data, args.image_folder)
-        torch.manual_seed(args.seed)  # the fresh projector, rows and LoRA start the same in every run
-        model = build_model(args, stage)
-        data = tokenise_chats(chats, model, args.max_length, args.cache_dir)
-        data.raise_or_report(args.skip_bad)
-    except (ChatDataError, ConfigError, RecipeError, ValueError, OSError) as error:
-        print(f"glyph train {name}: {error}", file=sys.stderr)
-        return 2
-    try:
-        return train_loop(args, stage, model, data, chats, state)
-    except CheckpointError as error:
-        print(f"glyph train {name}: {error}", file=sys.stderr)
-        return 2
-
-
-def _prepare_out(args: argparse.Namespace) -> dict | None:
-    if args.overwrite and args.out.exists():
-        import shutil
-
-        shutil.rmtree(args.out)
-    if args.batch_size < 1 or args.grad_accum < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} and --grad-accum {args.grad_accum} must be ≥ 1")
-    return read_state(args.out / "checkpoint")
 
 
 def total_steps(args: argparse.Namespace, train_size: int) -> int:
@@ -256,123 +196,94 @@ def total_steps(args: argparse.Namespace, train_size: int) -> int:
     return max(1, math.ceil(args.epochs * (train_size // args.batch_size)))
 
 
-def train_loop(args, stage: int, model, data: ChatData, chats: Chats, state: dict | None) -> int:
-    name = {1: "align", 2: "instruct"}[stage]
+# ---- the loop --------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None, stage: int) -> int:
+    return trainer_main(STAGE_NAMES[stage], lambda: prepare(argv, stage), train_loop)
+
+
+def prepare(argv: list[str] | None, stage: int) -> tuple | None:
+    """Everything train_loop takes: options, the model, the tokenized chats and their split, the steps; None when
+    --out is already trained."""
+    args = parse_with_recipe(build_parser(stage), argv)
+    if args.batch_size < 1 or args.grad_accum < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} and --grad-accum {args.grad_accum} must be ≥ 1")
+    if already_trained(previous_state(args), args.out):
+        return None
+    chats = read_chats(args.data, args.image_folder)
+    torch.manual_seed(args.seed)  # the fresh projector, rows and LoRA start the same in every run
+    model = build_model(args, stage)
+    data = tokenize_chats(chats, model, args.max_length, args.cache_dir)
+    data.raise_or_report(args.skip_bad)
+    train_ids, held_ids = split_holdout(data, args.holdout, args.seed)
+    return args, stage, model, data, chats, train_ids, held_ids, total_steps(args, len(train_ids))
+
+
+def train_loop(args, stage: int, model, data: ChatData, chats: Chats, train_ids: list[int], held_ids: list[int],
+               steps: int) -> int:
+    name = STAGE_NAMES[stage]
     accelerator, precision = start_accelerator(
         args.precision, args.out, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
-    micro, left = divmod(args.batch_size, world * args.grad_accum)
-    if left or micro < 1:
-        print(f"glyph train {name}: --batch-size {args.batch_size} does not split into {world} process(es) × "
-              f"--grad-accum {args.grad_accum} micro-batches", file=sys.stderr)
-        return 2
-    train_ids, held_ids = split_holdout(data, args.holdout, args.seed)
-    try:
-        steps = total_steps(args, len(train_ids))
-    except ChatDataError as error:
-        print(f"glyph train {name}: {error}", file=sys.stderr)
-        return 2
+    per_process(args.batch_size, world, args.grad_accum)
     torch.manual_seed(args.seed)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.999),
-                                  fused=True)
-    scheduler = cosine_with_warmup(optimizer, round(args.warmup_ratio * steps), steps)
-    state = load_checkpoint(args.out / "checkpoint", model, optimizer, scheduler, only_trainable=True) or {
-        "step": 0, "history": [], "evals": [], "seconds": 0.0, "stage": stage}
-    if state["step"]:
-        print(f"resuming {args.out} from step {state['step']} of {steps}")
+    optimizer = adamw(model, args.lr, args.weight_decay, betas=(0.9, 0.999))
+    run = Run.resume(args, name, accelerator, model, optimizer, round(args.warmup_ratio * steps), steps,
+                     stop_after=args.stop_after, only_trainable=True, fresh={"stage": stage})
     counts = trainable_counts(model)
     if precision == "bf16":
         store_frozen_layers_in(model, torch.bfloat16)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.init_trackers(name, config={k: str(v) for k, v in vars(args).items()})
-    plan = BatchPlan([len(data.examples[i].input_ids) for i in train_ids], args.batch_size, args.seed)
-    pad_id = accelerator.unwrap_model(model).tokenizer.pad_token_id
+    model, optimizer = run.prepare(model, optimizer)
+    plan = LengthGroupedBatches([len(data.examples[i].input_ids) for i in train_ids], args.batch_size, args.seed)
+    pad_id = run.inner_model.tokenizer.pad_token_id
     print(f"stage {stage} ({name}): {len(train_ids)} chats ({len(held_ids)} held out), {steps} steps of "
           f"{args.batch_size}, trainable {_millions(counts, ('projector', 'image_vocabulary', 'lora'))}, "
           f"precision {'bf16' if precision == 'bf16' else 'fp32'}")
-
-    progress = tqdm(total=steps, initial=state["step"], desc=name, unit="step")
-    started, started_step, earlier = time.perf_counter(), state["step"], state["seconds"]
     tokens_seen = 0
 
-    def save() -> None:
-        state["seconds"] = earlier + time.perf_counter() - started
-        if accelerator.is_main_process:
-            save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state,
-                            only_trainable=True)
-
     def held_out_and_samples() -> None:
-        if not accelerator.is_main_process:
-            return
-        inner = accelerator.unwrap_model(model)
-        row = {"step": state["step"], "held_out_loss": held_out_loss(inner, data, held_ids, pad_id, accelerator)}
-        state["evals"].append(row)
-        accelerator.log(row, step=state["step"])
-        with accelerator.autocast():  # the frozen layers may be bf16 (store_frozen_layers_in)
-            sheet = write_samples(inner, [chats.chats[data.examples[i].chat] for i in held_ids], args.samples,
-                                  args.out / "samples" / f"step_{state['step']:06d}.png")
-        progress.write(f"step {state['step']}: held-out loss {row['held_out_loss']:.3f}; samples in {sheet}")
+        evaluate(run, [data.examples[i] for i in held_ids], data.features, pad_id,
+                 [chats.chats[data.examples[i].chat] for i in held_ids], args)
 
-    try:
-        for step in range(state["step"], steps):
+    with run.interruptible():
+        for step in run.steps():
             model.train()
-            chosen = [train_ids[i] for i in plan(step)[rank::world].tolist()]
-            loss_sum, tokens = 0.0, 0
-            for index, part in enumerate(_split(chosen, args.grad_accum)):
-                batch = collate([data.examples[i] for i in part], pad_id, data.features)
-                last = index == args.grad_accum - 1
-                with accelerator.no_sync(model) if not last else contextlib.nullcontext():
-                    with accelerator.autocast():
-                        loss = _forward(model, batch, accelerator.device)
-                    accelerator.backward(loss / args.grad_accum)
-                loss_sum += float(loss.detach()) / args.grad_accum
-                tokens += int(batch["attention_mask"].sum())
-            accelerator.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] = step + 1
+            chosen = [data.examples[train_ids[i]] for i in plan(step)[rank::world].tolist()]
+            loss, tokens = train_step(accelerator, model, chosen, args.grad_accum, pad_id, data.features)
+            run.optimizer_step()
             tokens_seen += tokens * world
-            if state["step"] % args.log_every == 0 or state["step"] == steps:
-                elapsed = time.perf_counter() - started
-                row = {"step": state["step"], "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
-                       "chats_per_s": (state["step"] - started_step) * args.batch_size / elapsed,
-                       "tokens_per_s": tokens_seen / elapsed}
-                state["history"].append(row)
-                accelerator.log(row, step=state["step"])
-                progress.set_postfix(loss=f"{loss_sum:.3f}", chats_s=f"{row['chats_per_s']:.1f}",
-                                     tok_s=f"{row['tokens_per_s']:.0f}")
-            progress.update(1)
-            if args.sample_every and state["step"] % args.sample_every == 0 and state["step"] < steps:
+            if run.log_due():
+                row = {"step": run.step, "loss": loss, "lr": run.lr(), "chats_per_s": run.per_second(args.batch_size),
+                       "tokens_per_s": tokens_seen / run.seconds_this_run()}
+                run.log(row, loss=f"{loss:.3f}", chats_s=f"{row['chats_per_s']:.1f}",
+                        tok_s=f"{row['tokens_per_s']:.0f}")
+            if run.due(args.sample_every):
                 held_out_and_samples()
-            if saving.due(state["step"]):
-                save()
-            if args.stop_after and state["step"] - started_step >= args.stop_after and state["step"] < steps:
-                save()
-                progress.close()
-                print(f"stopped after {args.stop_after} steps at step {state['step']}; the same command resumes")
-                return 0
-    except KeyboardInterrupt:
-        save()
-        progress.close()
-        print(f"\nstopped at step {state['step']}; the same command resumes from there", file=sys.stderr)
-        return 130
-    progress.close()
-    held_out_and_samples()
-    state["seconds"] = earlier + time.perf_counter() - started
-    if accelerator.is_main_process:
-        finish(args, accelerator.unwrap_model(model), state, counts, precision, len(train_ids), steps)
-    state["finished"] = True
-    save()
-    accelerator.end_training()
-    return 0
+            run.end_step()
+    return run.finish(lambda: finish(args, run.inner_model, run.state, counts, precision, len(train_ids), steps),
+                      evaluate=held_out_and_samples)
 
 
-def _split(indices: list[int], parts: int) -> list[list[int]]:
-    size = len(indices) // parts
-    return [indices[i * size:(i + 1) * size] for i in range(parts)]
+def train_step(accelerator, model, batch: list[Example], grad_accum: int, pad_id: int,
+               features: torch.Tensor | None) -> tuple[float, int]:
+    """Forward and backward over this process's share of the batch in `grad_accum` micro-batches, each one's mean
+    loss weighing alike; returns (the batch's loss, its real tokens)."""
+    loss_sum, tokens = 0.0, 0
+    for index, part in enumerate(_split(batch, grad_accum)):
+        collated = collate(part, pad_id, features)
+        last = index == grad_accum - 1
+        with accelerator.no_sync(model) if not last else contextlib.nullcontext():
+            with accelerator.autocast():
+                loss = _forward(model, collated, accelerator.device)
+            accelerator.backward(loss / grad_accum)
+        loss_sum += float(loss.detach()) / grad_accum
+        tokens += int(collated["attention_mask"].sum())
+    return loss_sum, tokens
+
+
+def _split(items: list, parts: int) -> list[list]:
+    size = len(items) // parts
+    return [items[i * size:(i + 1) * size] for i in range(parts)]
 
 
 def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -384,17 +295,19 @@ def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
     return out.loss
 
 
-@torch.no_grad()
-def held_out_loss(model, data: ChatData, held_ids: list[int], pad_id: int, accelerator, batch: int = 16) -> float:
+def evaluate(run: Run, held_out: list[Example], features: torch.Tensor | None, pad_id: int, held_chats: list,
+             args: argparse.Namespace) -> None:
+    """The held-out loss (kept in the run's evals) and a sheet of samples; by the main process."""
+    if not run.accelerator.is_main_process:
+        return
+    model, device = run.inner_model, run.accelerator.device
     model.eval()
-    total, weight = 0.0, 0
-    for start in range(0, len(held_ids), batch):
-        part = collate([data.examples[i] for i in held_ids[start:start + batch]], pad_id, data.features)
-        supervised = int((part["labels"][:, 1:] != IGNORE_INDEX).sum())
-        with accelerator.autocast():
-            total += float(_forward(model, part, accelerator.device)) * supervised
-        weight += supervised
-    return total / max(1, weight)
+    with run.accelerator.autocast():  # the frozen layers may be bf16 (store_frozen_layers_in)
+        loss = held_out_loss(held_out, HELD_OUT_BATCH, pad_id, features, lambda batch, _: _forward(model, batch, device))
+        row = {"step": run.step, "held_out_loss": loss}
+        run.log_eval(row, row)
+        sheet = write_samples(model, held_chats, args.samples, args.out / "samples" / f"step_{run.step:06d}.png")
+    run.say(f"step {run.step}: held-out loss {loss:.3f}; samples in {sheet}")
 
 
 # ---- pictures and report -------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Chat data for stages 1 and 2: LLaVA JSON or messages JSONL, read with `datasets`, checked, tokenised, batched.
+"""Chat data for every stage: LLaVA JSON or messages JSONL, read with `datasets`, checked, tokenized, batched.
 
     chats = read_chats(["data/chats/instruct.jsonl"], image_folder=None)        # normalised; bad rows listed
-    data = tokenise_chats(chats, model, cache_dir=".cache/glyph/features")      # ids, labels, image table
+    data = tokenize_chats(chats, model, 512, cache_dir=".cache/glyph/features")  # stages 1, 2: ids, labels, images
+    data = tokenize_text_chats(read_chats(files, text_only=True), tokenizer, 512)  # stage 0's language model
     data.raise_or_report(skip_bad=False)                                        # never silently
     batch = collate([data.examples[i] for i in chosen], pad_id, data.features)  # padded tensors
+    loss = held_out_loss(examples, 16, pad_id, data.features, loss_of)          # per supervised token
 
 Two formats, told apart by their fields:
 
@@ -13,14 +15,14 @@ Two formats, told apart by their fields:
 - Hugging Face messages JSONL: `{"messages": [{"role": "user", "content": [{"type": "image", "path": "1.png"},
   {"type": "text", "text": "What is this?"}]}, ...]}`. An image part names its file by `path` (or `image`),
   or takes the next entry of the row's `images` list. An image in an assistant turn is one the assistant
-  draws: it is tokenised with the VQ-VAE into codes.
+  draws: it is tokenized with the VQ-VAE into codes.
 
 Relative image paths are resolved against `image_folder` (LLaVA's `--image_folder`), by default the data
 file's folder. Input images become vision features and drawn images become VQ codes, each computed once per
 file and cached on disk under `cache_dir`, keyed by the model that made them and the file's size and time.
 
-Bad rows (malformed, an unknown role, a missing or unreadable image, longer than the context) are counted
-with their file and row number; `raise_or_report` fails naming them, or with skip_bad=True prints them and
+Bad rows (malformed, an unknown role, a missing or unreadable image, nothing to learn from, longer than the
+context; any image at all with text_only=True) are counted with their file and row number; `raise_or_report` fails naming them, or with skip_bad=True prints them and
 trains on the rest.
 """
 from __future__ import annotations
@@ -29,6 +31,8 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +45,7 @@ from tqdm import tqdm
 
 from assistant.images import load_image
 from assistant.pixels import to_tensor
-from assistant.templates import IGNORE_INDEX, TemplateError, render_chat
+from assistant.templates import IGNORE_INDEX, ImageLayout, TemplateError, render_chat
 
 LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 IMAGE_TOKEN = "<image>"
@@ -67,6 +71,7 @@ class Chat:
     """One conversation, normalised: image parts hold resolved paths ({"type": "image", "path": Path})."""
     source: BadRow  # where it came from (reason unused), to name it if it turns out bad later
     messages: list[dict]
+    id: str  # the row's "id", else "FILE row N"
 
 
 @dataclass
@@ -77,7 +82,8 @@ class Chats:
 
 # ---- reading ------------------------------------------------------------------------------------------------
 
-def read_chats(paths: list[str | Path], image_folder: str | Path | None = None) -> Chats:
+def read_chats(paths: list[str | Path], image_folder: str | Path | None = None, text_only: bool = False) -> Chats:
+    """The chats of every file, in order, and the bad rows. text_only: a row with an image is bad (stage 0)."""
     result = Chats()
     for path in map(Path, paths):
         if not path.is_file():
@@ -88,9 +94,14 @@ def read_chats(paths: list[str | Path], image_folder: str | Path | None = None) 
         for number, row in rows:
             source = BadRow(str(path), number, "")
             try:
-                result.chats.append(Chat(source, _normalise(row, folder)))
+                if text_only:
+                    _refuse_images(row)
+                messages = _normalise(row, folder)
             except ChatDataError as error:
                 result.bad.append(BadRow(str(path), number, str(error)))
+                continue
+            chat_id = str(row["id"]) if row.get("id") is not None else f"{path} row {number}"
+            result.chats.append(Chat(source, messages, chat_id))
     return result
 
 
@@ -101,10 +112,18 @@ def _load_rows(path: Path) -> tuple[list[tuple[int, dict]], list[BadRow]]:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a file it cannot parse is named below, by line
     try:
-        table = datasets.load_dataset("json", data_files=str(path), split="train")
-        return list(enumerate(table.to_list(), start=1)), []
+        with tempfile.TemporaryDirectory(prefix="glyph-chats-") as cache:  # nothing left in ~/.cache
+            rows = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=cache).to_list()
     except Exception:  # noqa: BLE001 (datasets raises many kinds; the line-by-line pass names the real problem)
         return _rows_line_by_line(path)
+    text = path.read_text(errors="replace")
+    if not text.lstrip().startswith("[") and len(rows) != len([line for line in _lines(text) if line.strip()]):
+        return _rows_line_by_line(path)  # datasets' and our idea of a JSONL row differ (blank lines): trust lines
+    return list(enumerate(rows, start=1)), []
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n")  # not splitlines: JSON strings may hold U+2028 and co.
 
 
 def _rows_line_by_line(path: Path) -> tuple[list[tuple[int, dict]], list[BadRow]]:
@@ -116,7 +135,7 @@ def _rows_line_by_line(path: Path) -> tuple[list[tuple[int, dict]], list[BadRow]
             raise ChatDataError(f"{path} is not valid JSON ({error}); fix the file") from error
         return [(i, row) for i, row in enumerate(array, start=1)], []
     rows, bad = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -135,9 +154,21 @@ def _normalise(row, folder: Path) -> list[dict]:
         messages = _from_llava(row, folder)
     else:
         raise ChatDataError("has neither 'messages' (HF format) nor 'conversations' (LLaVA format)")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise ChatDataError("has no assistant turn to learn from")
     return messages
+
+
+def _refuse_images(row) -> None:
+    """Stage 0's language model trains on text only: name the first message with an image, before any image
+    file is looked for."""
+    if not isinstance(row, dict):
+        return  # _normalise names it
+    if row.get("image") or row.get("images"):
+        raise ChatDataError("has an image; the language model trains on text only")
+    messages = row.get("messages")
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image" for p in content):
+            raise ChatDataError(f"message {index} has an image part; the language model trains on text only")
 
 
 def _from_messages(messages, images: list, folder: Path) -> list[dict]:
@@ -297,7 +328,7 @@ def vq_fingerprint(model) -> str:
     return fingerprint(json.dumps(model.vq.config.to_dict(), sort_keys=True), Path(model.config.vq) / "model.safetensors")
 
 
-# ---- tokenising -------------------------------------------------------------------------------------------
+# ---- tokenizing -------------------------------------------------------------------------------------------
 
 @dataclass
 class Example:
@@ -327,7 +358,7 @@ class ChatData:
             raise ChatDataError("no good chat rows are left to train on")
 
 
-def tokenise_chats(chats: Chats, model, max_length: int, cache_dir: Path | None = None) -> ChatData:
+def tokenize_chats(chats: Chats, model, max_length: int, cache_dir: Path | None = None) -> ChatData:
     """Token ids and labels for every chat, vision features for input images, VQ codes for drawn ones."""
     inputs, drawn = _image_paths(chats)
     cache = (lambda name: cache_dir / name) if cache_dir is not None else (lambda name: None)
@@ -341,7 +372,7 @@ def tokenise_chats(chats: Chats, model, max_length: int, cache_dir: Path | None 
     examples, bad = [], list(chats.bad)
     for number, chat in enumerate(chats.chats):
         try:
-            examples.append(_tokenise(chat, number, model, max_length, feature_rows, codes, code_rows, failed))
+            examples.append(_tokenize(chat, number, model, max_length, feature_rows, codes, code_rows, failed))
         except (ChatDataError, TemplateError) as error:
             bad.append(BadRow(chat.source.file, chat.source.row, str(error)))
     bad.sort(key=lambda b: (b.file, b.row))
@@ -370,7 +401,7 @@ def _vq_codes(model, images: list[Image.Image]) -> Tensor:
     return model.vq.encode(pixels).flatten(1).to(torch.int32)  # (B, h·w)
 
 
-def _tokenise(chat: Chat, number: int, model, max_length: int, feature_rows: dict, codes: Tensor, code_rows: dict,
+def _tokenize(chat: Chat, number: int, model, max_length: int, feature_rows: dict, codes: Tensor, code_rows: dict,
               failed: dict) -> Example:
     messages = []
     for message in chat.messages:
@@ -384,10 +415,46 @@ def _tokenise(chat: Chat, number: int, model, max_length: int, feature_rows: dic
                 part = {"type": "image", "image": feature_rows[part["path"]]}
             content.append(part)
         messages.append({"role": message["role"], "content": content})
-    rendered = render_chat(messages, model.tokenizer, model.layout)
+    return Example(*_rendered(messages, model.tokenizer, model.layout, max_length), number)
+
+
+def _rendered(messages: list[dict], tokenizer, layout: ImageLayout, max_length: int,
+              every_token: bool = False) -> tuple[Tensor, Tensor, list[int]]:
+    """render_chat's (ids, labels, image rows); every_token: the labels are the ids. ChatDataError when the
+    chat is too long or has nothing to learn from."""
+    rendered = render_chat(messages, tokenizer, layout)
     if len(rendered.input_ids) > max_length:
         raise ChatDataError(f"is {len(rendered.input_ids)} tokens long, more than --max-length {max_length}")
-    return Example(rendered.input_ids, rendered.labels, list(rendered.images), number)
+    labels = rendered.input_ids if every_token else rendered.labels
+    if not (labels != IGNORE_INDEX).any():
+        raise ChatDataError("has no assistant turn to learn from")
+    return rendered.input_ids, labels, list(rendered.images)
+
+
+def text_layout(tokenizer) -> ImageLayout:
+    """Image ids past a text-only tokenizer's vocabulary: text-only chats never use them, and any use would fail
+    loudly."""
+    n = len(tokenizer)
+    return ImageLayout(image_id=n, slots_per_image=1, boi_id=n + 1, eoi_id=n + 2, code_start=n + 3,
+                       codebook_size=1, tokens_per_image=1)
+
+
+def tokenize_text_chats(chats: Chats, tokenizer, max_length: int, supervise: str = "assistant") -> ChatData:
+    """Token ids and labels of text-only chats, rendered with render_chat as the assistant renders them.
+
+    supervise="all" trains on every token (plain pretraining on chat-formatted text); "assistant" only on the
+    replies (render_chat's labels).
+    """
+    layout, examples, bad = text_layout(tokenizer), [], list(chats.bad)
+    for number, chat in enumerate(tqdm(chats.chats, desc="tokenizing", unit="chat", leave=False, mininterval=1.0)):
+        try:
+            ids, labels, _ = _rendered(chat.messages, tokenizer, layout, max_length, every_token=supervise == "all")
+        except (ChatDataError, TemplateError) as error:
+            bad.append(BadRow(chat.source.file, chat.source.row, str(error)))
+            continue
+        examples.append(Example(ids, labels, [], number))
+    bad.sort(key=lambda b: (b.file, b.row))
+    return ChatData(examples, None, bad, len(chats.chats) + len(chats.bad))
 
 
 # ---- batching ---------------------------------------------------------------------------------------------
@@ -407,3 +474,24 @@ def collate(examples: list[Example], pad_id: int, features: Tensor | None) -> di
     rows = [r for e in examples for r in e.image_rows]
     vision = features[torch.tensor(rows)] if rows else None
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "vision_features": vision}
+
+
+def predicted_tokens(examples: list[Example]) -> int:
+    """How many next-token targets the examples have (a sequence's first token is never one)."""
+    return sum(int((e.labels[1:] != IGNORE_INDEX).sum()) for e in examples)
+
+
+@torch.no_grad()
+def held_out_loss(examples: list[Example], batch_size: int, pad_id: int, features: Tensor | None,
+                  loss_of: Callable[[dict, int], Tensor]) -> float:
+    """Mean next-token cross-entropy per supervised token over `examples`, in batches of `batch_size`.
+
+    loss_of(batch, predicted) is the model's mean loss over a collated batch's `predicted` targets.
+    """
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        part = examples[start:start + batch_size]
+        predicted = predicted_tokens(part)
+        total += float(loss_of(collate(part, pad_id, features), predicted)) * predicted
+        count += predicted
+    return total / max(1, count)

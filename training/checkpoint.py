@@ -1,7 +1,9 @@
-"""Atomic training checkpoints, and resume.
+"""Atomic training checkpoints, resume, and atomic directories.
 
     save_checkpoint(out / "checkpoint", model, optimizer, scheduler, state)
     state = load_checkpoint(out / "checkpoint", model, optimizer, scheduler)   # None when there is none
+    with staged_directory(out / "tokenizer") as staged:                         # any directory, whole or not at all
+        tokenizer.save_pretrained(staged)
 
 A checkpoint is a directory: the model's weights (safetensors), the optimizer
 and scheduler state (torch.save of tensors and numbers only, read back with
@@ -15,6 +17,8 @@ import json
 import os
 import pickle
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,24 +36,44 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer, schedule
                     only_trainable: bool = False) -> Path:
     """only_trainable=True keeps just the parameters that require grad: a frozen LLM is not copied each time."""
     directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     weights = trainable_state(model) if only_trainable else model.state_dict()
     weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
-    save_file(weights, partial / MODEL_FILE)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, partial / OPTIMIZER_FILE)
-    (partial / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
-    _swap_in(partial, directory)
+    with staged_directory(directory) as staged:
+        save_file(weights, staged / MODEL_FILE)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staged / OPTIMIZER_FILE)
+        (staged / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
     return directory
 
 
-def _swap_in(partial: Path, directory: Path) -> None:
-    old = directory.with_name(f".{directory.name}.old")
+@contextmanager
+def staged_directory(destination: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A fresh folder beside `destination` to write into; when the block ends it replaces `destination` whole.
+
+    The sub-folders named in `keep` move over from the old `destination` first. If the block fails, the staged
+    folder is deleted and `destination` stays as it was. Between the two renames of the swap the old directory
+    is `.NAME.old` (find_checkpoint looks there), so a kill at any moment leaves a whole directory, old or new.
+    """
+    destination = Path(destination)
+    staged = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    try:
+        yield staged
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    for name in keep:
+        if (destination / name).exists():
+            os.replace(destination / name, staged / name)
+    _swap_in(staged, destination)
+
+
+def _swap_in(staged: Path, destination: Path) -> None:
+    old = destination.with_name(f".{destination.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)  # until the next line, `old` is the checkpoint that load_checkpoint finds
-    partial.rename(directory)
+    if destination.exists():
+        destination.rename(old)  # until the next line, `old` is the directory that find_checkpoint finds
+    staged.rename(destination)
     shutil.rmtree(old, ignore_errors=True)
 
 

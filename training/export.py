@@ -26,7 +26,6 @@ per slot and exports as hf-merged.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -36,9 +35,17 @@ from safetensors.torch import save_file
 from transformers import CLIPVisionModel
 
 from assistant.config import AssistantConfig, ConfigError, first_line, write_json_atomic
-from assistant.hf_format import (clip_image_processor, clip_vision_config, clip_vision_state, llava_misfit,
-                                 llava_model, merged_causal_lm, projector_state)
+from assistant.hf_format import (
+    clip_image_processor,
+    clip_vision_config,
+    clip_vision_state,
+    llava_misfit,
+    llava_model,
+    merged_causal_lm,
+    projector_state,
+)
 from assistant.model import SHIPPED, GlyphModel, load_assistant, locate
+from training.checkpoint import staged_directory
 
 FORMATS = ("hf-merged", "llava")
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -50,21 +57,12 @@ class ExportError(ValueError):
 
 
 def export(glyph: GlyphModel, out: Path, kind: str = "hf-merged", dtype: torch.dtype | None = None) -> Path:
-    """Write `glyph` (its LoRA merged) to `out` in the layout of `kind` (module docstring): into a partial
+    """Write `glyph` (its LoRA merged) to `out` in the layout of `kind` (module docstring): into a staged
     folder first, which replaces `out` only once it is whole."""
     if glyph.has_lora:
         raise ExportError("the assistant's LoRA adapter is not merged; load it with load_assistant()")
-    staged = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
-    try:
+    with staged_directory(out) as staged:
         {"hf-merged": _write_hf_merged, "llava": _write_llava}[kind](glyph, staged, dtype)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staged, out)
     return out
 
 

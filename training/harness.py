@@ -1,9 +1,10 @@
-"""What every Glyph training script does the same way: the accelerator, and finished or interrupted runs.
+"""What every Glyph trainer sets up the same way: its common options, the accelerator, when checkpoints are saved.
 
+    parser = trainer_parser("vqvae", description, data_help, out_help, bad_help)  # --data --out --overwrite ...
+    add_run_options(train_group, outputs_group, log_every=20, save_every=250)       # --precision --seed --log-every
     accelerator, precision = start_accelerator(args.precision, args.out)
-    if already_trained(state, args.out): return 0
-    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)   # add_save_options(group) adds both
-    ... if saving.due(state["step"]): save()
+    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)   # add_run_options(...) adds both
+    ... if saving.due(step): save()
 """
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast
 
 from assistant.config import ConfigError
-
-from training.precision import choose_precision
+from training.precision import PRECISIONS, choose_precision
 
 
 def start_accelerator(requested_precision: str, out: Path, gradient_accumulation_steps: int = 1,
@@ -50,13 +50,33 @@ def _forget_other_precision(precision: str) -> None:
         GradientState._reset_state()
 
 
-def already_trained(state: dict | None, out: Path) -> bool:
-    """True (and says so) when `out` holds a finished run, which is never trained again by accident."""
-    if state is None or not state.get("finished"):
-        return False
-    print(f"{out} is already trained ({state['step']} steps); see {out / 'report.json'}. "
-          "Pass --overwrite to train again.")
-    return True
+def trainer_parser(command: str, description: str, data_help: str, out_help: str, bad_help: str,
+                   **data_options) -> argparse.ArgumentParser:
+    """The options every trainer has: --data (with `data_options`), --out, --overwrite and --skip-bad."""
+    p = argparse.ArgumentParser(prog=f"glyph train {command}", description=description)
+    p.add_argument("--data", required=True, help=data_help, **data_options)
+    p.add_argument("--out", required=True, type=Path, help=out_help)
+    p.add_argument("--overwrite", action="store_true", help="delete --out and train from scratch")
+    p.add_argument("--skip-bad", action="store_true", help=bad_help)
+    return p
+
+
+def add_run_options(train: argparse._ArgumentGroup, outputs: argparse._ArgumentGroup, log_every: int,
+                    save_every: int) -> None:
+    """--precision and --seed in the `train` group; --log-every and the save options in `outputs`."""
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="auto: bf16 autocast only where this machine runs it faster")
+    train.add_argument("--seed", type=int, default=0)
+    outputs.add_argument("--log-every", type=int, default=log_every, help="a log row every this many steps")
+    add_save_options(outputs, save_every)
+
+
+def add_schedule_options(train: argparse._ArgumentGroup, lr: float, warmup: int, weight_decay: float,
+                         decay_help: str | None = None) -> None:
+    """--lr, --warmup (steps) and --weight-decay: training.schedule's AdamW and cosine schedule."""
+    train.add_argument("--lr", type=float, default=lr)
+    train.add_argument("--warmup", type=int, default=warmup, help="linear warm-up steps before the cosine decay")
+    train.add_argument("--weight-decay", type=float, default=weight_decay, help=decay_help)
 
 
 def add_save_options(group: argparse._ArgumentGroup, every: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,3 +122,15 @@ def _read_all(directory: Path, paths: list[Path], scenes: list[Scene] | None, si
                              f"{directory} has no {split} images")
     pixels = torch.from_numpy(np.stack(arrays))
     return ImageSet(pixels, kept, kept_scenes if scenes is not None else None, skipped)
+
+
+def refuse_or_skip(skipped: list[tuple[Path, str]], skip_bad: bool) -> None:
+    """Unreadable images: one error listing them, or with skip_bad (--skip-bad) a note, and training goes on."""
+    if not skipped:
+        return
+    listing = "\n".join(f"  {path}: {why}" for path, why in skipped[:10])
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    if not skip_bad:
+        raise ImageDataError(f"{len(skipped)} image(s) could not be read:\n{listing}{more}\n"
+                             "fix or remove them, or pass --skip-bad to train without them")
+    print(f"skipping {len(skipped)} unreadable image(s):\n{listing}{more}", file=sys.stderr)

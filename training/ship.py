@@ -30,11 +30,13 @@ import sys
 from pathlib import Path
 
 import torch
+from boltons.fileutils import atomic_save
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from assistant.config import LOCAL_DIR, AssistantConfig, ConfigError, write_json_atomic
 from assistant.model import ADAPTER_DIR, FIRST_STAGE_2, REFINE, WEIGHTS_NAME, stage_2_folder, stage_2_phases
+from training.checkpoint import staged_directory
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
@@ -69,13 +71,13 @@ def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torc
     missing = [str(build / source / f) for f in files if not (build / source / f).is_file()]
     if missing:
         raise ShipError(f"the {kind} part is not finished: {', '.join(missing)} missing; run glyph build first")
-    staged = _staging(ship, kind)
-    for name in files:
-        _copy(build / source / name, staged / name, dtype)
-    if target == ".":
-        _write_portable_config(build / source, staged)
-    write_json_atomic(staged / STEP_FILE, step or {})
-    _install(staged, ship if target == "." else ship / target, keep=("vq", "clip") if target == "." else ())
+    whole = target == "."  # the assistant itself: the other parts (vq/, clip/) stay inside it
+    with staged_directory(ship if whole else ship / target, keep=("vq", "clip") if whole else ()) as staged:
+        for name in files:
+            _copy(build / source / name, staged / name, dtype)
+        if whole:
+            _write_portable_config(build / source, staged)
+        write_json_atomic(staged / STEP_FILE, step or {})
     return ship
 
 
@@ -92,9 +94,8 @@ def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) ->
     if sheet.is_file():
         shutil.copyfile(sheet, ship / DRAWING_SHEET)
     card = model_card(build, AssistantConfig.load(ship), report, dtype, _size(ship))
-    partial = ship / f".README.md.partial-{os.getpid()}"
-    partial.write_text(card)
-    os.replace(partial, ship / "README.md")
+    with atomic_save(str(ship / "README.md"), text_mode=True) as readme:
+        readme.write(card)
     return ship
 
 
@@ -118,28 +119,6 @@ def _copy(source: Path, target: Path, dtype: torch.dtype) -> None:
     save_file(tensors, target, metadata)
 
 
-def _staging(ship: Path, kind: str) -> Path:
-    staged = ship.parent / f".{ship.name}.{kind}.partial-{os.getpid()}"
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
-    return staged
-
-
-def _install(staged: Path, target: Path, keep: tuple[str, ...] = ()) -> None:
-    """Put `staged` where `target` was, moving the sub-folders named in `keep` over from the old one."""
-    if target.exists():
-        for name in keep:
-            if (target / name).exists():
-                os.replace(target / name, staged / name)
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(staged, target)
-        shutil.rmtree(old)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
-
-
 def _size(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
@@ -153,16 +132,12 @@ def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     made_by = shipped / STEP_FILE
     if not made_by.is_file() or json.loads(made_by.read_text()) != json.loads(json.dumps(step)):
         return False
-    destination = build / part_folder(kind, step)
-    staged = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
-    shutil.rmtree(staged, ignore_errors=True)
     names = list(files) + (["vq", "clip"] if target == "." else [])
-    for name in names:
-        (staged / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if (shipped / name).is_dir() else shutil.copyfile)(shipped / name, staged / name)
-    write_json_atomic(staged / STEP_FILE, step)
-    shutil.rmtree(destination, ignore_errors=True)
-    os.replace(staged, destination)
+    with staged_directory(build / part_folder(kind, step)) as staged:
+        for name in names:
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if (shipped / name).is_dir() else shutil.copyfile)(shipped / name, staged / name)
+        write_json_atomic(staged / STEP_FILE, step)
     return True
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from training.assistant_stage import run
+from training.assistant_stage import main as train_stage
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(argv, stage=1)
+    return train_stage(argv, stage=1)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,8 @@ import copy
 import json
 import math
 import os
-import shutil
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,16 +43,15 @@ import torch
 import torch.nn.functional as F
 from open_clip.push_to_hf_hub import save_config_for_hf
 from safetensors.torch import save_file
-from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
-from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
-from training.image_data import ImageDataError, ImageSet, is_scene_dataset, load_images
+from training.batches import batch_indices
+from training.harness import add_run_options, add_schedule_options, start_accelerator, trainer_parser
+from training.image_data import ImageDataError, is_scene_dataset, load_images, refuse_or_skip
 from training.pictures import loss_curves, save_png_atomic
-from training.precision import PRECISIONS
-from training.recipe import RecipeError, parse_with_recipe
-from training.schedule import cosine_with_warmup
+from training.recipe import parse_with_recipe
+from training.run import Run, already_trained, per_process, previous_state, trainer_main
+from training.schedule import adamw
 
 CONFIG_FILE = "open_clip_config.json"  # the names open_clip's hub and local-dir loaders look for
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -62,42 +59,37 @@ IMAGE_MEAN, IMAGE_STD = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_
 SHEET_SCENES = 8  # held-out scenes shown in retrieval.png
 CURVES = ["loss", "batch_acc", "logit_scale", "lr"]
 RETRIEVAL_CURVES = ["i2t_top1", "t2i_top1", "i2t_top5", "t2i_top5"]
+MODEL_OPTIONS = [  # (option, type, default, help): the sizes clip_config builds open_clip's model config from
+    ("--embed-dim", int, 128, "width of the shared image-text embedding"),
+    ("--image-size", int, 64, None),
+    ("--patch-size", int, 8, "(image-size / patch-size)² patch tokens"),
+    ("--vision-width", int, 128, "the patch feature width the projector sees"),
+    ("--vision-layers", int, 4, None),
+    ("--vision-head-width", int, 32, "heads = vision-width / this"),
+    ("--text-width", int, 128, None),
+    ("--text-layers", int, 3, None),
+    ("--text-heads", int, 4, None),
+    ("--context-length", int, 64, "text tokens; longer captions are cut"),
+    ("--mlp-ratio", float, 4.0, "MLP width / model width, both towers"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="glyph train clip", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a scene dataset (glyph data scenes): images with captions")
-    p.add_argument("--out", required=True, type=Path, help="run directory: model, checkpoint, report")
-    p.add_argument("--overwrite", action="store_true", help="delete --out and train from scratch")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (they are counted and listed)")
+    p = trainer_parser("clip", __doc__.split("\n\n")[0], "a scene dataset (glyph data scenes): images with captions",
+                       "run directory: model, checkpoint, report", "skip unreadable images (they are counted and listed)")
     model = p.add_argument_group("model (open_clip model config)")
-    model.add_argument("--embed-dim", type=int, default=128, help="width of the shared image-text embedding")
-    model.add_argument("--image-size", type=int, default=64)
-    model.add_argument("--patch-size", type=int, default=8, help="(image-size / patch-size)² patch tokens")
-    model.add_argument("--vision-width", type=int, default=128, help="the patch feature width the projector sees")
-    model.add_argument("--vision-layers", type=int, default=4)
-    model.add_argument("--vision-head-width", type=int, default=32, help="heads = vision-width / this")
-    model.add_argument("--text-width", type=int, default=128)
-    model.add_argument("--text-layers", type=int, default=3)
-    model.add_argument("--text-heads", type=int, default=4)
-    model.add_argument("--context-length", type=int, default=64, help="text tokens; longer captions are cut")
-    model.add_argument("--mlp-ratio", type=float, default=4.0, help="MLP width / model width, both towers")
+    for option, kind, default, text in MODEL_OPTIONS:
+        model.add_argument(option, type=kind, default=default, help=text)
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=int, default=160)
     train.add_argument("--batch-size", type=int, default=64, help="pairs per step; every other pair is a negative")
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--warmup", type=int, default=10, help="linear warm-up steps before the cosine decay")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="on matrices only, as open_clip does")
+    add_schedule_options(train, lr=1e-3, warmup=10, weight_decay=0.1, decay_help="on matrices only, as open_clip does")
     train.add_argument("--shift", type=int, default=0,
                        help="random shifts of up to this many pixels (never flips: captions say left/right)")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto: bf16 autocast only where this machine runs it faster")
-    train.add_argument("--seed", type=int, default=0)
     every = p.add_argument_group("outputs")
-    every.add_argument("--log-every", type=int, default=5)
+    add_run_options(train, every, log_every=5, save_every=40)
     every.add_argument("--eval-every", type=int, default=40,
                        help="held-out retrieval every this many steps; 0: only at the end")
-    add_save_options(every, 40)
     every.add_argument("--eval-images", type=int, default=256, help="held-out scenes: the retrieval candidates")
     return p
 
@@ -159,7 +151,7 @@ def load_pairs(args: argparse.Namespace, split: str, size: int, tokenizer, limit
         raise ImageDataError(f"--data {directory} {what}; CLIP trains on image-caption pairs: make them with "
                              "`glyph data scenes --out data/scenes`")
     images = load_images(directory, split, size, limit=limit)
-    _report_skipped(images, args.skip_bad)
+    refuse_or_skip(images.skipped, args.skip_bad)
     captions = _captions(directory / f"{split}.jsonl")
     texts = [captions[path] for path in images.paths]
     tokens = tokenizer(texts)  # (N, L), zero-padded; a caption that fills all L may have been cut
@@ -181,36 +173,11 @@ def _captions(index: Path) -> dict[Path, str]:
     return captions
 
 
-def _report_skipped(images: ImageSet, skip_bad: bool) -> None:
-    if not images.skipped:
-        return
-    listing = "\n".join(f"  {path}: {why}" for path, why in images.skipped[:10])
-    more = f"\n  ... and {len(images.skipped) - 10} more" if len(images.skipped) > 10 else ""
-    if not skip_bad:
-        raise ImageDataError(f"{len(images.skipped)} image(s) could not be read:\n{listing}{more}\n"
-                             "fix or remove them, or pass --skip-bad to train without them")
-    print(f"skipping {len(images.skipped)} unreadable image(s):\n{listing}{more}", file=sys.stderr)
-
-
 def normalize(pixels: torch.Tensor) -> torch.Tensor:
     """(B, 3, S, S) uint8 → float as open_clip's preprocessing gives it: /255, then the saved mean and std."""
     mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
     return (pixels.float() / 255 - mean) / std
-
-
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
-    """The pair indices of `step`'s batch: each epoch is a fresh permutation fixed by (seed, epoch).
-
-    Deriving batches from the step alone makes a resumed run see exactly the
-    batches the uninterrupted run would have seen. Unlike the VQ-VAE's batches
-    these never straddle two epochs, so no pair is its own negative; the last
-    n mod batch_size pairs of each permutation wait for a later epoch.
-    """
-    per_epoch = n // batch_size
-    epoch, offset = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[offset * batch_size:(offset + 1) * batch_size]
 
 
 def training_batch(pairs: Pairs, step: int, args: argparse.Namespace, rank: int, world: int,
@@ -231,137 +198,81 @@ def random_shift(pixels: torch.Tensor, most: int, generator: torch.Generator) ->
     return torch.stack([p[:, y:y + size, x:x + size] for p, x, y in zip(padded, dx, dy)])
 
 
-def optimizer_for(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.AdamW:
-    """AdamW as open_clip's trainer sets it up: no weight decay on gains, biases, embeddings' scale or logit scale."""
-    def exempt(name: str, p: torch.Tensor) -> bool:
-        return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
-
-    named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if exempt(n, p)], "weight_decay": 0.0},
-              {"params": [p for n, p in named if not exempt(n, p)], "weight_decay": args.weight_decay}]
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
-
-
-def prepare_out(args: argparse.Namespace, config: dict) -> dict | None:
-    """The saved training state to resume from, or None; refuses a checkpoint of another config."""
-    if args.overwrite and args.out.exists():
-        shutil.rmtree(args.out)
-    state = read_state(args.out / "checkpoint")
-    if state is not None and state["config"] != config:
-        raise ConfigError(f"{args.out / 'checkpoint'} was trained with another model config; "
-                          "use a new --out, or --overwrite to start over")
-    return state
+def decayed(name: str, parameter: torch.Tensor) -> bool:
+    """Weight decay as open_clip's trainer sets it: not on gains, biases, embeddings' scale or the logit scale."""
+    exempt = parameter.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+    return not exempt
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_with_recipe(build_parser(), argv)
-        tokenizer = open_clip.SimpleTokenizer(context_length=args.context_length)
-        config = clip_config(args, tokenizer.vocab_size)
-        if args.batch_size < 2:
-            raise ConfigError(f"--batch-size {args.batch_size}: contrastive training needs at least 2 pairs a step")
-        state = prepare_out(args, config)
-        if already_trained(state, args.out):
-            return 0
-        train = load_pairs(args, "train", args.image_size, tokenizer)
-        held_out = load_pairs(args, "validation", args.image_size, tokenizer, limit=args.eval_images)
-        if len(train) < args.batch_size:
-            raise ImageDataError(f"--data {args.data} has {len(train)} training pairs, fewer than --batch-size "
-                                 f"{args.batch_size}")
-    except (ConfigError, ImageDataError, RecipeError, ValueError) as error:
-        print(f"glyph train clip: {error}", file=sys.stderr)
-        return 2
-    try:
-        train_loop(args, config, train, held_out)
-    except CheckpointError as error:
-        print(f"glyph train clip: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return trainer_main("clip", lambda: prepare(argv), train_loop)
 
 
-def train_loop(args: argparse.Namespace, config: dict, train: Pairs, held_out: Pairs) -> None:
+def prepare(argv: list[str] | None) -> tuple | None:
+    """(args, config, training pairs, held-out pairs); None when --out is already trained."""
+    args = parse_with_recipe(build_parser(), argv)
+    tokenizer = open_clip.SimpleTokenizer(context_length=args.context_length)
+    config = clip_config(args, tokenizer.vocab_size)
+    if args.batch_size < 2:
+        raise ConfigError(f"--batch-size {args.batch_size}: contrastive training needs at least 2 pairs a step")
+    state = previous_state(args, fits=lambda saved: saved["config"] == config)
+    if already_trained(state, args.out):
+        return None
+    train = load_pairs(args, "train", args.image_size, tokenizer)
+    held_out = load_pairs(args, "validation", args.image_size, tokenizer, limit=args.eval_images)
+    if len(train) < args.batch_size:
+        raise ImageDataError(f"--data {args.data} has {len(train)} training pairs, fewer than --batch-size "
+                             f"{args.batch_size}")
+    return args, config, train, held_out
+
+
+def train_loop(args: argparse.Namespace, config: dict, train: Pairs, held_out: Pairs) -> int:
     accelerator, precision = start_accelerator(args.precision, args.out)
-    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
-    if args.batch_size % world:
-        raise SystemExit(f"glyph train clip: --batch-size {args.batch_size} does not split over {world} processes")
+    per_process(args.batch_size, world)
     torch.manual_seed(args.seed)
     model = build_clip(config)
-    optimizer = optimizer_for(model, args)
-    scheduler = cosine_with_warmup(optimizer, args.warmup, args.steps)
-    state = load_checkpoint(args.out / "checkpoint", model, optimizer, scheduler) or {
-        "step": 0, "history": [], "evals": [], "seconds": 0.0, "config": config}
-    if state["step"]:
-        print(f"resuming {args.out} from step {state['step']} of {args.steps}")
+    optimizer = adamw(model, args.lr, args.weight_decay, betas=(0.9, 0.98), eps=1e-6, decayed=decayed)
+    run = Run.resume(args, "clip", accelerator, model, optimizer, args.warmup, args.steps, fresh={"config": config})
     # Over several processes each one scores its own images against every process's texts, as open_clip does.
     loss_fn = open_clip.ClipLoss(local_loss=world > 1, gather_with_grad=world > 1, cache_labels=True,
                                  rank=rank, world_size=world)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.init_trackers("clip", config={k: str(v) for k, v in vars(args).items()})
-    counts = parameter_counts(accelerator.unwrap_model(model))
+    model, optimizer = run.prepare(model, optimizer)
+    counts = parameter_counts(run.inner_model)
     print(f"training CLIP ({counts['total'] / 1e6:.2f} M parameters, {counts['visual'] / 1e6:.2f} M in the image "
           f"tower) on {len(train)} pairs, precision {'bf16' if precision == 'bf16' else 'fp32'}, "
           f"{args.steps} steps of {args.batch_size}")
 
-    progress = tqdm(total=args.steps, initial=state["step"], desc="clip", unit="step")
-    started, started_step, earlier_seconds = time.perf_counter(), state["step"], state["seconds"]
-
-    def save() -> None:
-        state["seconds"] = earlier_seconds + time.perf_counter() - started  # wall time over every resumed run
-        if accelerator.is_main_process:  # every process holds the same weights; one writes them
-            save_checkpoint(args.out / "checkpoint", accelerator.unwrap_model(model), optimizer, scheduler, state)
-
-    try:
-        for step in range(state["step"], args.steps):
+    with run.interruptible():
+        for step in run.steps():
             model.train()
             pixels, tokens = training_batch(train, step, args, rank, world, accelerator.device)
             with accelerator.autocast():
                 image_features, text_features, logit_scale = model(pixels, tokens)  # (B, E), (B, E), ()
             loss = loss_fn(image_features.float(), text_features.float(), logit_scale.float())
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer_step()
             with torch.no_grad():  # open_clip keeps the temperature in [1, 100]
-                accelerator.unwrap_model(model).logit_scale.clamp_(0, math.log(100))
-            state["step"] = step + 1
-            if state["step"] % args.log_every == 0 or state["step"] == args.steps:
-                row = log_row(state["step"], loss, image_features, text_features, logit_scale, scheduler)
-                state["history"].append(row)
-                accelerator.log(row, step=state["step"])
-                rate = (state["step"] - started_step) * args.batch_size / (time.perf_counter() - started)
-                progress.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['batch_acc']:.0%}",
-                                     scale=f"{row['logit_scale']:.1f}", img_s=f"{rate:.0f}")
-            progress.update(1)
-            if args.eval_every and state["step"] % args.eval_every == 0 and state["step"] < args.steps:
-                row = {"step": state["step"], **retrieval(accelerator.unwrap_model(model), held_out)[0]}
-                state["evals"].append(row)
-                accelerator.log({f"held_out/{k}": v for k, v in row.items() if k != "step"}, step=state["step"])
-                progress.write(f"step {state['step']}: held-out retrieval " + _summary(row))
-            if saving.due(state["step"]):
-                save()
-    except KeyboardInterrupt:
-        save()
-        progress.close()
-        print(f"\nstopped at step {state['step']}; the same command resumes from there", file=sys.stderr)
-        raise SystemExit(130)
-    progress.close()
-    state["seconds"] = earlier_seconds + time.perf_counter() - started
-    if accelerator.is_main_process:
-        finish(args, accelerator.unwrap_model(model), state, held_out, precision, counts)
-    state["finished"] = True  # only once the model and report are written
-    save()
-    accelerator.end_training()
+                run.inner_model.logit_scale.clamp_(0, math.log(100))
+            if run.log_due():
+                row = log_row(run.step, loss, image_features, text_features, logit_scale, run.lr())
+                run.log(row, loss=f"{row['loss']:.3f}", acc=f"{row['batch_acc']:.0%}",
+                        scale=f"{row['logit_scale']:.1f}", img_s=f"{run.per_second(args.batch_size):.0f}")
+            if run.due(args.eval_every):
+                row = {"step": run.step, **retrieval(run.inner_model, held_out)[0]}
+                run.log_eval(row, {f"held_out/{k}": v for k, v in row.items() if k != "step"})
+                run.say(f"step {run.step}: held-out retrieval " + _summary(row))
+            run.end_step()
+    return run.finish(lambda: finish(args, run.inner_model, run.state, held_out, precision, counts))
 
 
 def log_row(step: int, loss: torch.Tensor, image_features: torch.Tensor, text_features: torch.Tensor,
-            logit_scale: torch.Tensor, scheduler) -> dict:
+            logit_scale: torch.Tensor, lr: float) -> dict:
     with torch.no_grad():
         similarity = image_features.float() @ text_features.float().T  # (B, B)
         hits = similarity.argmax(1) == torch.arange(len(similarity), device=similarity.device)
     return {"step": step, "loss": float(loss.detach()), "batch_acc": float(hits.float().mean()),
-            "logit_scale": float(logit_scale.detach()), "lr": scheduler.get_last_lr()[0]}
+            "logit_scale": float(logit_scale.detach()), "lr": lr}
 
 
 def _summary(row: dict) -> str:

@@ -1,7 +1,8 @@
 """Stage 2 (instruction tuning): LoRA on the LLM plus the projector and image-vocabulary rows, on instruction chats.
 
-    accelerate launch -m training.train_instruct --config training/recipes/scenes-tiny-instruct.yaml --out runs/instruct
-    glyph train instruct --config training/recipes/scenes-tiny-instruct.yaml --out runs/instruct
+    glyph train instruct --data runs/scenes-tiny/chats/instruct.jsonl --init runs/scenes-tiny/align --out runs/instruct
+    accelerate launch -m training.train_instruct --config training/recipes/llava-1.5-style-instruct.yaml \
+        --init runs/llava-align --data llava_v1_5_mix665k.json --image-folder data --out runs/llava-instruct
 
 Options, outputs and resume are shared with the other stage: see training/assistant_stage.py.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from training.assistant_stage import run
+from training.assistant_stage import main as train_stage
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(argv, stage=2)
+    return train_stage(argv, stage=2)
 
 
 if __name__ == "__main__":

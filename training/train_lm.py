@@ -4,7 +4,7 @@
     glyph train lm --config training/recipes/lm-scenes.yaml --data data/text.jsonl --out runs/lm
 
 --data is JSONL (repeat --data for several files), one text-only chat a line, such as
-`glyph data chats --kind text` writes about scenes:
+`glyph data chats --kind text` writes about scenes, read by training.chat_data as stages 1 and 2 read theirs:
 
     {"id": "c1", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 
@@ -37,30 +37,36 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import sys
-import tempfile
-import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tqdm import tqdm
 from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from assistant.config import ConfigError, write_json_atomic
-from assistant.templates import IGNORE_INDEX, ROLES, ImageLayout, TemplateError, render_chat
-from training.checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
-from training.harness import SaveSchedule, add_save_options, already_trained, start_accelerator
+from assistant.templates import render_chat
+from training.batches import batch_indices
+from training.chat_data import (
+    Chat,
+    ChatDataError,
+    Example,
+    collate,
+    held_out_loss,
+    predicted_tokens,
+    read_chats,
+    text_layout,
+    tokenize_text_chats,
+)
+from training.checkpoint import staged_directory
+from training.harness import add_run_options, add_schedule_options, start_accelerator, trainer_parser
 from training.pictures import loss_curves
-from training.precision import PRECISIONS
-from training.recipe import RecipeError, parse_with_recipe
-from training.schedule import cosine_with_warmup
+from training.recipe import parse_with_recipe
+from training.run import Run, already_trained, per_process, previous_state, refuse_another, trainer_main
+from training.schedule import adamw, matrices_only
 
 PAD, START, END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -70,21 +76,14 @@ FINAL_PARTIAL = ".final-partial"
 FIXED_PROMPTS = ["Hello!", "What can you do?"]
 HELD_OUT_PROMPTS = 3
 MAX_NEW_TOKENS = 40
-MAX_LISTED = 10  # bad rows named in an error
 CURVES = ["loss", "lr", "tokens_per_s"]
 
 
-class ChatDataError(ValueError):
-    """Chat data that cannot be trained on; the message names the file and rows."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="glyph train lm", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, action="append", type=Path,
-                   help="JSONL of text-only chats ({'id', 'messages'}); repeat for several files")
-    p.add_argument("--out", required=True, type=Path, help="run directory: model, tokenizer, checkpoint, report")
-    p.add_argument("--overwrite", action="store_true", help="delete --out and train from scratch")
-    p.add_argument("--skip-bad", action="store_true", help="skip malformed or too long chats (they are listed)")
+    p = trainer_parser("lm", __doc__.split("\n\n")[0],
+                       "JSONL of text-only chats ({'id', 'messages'}); repeat for several files",
+                       "run directory: model, tokenizer, checkpoint, report",
+                       "skip malformed or too long chats (they are listed)", action="append", type=Path)
     model = p.add_argument_group("tokenizer and model (LlamaConfig)")
     model.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, 3 special tokens included")
     model.add_argument("--hidden-size", type=int, default=256)
@@ -98,134 +97,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=600)
     train.add_argument("--batch-size", type=int, default=32, help="chats per optimizer step")
     train.add_argument("--grad-accum", type=int, default=1, help="split each batch into this many micro-batches")
-    train.add_argument("--lr", type=float, default=3e-3)
+    add_schedule_options(train, lr=3e-3, warmup=30, weight_decay=0.1, decay_help="on matrices only")
     train.add_argument("--supervise", choices=("all", "assistant"), default="all",
                        help="all: every token (plain pretraining); assistant: only the replies, so every gradient "
                             "comes from answering what the prompt says")
-    train.add_argument("--warmup", type=int, default=30, help="linear warm-up steps before the cosine decay")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="on matrices only")
     train.add_argument("--held-out", type=float, default=0.02, help="share of chats held out (by a hash of the id)")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto: bf16 autocast only where this machine runs it faster")
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--stop-after", type=int, default=0,
                        help="save and stop after this many steps of this run (0: run to --steps); rerun to resume")
     every = p.add_argument_group("outputs")
-    every.add_argument("--log-every", type=int, default=10)
+    add_run_options(train, every, log_every=10, save_every=100)
     every.add_argument("--eval-every", type=int, default=100, help="held-out loss every this many steps; 0: at the end")
-    add_save_options(every, 100)
     return p
 
 
-# ---- data: JSONL rows → checked chats ----
+# ---- data: held out by id ----
 
-@dataclass
-class Chat:
-    id: str
-    messages: list[dict]  # [{"role", "content": [{"type": "text", "text"}]}]
-    where: str  # "FILE row N", for messages about it
-    ids: torch.Tensor | None = None  # (T,) int64, set by tokenize_chats
-    labels: torch.Tensor | None = None  # (T,) the ids, or IGNORE_INDEX where --supervise leaves a token out
+def split_held_out(examples: list[Example], ids: list[str], share: float) -> tuple[list[Example], list[Example]]:
+    """(train, held out): the share of examples whose chat id (`ids`, aligned) hashes lowest, at least one;
+    fixed by the ids alone."""
+    def key(i: int) -> tuple[str, int]:
+        return hashlib.sha256(ids[i].encode()).hexdigest(), i
 
-
-def load_chats(files: list[Path]) -> tuple[list[Chat], list[tuple[str, str]]]:
-    """The good chats of every file, and (where, why) for each bad row."""
-    chats, bad = [], []
-    for file in files:
-        for number, row in read_rows(file):
-            where = f"{file} row {number}"
-            try:
-                chats.append(check_row(row, where))
-            except ChatDataError as why:
-                bad.append((where, str(why)))
-    return chats, bad
-
-
-def read_rows(file: Path) -> list[tuple[int, object]]:
-    """(line number, parsed row or a ChatDataError) for every non-blank line, read with 🤗 datasets."""
-    if not file.is_file():
-        raise ChatDataError(f"--data {file} does not exist; pass a JSONL file of chats")
-    numbers = [n for n, line in enumerate(_lines(file), 1) if line.strip()]
-    try:
-        with tempfile.TemporaryDirectory(prefix="glyph-lm-data-") as cache:
-            rows = datasets.load_dataset("json", data_files=str(file), split="train", cache_dir=cache).to_list()
-    except Exception:  # noqa: BLE001 - not JSON, or rows arrow cannot put in one schema: read the lines ourselves
-        return _read_lines(file)
-    if len(rows) != len(numbers):  # datasets' and our idea of a row differ: trust the lines
-        return _read_lines(file)
-    return list(zip(numbers, rows))
-
-
-def _lines(file: Path) -> list[str]:
-    return file.read_text(errors="replace").split("\n")  # not splitlines: JSON strings may hold U+2028 and co.
-
-
-def _read_lines(file: Path) -> list[tuple[int, object]]:
-    rows = []
-    for number, line in enumerate(_lines(file), 1):
-        if line.strip():
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                rows.append((number, ChatDataError(f"not JSON ({error.msg} at column {error.colno})")))
-    return rows
-
-
-def check_row(row: object, where: str) -> Chat:
-    """The row as a Chat whose contents are lists of text parts; ChatDataError says what is wrong with it."""
-    if isinstance(row, ChatDataError):  # a line that is not JSON
-        raise row
-    if not isinstance(row, dict):
-        raise ChatDataError(f"a row must be a JSON object, got {type(row).__name__}")
-    messages = row.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ChatDataError("no 'messages' list (a chat is {'id': ..., 'messages': [{'role', 'content'}, ...]})")
-    chat_id = str(row["id"]) if row.get("id") is not None else where
-    return Chat(chat_id, [_check_message(i, m) for i, m in enumerate(messages)], where)
-
-
-def _check_message(index: int, message: object) -> dict:
-    if not isinstance(message, dict) or message.get("role") not in ROLES:
-        raise ChatDataError(f"message {index} needs a 'role' of {', '.join(ROLES)}")
-    content = message.get("content")
-    parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    if not isinstance(parts, list):
-        raise ChatDataError(f"message {index}: 'content' must be a string or a list of text parts")
-    for part in parts:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "image":
-            raise ChatDataError(f"message {index} has an image part; the language model trains on text only")
-        if kind != "text" or not isinstance(part.get("text"), str):
-            raise ChatDataError(f"message {index}: every content part must be {{'type': 'text', 'text': str}}")
-    return {"role": message["role"], "content": [{"type": "text", "text": p["text"]} for p in parts]}
+    count = max(1, round(share * len(examples)))
+    held = set(sorted(range(len(examples)), key=key)[:count])
+    return ([e for i, e in enumerate(examples) if i not in held],
+            [e for i, e in enumerate(examples) if i in held])
 
 
 def texts_of(chat: Chat) -> list[str]:
     return [part["text"] for message in chat.messages for part in message["content"]]
 
 
-def report_bad(bad: list[tuple[str, str]], skip_bad: bool) -> None:
-    if not bad:
-        return
-    listing = "\n".join(f"  {where}: {why}" for where, why in bad[:MAX_LISTED])
-    more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-    if not skip_bad:
-        raise ChatDataError(f"{len(bad)} bad chat row(s):\n{listing}{more}\n"
-                            "fix or remove them, or pass --skip-bad to train without them")
-    print(f"skipping {len(bad)} bad chat row(s):\n{listing}{more}", file=sys.stderr)
-
-
-def split_held_out(chats: list[Chat], share: float) -> tuple[list[Chat], list[Chat]]:
-    """(train, held out): the share of chats whose id hashes lowest, at least one; fixed by the ids alone."""
-    def key(i: int) -> tuple[str, int]:
-        return hashlib.sha256(chats[i].id.encode()).hexdigest(), i
-
-    count = max(1, round(share * len(chats)))
-    held = set(sorted(range(len(chats)), key=key)[:count])
-    return [c for i, c in enumerate(chats) if i not in held], [c for i, c in enumerate(chats) if i in held]
-
-
-# ---- tokenizer and tokens ----
+# ---- tokenizer ----
 
 def train_tokenizer(texts: list[str], vocab_size: int, max_length: int):
     """A byte-level BPE tokenizer (GPT-2 style, no prefix space) with ChatML specials and chat template."""
@@ -237,56 +140,6 @@ def train_tokenizer(texts: list[str], vocab_size: int, max_length: int):
     bpe.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=END, pad_token=PAD, bos_token=None,
                                    chat_template=CHATML, model_max_length=max_length)
-
-
-def text_layout(tokenizer) -> ImageLayout:
-    """Image ids past the vocabulary: text-only chats never use them, and any use would fail loudly."""
-    n = len(tokenizer)
-    return ImageLayout(image_id=n, slots_per_image=1, boi_id=n + 1, eoi_id=n + 2, code_start=n + 3,
-                       codebook_size=1, tokens_per_image=1)
-
-
-def tokenize_chats(chats: list[Chat], tokenizer, max_length: int, supervise: str = "all") -> list[tuple[str, str]]:
-    """Set each chat's ids and labels with render_chat; (where, why) for chats that cannot be rendered or are too
-    long. supervise="all" trains on every token; "assistant" only on the replies (render_chat's labels)."""
-    layout, bad = text_layout(tokenizer), []
-    for chat in tqdm(chats, desc="tokenizing", unit="chat", leave=False, mininterval=1.0):
-        try:
-            rendered = render_chat(chat.messages, tokenizer, layout)
-            chat.ids = rendered.input_ids  # (T,)
-            chat.labels = rendered.labels if supervise == "assistant" else rendered.input_ids
-        except TemplateError as why:
-            bad.append((chat.where, str(why)))
-            continue
-        if len(chat.ids) > max_length:
-            bad.append((chat.where, f"{len(chat.ids)} tokens, more than --max-length {max_length}"))
-    return bad
-
-
-def collate(sequences: list[torch.Tensor], pad_id: int,
-            targets: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, T) input_ids and labels: `targets` (default: every real token supervised), padding
-    IGNORE_INDEX."""
-    longest = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    labels = torch.full((len(sequences), longest), IGNORE_INDEX, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        input_ids[row, :len(ids)] = ids
-        labels[row, :len(ids)] = ids if targets is None else targets[row]
-    return input_ids, labels
-
-
-def predicted_tokens(targets: list[torch.Tensor]) -> int:
-    """How many next-token targets a batch has (a sequence's first token is never one)."""
-    return sum(int((t[1:] != IGNORE_INDEX).sum()) for t in targets)
-
-
-def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
-    """The chat indices of `step`'s batch: each epoch a fresh permutation fixed by (seed, epoch), so a resumed
-    run sees exactly the batches the unbroken run would have seen; the last n mod batch_size wait an epoch."""
-    epoch, offset = divmod(step, n // batch_size)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[offset * batch_size:(offset + 1) * batch_size]
 
 
 # ---- model ----
@@ -336,35 +189,10 @@ class Untied:
             raise ConfigError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
 
 
-def optimizer_for(model: torch.nn.Module, args: argparse.Namespace) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (embeddings, projections) only, not on norms' gains."""
-    params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
-
-
 # ---- main ----
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_with_recipe(build_parser(), argv)
-        _check_options(args)
-        if args.overwrite and args.out.exists():
-            shutil.rmtree(args.out)
-        state = read_state(args.out / "checkpoint")
-        if already_trained(state, args.out):
-            return 0
-        tokenizer, config, train, held_out = prepare(args, state)
-    except (ChatDataError, ConfigError, RecipeError, ValueError) as error:
-        print(f"glyph train lm: {error}", file=sys.stderr)
-        return 2
-    try:
-        train_loop(args, tokenizer, config, train, held_out)
-    except CheckpointError as error:
-        print(f"glyph train lm: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return trainer_main("lm", lambda: prepare(argv), train_loop)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -377,29 +205,35 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError("--steps, --save-every and --log-every must be positive and --held-out in (0, 1)")
 
 
-def prepare(args: argparse.Namespace, state: dict | None) -> tuple:
-    """The tokenizer (trained, or the checkpoint's), the model config and the tokenized train/held-out chats."""
-    chats, bad = load_chats(args.data)
-    if not chats:
-        report_bad(bad, skip_bad=False)
-        raise ChatDataError(f"--data {', '.join(map(str, args.data))} holds no chats")
+def prepare(argv: list[str] | None) -> tuple | None:
+    """(args, tokenizer (trained, or the checkpoint's), model config, train and held-out examples, sample prompts);
+    None when --out is already trained."""
+    args = parse_with_recipe(build_parser(), argv)
+    _check_options(args)
+    state = previous_state(args)
+    if already_trained(state, args.out):
+        return None
+    chats = read_chats(args.data, text_only=True)
+    if not chats.chats:
+        bad = f" ({len(chats.bad)} bad rows, the first {chats.bad[0]})" if chats.bad else ""
+        raise ChatDataError(f"--data {', '.join(map(str, args.data))} holds no chats{bad}")
     if state is None:
-        tokenizer = train_tokenizer([t for chat in chats for t in texts_of(chat)], args.vocab_size, args.max_length)
+        tokenizer = train_tokenizer([t for chat in chats.chats for t in texts_of(chat)], args.vocab_size,
+                                    args.max_length)
     else:
         tokenizer = saved_tokenizer(args.out)
     config = lm_config(args, tokenizer)
-    if state is not None and (state["config"] != config or state["bpe_vocab_size"] != args.vocab_size):
-        raise ConfigError(f"{args.out / 'checkpoint'} was trained with another tokenizer or model config; "
-                          "use a new --out, or --overwrite to start over")
-    bad += tokenize_chats(chats, tokenizer, args.max_length, args.supervise)
-    report_bad(bad, args.skip_bad)
-    train, held_out = split_held_out([c for c in chats if c.ids is not None and len(c.ids) <= args.max_length],
-                                     args.held_out)
+    refuse_another(state, args.out, lambda saved: saved["config"] == config and
+                   saved["bpe_vocab_size"] == args.vocab_size, "tokenizer or model config")
+    data = tokenize_text_chats(chats, tokenizer, args.max_length, args.supervise)
+    data.raise_or_report(args.skip_bad)
+    train, held_out = split_held_out(data.examples, [chats.chats[e.chat].id for e in data.examples], args.held_out)
     if len(train) < args.batch_size:
         raise ChatDataError(f"{len(train)} training chats, fewer than --batch-size {args.batch_size}")
     if state is None:
-        save_tokenizer_atomic(tokenizer, args.out / TOKENIZER_DIR)
-    return tokenizer, config, train, held_out
+        with staged_directory(args.out / TOKENIZER_DIR) as staged:
+            tokenizer.save_pretrained(staged)
+    return args, tokenizer, config, train, held_out, sample_prompts([chats.chats[e.chat] for e in held_out])
 
 
 def saved_tokenizer(out: Path):
@@ -410,143 +244,84 @@ def saved_tokenizer(out: Path):
     return AutoTokenizer.from_pretrained(out / TOKENIZER_DIR)
 
 
-def save_tokenizer_atomic(tokenizer, directory: Path) -> None:
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
-
-
-def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Chat], held_out: list[Chat]) -> None:
+def train_loop(args: argparse.Namespace, tokenizer, config: dict, train: list[Example], held_out: list[Example],
+               prompts: list[str]) -> int:
     accelerator, precision = start_accelerator(args.precision, args.out)
-    saving = SaveSchedule(args.save_every, args.save_minutes, accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
-    if args.batch_size % (world * args.grad_accum):
-        raise SystemExit(f"glyph train lm: --batch-size {args.batch_size} does not split into --grad-accum "
-                         f"{args.grad_accum} micro-batches on each of {world} processes")
+    per_process(args.batch_size, world, args.grad_accum)
     torch.manual_seed(args.seed)
     model = build_lm(config)
-    optimizer = optimizer_for(model, args)
-    scheduler = cosine_with_warmup(optimizer, args.warmup, args.steps)
-    state = load_checkpoint(args.out / "checkpoint", Untied(model), optimizer, scheduler) or {
-        "step": 0, "history": [], "evals": [], "seconds": 0.0, "tokens": 0, "config": config,
-        "bpe_vocab_size": args.vocab_size}
-    if state["step"]:
-        print(f"resuming {args.out} from step {state['step']} of {args.steps}")
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.init_trackers("lm", config={k: str(v) for k, v in vars(args).items()})
+    optimizer = adamw(model, args.lr, args.weight_decay, betas=(0.9, 0.95), decayed=matrices_only)
+    run = Run.resume(args, "lm", accelerator, model, optimizer, args.warmup, args.steps, stop_after=args.stop_after,
+                     checkpoint_view=Untied, fresh={"tokens": 0, "config": config, "bpe_vocab_size": args.vocab_size})
+    model, optimizer = run.prepare(model, optimizer)
     parameters = sum(p.numel() for p in model.parameters())
     print(f"training a Llama-style LM ({parameters / 1e6:.2f} M parameters, vocabulary {len(tokenizer)}) on "
           f"{len(train)} chats ({len(held_out)} held out), precision {'bf16' if precision == 'bf16' else 'fp32'}, "
           f"{args.steps} steps of {args.batch_size}")
+    pad_id, run_tokens = tokenizer.pad_token_id, 0
 
-    progress = tqdm(total=args.steps, initial=state["step"], desc="lm", unit="step")
-    started, started_step, earlier = time.perf_counter(), state["step"], state["seconds"]
-    run_tokens = 0
-    last_stop = min(args.steps, started_step + args.stop_after) if args.stop_after else args.steps
-
-    def save() -> None:
-        state["seconds"] = earlier + time.perf_counter() - started  # wall time over every resumed run
-        if accelerator.is_main_process:  # every process holds the same weights; one writes them
-            save_checkpoint(args.out / "checkpoint", Untied(accelerator.unwrap_model(model)), optimizer, scheduler,
-                            state)
-
-    try:
-        for step in range(state["step"], last_stop):
+    with run.interruptible():
+        for step in run.steps():
             model.train()
             chosen = batch_indices(step, args.batch_size, len(train), args.seed)[rank::world]
-            loss, tokens = train_step(accelerator, model, [train[int(i)] for i in chosen], args.grad_accum,
-                                      tokenizer.pad_token_id)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"], run_tokens = step + 1, run_tokens + tokens
-            state["tokens"] += tokens
-            rate = run_tokens / (time.perf_counter() - started)
-            if state["step"] % args.log_every == 0 or state["step"] == args.steps:
-                row = {"step": state["step"], "loss": loss, "lr": scheduler.get_last_lr()[0], "tokens_per_s": rate}
-                state["history"].append(row)
-                accelerator.log(row, step=state["step"])
-            progress.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
-            progress.update(1)
-            if args.eval_every and state["step"] % args.eval_every == 0 and state["step"] < args.steps:
-                evaluate(accelerator, model, held_out, args, state, tokenizer.pad_token_id, progress)
-            if saving.due(state["step"]):
-                save()
-    except KeyboardInterrupt:
-        save()
-        progress.close()
-        print(f"\nstopped at step {state['step']}; the same command resumes from there", file=sys.stderr)
-        raise SystemExit(130)
-    progress.close()
-    if state["step"] < args.steps:  # --stop-after
-        save()
-        print(f"stopped after {state['step']} of {args.steps} steps (--stop-after); the same command resumes")
-        accelerator.end_training()
-        return
-    state["seconds"] = earlier + time.perf_counter() - started
-    evaluate(accelerator, model, held_out, args, state, tokenizer.pad_token_id, None)
-    if accelerator.is_main_process:
-        finish(args, accelerator.unwrap_model(model), tokenizer, state, held_out, precision)
-    state["finished"] = True  # only once the model and report are written
-    save()
-    accelerator.end_training()
+            loss, tokens = train_step(accelerator, model, [train[int(i)] for i in chosen], args.grad_accum, pad_id)
+            run.optimizer_step()
+            run_tokens += tokens
+            run.state["tokens"] += tokens
+            if run.log_due():
+                rate = run_tokens / run.seconds_this_run()
+                run.log({"step": run.step, "loss": loss, "lr": run.lr(), "tokens_per_s": rate},
+                        loss=f"{loss:.3f}", tok_s=f"{rate:.0f}")
+            if run.due(args.eval_every):
+                evaluate(run, held_out, args.batch_size, pad_id)
+            run.end_step()
+    return run.finish(lambda: finish(args, run.inner_model, tokenizer, run.state, len(held_out), prompts, precision),
+                      evaluate=lambda: evaluate(run, held_out, args.batch_size, pad_id))
 
 
-def train_step(accelerator, model, batch: list[Chat], grad_accum: int, pad_id: int) -> tuple[float, int]:
+def train_step(accelerator, model, batch: list[Example], grad_accum: int, pad_id: int) -> tuple[float, int]:
     """Forward and backward over the batch in `grad_accum` micro-batches; the loss is the mean over all of the
     batch's predicted tokens whatever the split. Returns (loss, real tokens)."""
     micro = len(batch) // grad_accum
-    predicted = predicted_tokens([c.labels for c in batch])
+    predicted = predicted_tokens(batch)
     total = 0.0
     for k in range(grad_accum):
-        part = batch[k * micro:(k + 1) * micro]
-        input_ids, labels = collate([c.ids for c in part], pad_id, [c.labels for c in part])  # (b, T) each
+        part = collate(batch[k * micro:(k + 1) * micro], pad_id, None)  # (b, T) each
         syncing = nullcontext() if k == grad_accum - 1 else accelerator.no_sync(model)
         with syncing:
             with accelerator.autocast():
                 # Right padding: causal attention never lets a real token see the padding after it, so no mask.
-                loss = model(input_ids=input_ids.to(accelerator.device), labels=labels.to(accelerator.device),
-                             num_items_in_batch=predicted).loss
+                loss = model(input_ids=part["input_ids"].to(accelerator.device),
+                             labels=part["labels"].to(accelerator.device), num_items_in_batch=predicted).loss
             accelerator.backward(loss)
         total += float(loss.detach())
-    return total, sum(len(c.ids) for c in batch)
+    return total, sum(len(e.input_ids) for e in batch)
 
 
-@torch.no_grad()
-def held_out_loss(model, chats: list[Chat], batch_size: int, pad_id: int) -> float:
-    """Mean next-token cross-entropy over the held-out chats' supervised tokens."""
-    model.eval()
+def evaluate(run: Run, held_out: list[Example], batch_size: int, pad_id: int) -> None:
+    """The held-out loss: logged, and kept in the run's evals."""
+    model = run.inner_model
     device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(chats), batch_size):
-        part = chats[start:start + batch_size]
-        input_ids, labels = collate([c.ids for c in part], pad_id, [c.labels for c in part])  # (B, T)
-        n = predicted_tokens([c.labels for c in part])
-        loss = model(input_ids=input_ids.to(device), labels=labels.to(device), num_items_in_batch=n).loss
-        total, count = total + float(loss) * n, count + n
-    return total / max(1, count)
+    model.eval()
 
+    def loss_of(batch: dict, predicted: int) -> torch.Tensor:
+        return model(input_ids=batch["input_ids"].to(device), labels=batch["labels"].to(device),
+                     num_items_in_batch=predicted).loss
 
-def evaluate(accelerator, model, held_out: list[Chat], args: argparse.Namespace, state: dict, pad_id: int,
-             progress: tqdm | None) -> None:
-    with accelerator.autocast():
-        loss = held_out_loss(accelerator.unwrap_model(model), held_out, args.batch_size, pad_id)
-    row = {"step": state["step"], "held_out_loss": loss}
-    if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
-        state["evals"].append(row)
-    accelerator.log({"held_out/loss": loss}, step=state["step"])
-    (progress.write if progress else print)(f"step {state['step']}: held-out loss {loss:.4f}")
+    with run.accelerator.autocast():
+        loss = held_out_loss(held_out, batch_size, pad_id, None, loss_of)
+    run.log_eval({"step": run.step, "held_out_loss": loss}, {"held_out/loss": loss})
+    run.say(f"step {run.step}: held-out loss {loss:.4f}")
 
 
 # ---- the finished model ----
 
-def finish(args: argparse.Namespace, model, tokenizer, state: dict, held_out: list[Chat], precision: str) -> None:
+def finish(args: argparse.Namespace, model, tokenizer, state: dict, held_out_chats: int, prompts: list[str],
+           precision: str) -> None:
     """The model and tokenizer at --out (as save_pretrained writes them), its report, curves and samples."""
     save_pretrained_atomic(model, tokenizer, args.out)
-    samples = generate_samples(model, tokenizer, sample_prompts(held_out))
+    samples = generate_samples(model, tokenizer, prompts)
     text = "\n\n".join(f"USER: {prompt}\nASSISTANT: {reply}" for prompt, reply in samples) + "\n"
     (args.out / "samples.txt").write_text(text)
     print(f"greedy replies:\n{text}")
@@ -556,7 +331,7 @@ def finish(args: argparse.Namespace, model, tokenizer, state: dict, held_out: li
               "steps_per_second": round(state["step"] / max(state["seconds"], 1e-9), 3),
               "tokens_per_second": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
               "final_train_loss": final.get("loss"), "held_out_loss": state["evals"][-1]["held_out_loss"],
-              "held_out_chats": len(held_out), "precision": "bf16" if precision == "bf16" else "fp32",
+              "held_out_chats": held_out_chats, "precision": "bf16" if precision == "bf16" else "fp32",
               "during_training": state["evals"], "config": state["config"]}
     write_json_atomic(args.out / "report.json", report)
     loss_curves(state["history"], CURVES, args.out / "curves.png", f"LM training ({args.out.name})")
