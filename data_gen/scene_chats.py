@@ -32,14 +32,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from boltons.fileutils import atomic_save
 from tqdm import tqdm
 
-from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
-from scenes.render import render_scene
 from data_gen.scene_dataset import split_of
+from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import SCENE_IN_TEXT, ask, drawing_request, where
+from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
 KINDS = ("text", "align", "instruct")
@@ -305,11 +306,9 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    with partial.open("w") as file:
+    with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
-    os.replace(partial, out)
     return out
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from boltons.fileutils import atomic_save
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 from tqdm import tqdm
 
@@ -301,9 +301,8 @@ def _read_cache(cache_file: Path | None) -> tuple[Tensor | None, dict[str, int]]
 def _write_cache(cache_file: Path, table: Tensor, index: dict[str, int]) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted(index, key=index.get)
-    partial = cache_file.with_name(f".{cache_file.name}.partial-{os.getpid()}")
-    save_file({"table": table.contiguous()}, partial, metadata={"keys": json.dumps(keys)})
-    os.replace(partial, cache_file)
+    with atomic_save(str(cache_file)) as file:
+        file.write(safetensors_bytes({"table": table.contiguous()}, metadata={"keys": json.dumps(keys)}))
 
 
 def fingerprint(*parts) -> str:

@@ -41,8 +41,9 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from boltons.fileutils import atomic_save
 from open_clip.push_to_hf_hub import save_config_for_hf
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from assistant.config import ConfigError, write_json_atomic
 from training.batches import batch_indices
@@ -313,10 +314,9 @@ def save_open_clip(model: open_clip.CLIP, config: dict, out: Path) -> None:
     """open_clip's hub layout: its config JSON (model and preprocess config) and the weights, each swapped in whole."""
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    partial = out / f".{WEIGHTS_FILE}.partial-{os.getpid()}"
-    save_file(weights, partial)
-    os.replace(partial, out / WEIGHTS_FILE)
-    partial = out / f".{CONFIG_FILE}.partial-{os.getpid()}"
+    with atomic_save(str(out / WEIGHTS_FILE)) as file:
+        file.write(safetensors_bytes(weights))
+    partial = out / f".{CONFIG_FILE}.partial-{os.getpid()}"  # open_clip's own writer takes a path, not a file
     save_config_for_hf(model, partial, config)
     os.replace(partial, out / CONFIG_FILE)
 
