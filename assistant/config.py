@@ -50,7 +50,9 @@ class JsonConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        required = {f.name for f in dataclasses.fields(cls)  # a field added later has a default: older files lack it
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        unknown, missing = sorted(set(data) - names), sorted(required - set(data))
         if unknown or missing:
             raise ConfigError(f"{cls.__name__} fields do not match: unknown {unknown}, missing {missing}")
         types = typing.get_type_hints(cls)
@@ -155,15 +157,24 @@ class ProjectorConfig(JsonConfig):
 
     merge > 1 joins each merge×merge block of neighbouring patches into one image slot, their features
     concatenated (InternVL's pixel shuffle, Qwen2-VL's patch merger): merge² times fewer slots for the LLM
-    to read, nothing of the features dropped."""
+    to read, nothing of the features dropped.
+
+    slot_labels, when given, are one short text per image slot, written in the prompt just before that slot
+    (e.g. the grid cell each slot covers: "top left", "top", ...). A slot's features then sit beside words
+    that name where they are, so the LLM can answer "where?" by copying a label and find "the ring" by its
+    neighbourhood rather than by counting positions. () = no labels (LLaVA's layout)."""
     kind: str = "mlp2x_gelu"
     merge: int = 1
+    slot_labels: tuple[str, ...] = ()
 
     def validate(self) -> ProjectorConfig:
         if self.kind not in PROJECTORS:
             raise ConfigError(f"projector.kind is {self.kind!r}; choose one of {', '.join(PROJECTORS)}")
         if not isinstance(self.merge, int) or self.merge < 1:
             raise ConfigError(f"projector.merge is {self.merge!r}; use 1 (one slot per patch) or 2, 3, ...")
+        if not all(isinstance(label, str) and label.strip() for label in self.slot_labels):
+            raise ConfigError(f"projector.slot_labels must be non-empty strings, one per image slot; got "
+                              f"{list(self.slot_labels)!r:.120}")
         return self
 
 

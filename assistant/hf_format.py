@@ -155,6 +155,9 @@ def llava_model(glyph, dtype: torch.dtype | None = None) -> tuple[LlavaForCondit
 
 def llava_misfit(projector) -> str | None:
     """Why a projector (ProjectorConfig) has no LLaVA equivalent, or None when it has one."""
+    if projector.slot_labels:
+        return ("LLaVA writes an image's slots with nothing between them, but this assistant writes a label before "
+                "each slot (projector.slot_labels); export it with --format hf-merged instead")
     if projector.kind == "mlp2x_gelu" and projector.merge == 1:
         return None
     return (f"LLaVA's multi_modal_projector is mlp2x_gelu over single patches, but this assistant's projector is "

@@ -62,8 +62,20 @@ class GlyphModel(nn.Module):
         self.vq = vq.requires_grad_(False).eval()
         self.lora_merged = False  # merge_lora() folded the adapter into the LLM (inference only)
         self.use_decoder = True  # generation runs assistant.decoder where it supports the LLM
-        slots = slots_per_image(vision_tower.num_patches, config.projector.merge)
-        self.layout = ImageLayout.of(vocab, slots, vq.config.tokens_per_image)
+        self.layout = self._layout()
+
+    def _layout(self) -> ImageLayout:
+        slots = slots_per_image(self.vision_tower.num_patches, self.config.projector.merge)
+        return ImageLayout.of(self.vocab, slots, self.vq.config.tokens_per_image, self.tokenizer,
+                              self.config.projector.slot_labels)
+
+    def label_slots(self, labels: tuple[str, ...]) -> None:
+        """Write `labels` (one per image slot, ProjectorConfig.slot_labels) before the image slots from now on;
+        () for none. Saved with the config, so the assistant keeps reading images the way it was trained."""
+        projector = dataclasses.replace(self.config.projector, slot_labels=tuple(labels)).validate()
+        config = dataclasses.replace(self.config, projector=projector)
+        self.config = config
+        self.layout = self._layout()
 
     # ---- building and loading -------------------------------------------------------------------------
 

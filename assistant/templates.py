@@ -11,7 +11,7 @@ Messages use Hugging Face's multimodal format:
 
 `content` may also be a plain string. An image in a user or system turn expands
 to `slots_per_image` `<image>` ids, which the model fills with projected vision
-features. An image in an assistant turn is one the assistant drew: `<boi>`, its
+features; with slot labels, each `<image>` id follows its label's text ids. An image in an assistant turn is one the assistant drew: `<boi>`, its
 VQ codes (`codes`: h·w codebook indices, row by row) and `<eoi>`.
 
 The LLM's own chat template lays out the turns (SmolLM2 and Qwen2 have
@@ -59,11 +59,24 @@ class ImageLayout:
     code_start: int  # id of codebook entry 0
     codebook_size: int
     tokens_per_image: int  # h·w codes in a drawn image
+    slot_label_ids: tuple[tuple[int, ...], ...] = ()  # the ids written before each slot (ProjectorConfig.slot_labels)
 
     @classmethod
-    def of(cls, vocab, slots_per_image: int, tokens_per_image: int) -> ImageLayout:
+    def of(cls, vocab, slots_per_image: int, tokens_per_image: int, tokenizer=None,
+           slot_labels: tuple[str, ...] = ()) -> ImageLayout:
+        if slot_labels and len(slot_labels) != slots_per_image:
+            raise TemplateError(f"{len(slot_labels)} slot labels for {slots_per_image} image slots; give one per slot")
+        # "top left: <image> top: <image> ...": a space before every label but the first, as in running text
+        label_ids = tuple(tuple(_tokenize(tokenizer, f"{' ' if i else ''}{label}:", special=False))
+                          for i, label in enumerate(slot_labels))
         return cls(vocab.image_id, slots_per_image, vocab.boi_id, vocab.eoi_id, vocab.code_start,
-                   vocab.codebook_size, tokens_per_image)
+                   vocab.codebook_size, tokens_per_image, label_ids)
+
+    def image_ids(self) -> list[int]:
+        """The ids one input image becomes: its slots, each after its label when there are labels."""
+        if not self.slot_label_ids:
+            return [self.image_id] * self.slots_per_image
+        return [i for label in self.slot_label_ids for i in (*label, self.image_id)]
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ def _part_ids(part: dict, tokenizer, layout: ImageLayout, assistant: bool, index
     if assistant:
         return [layout.boi_id] + [layout.code_start + c for c in _codes(part, layout, index)] + [layout.eoi_id]
     images.append(part.get("image"))
-    return [layout.image_id] * layout.slots_per_image
+    return layout.image_ids()
 
 
 def _codes(part: dict, layout: ImageLayout, index: int) -> list[int]:

@@ -68,6 +68,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         "skip bad rows (they are counted and listed)", nargs="+")
     p.add_argument("--image-folder", default=None, help="relative image paths start here (default: each file's folder)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="vision features and VQ codes, per file")
+    p.add_argument("--slot-labels", nargs="+", action="extend", default=None, metavar="LABEL",
+                   help="one text per image slot, written before it in every prompt (e.g. the grid cells: 'top "
+                   "left' 'top' ... 'bottom right'); stage 2: 'none' removes --init's; default: --init's, or none")
     if stage == 1:
         parts = p.add_argument_group("the frozen parts (stage 1 builds the assistant from them)")
         parts.add_argument("--vision", required=True, help="open_clip model name, or local-dir:PATH")
@@ -119,13 +122,16 @@ def build_model(args: argparse.Namespace, stage: int):
     if stage == 1:
         config = AssistantConfig(vq=str(args.vq),
                                  vision=VisionConfig(args.vision, args.vision_pretrained, args.feature_layer),
-                                 projector=ProjectorConfig(args.projector, args.projector_merge),
+                                 projector=ProjectorConfig(args.projector, args.projector_merge,
+                                                           tuple(args.slot_labels or ())),
                                  llm=llm_config(args.llm, args.gguf_file))
         model = GlyphModel.build(config)
     else:
         # An --init that is itself a stage-2 assistant (it has an adapter) goes on training that adapter: a
         # second instruction phase, as in LLaVA's continued fine-tuning. A stage-1 assistant gets a fresh one.
         model = GlyphModel.from_pretrained(args.init, trainable=True, vq=args.vq)
+        if args.slot_labels is not None:  # a new way of laying out images, which the adapter then learns to read
+            model.label_slots(() if args.slot_labels == ["none"] else tuple(args.slot_labels))
         if model.has_lora:
             print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
         else:

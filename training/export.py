@@ -96,7 +96,8 @@ def manifest(glyph: GlyphModel) -> dict:
             "drawing_tokens": glyph.layout.tokens_per_image, "drawing_grid": glyph.vq.config.grid,
             "vision_feature_layer": glyph.config.vision.feature_layer,
             "vision_feature_select_strategy": "default", "projector_kind": projector.kind,
-            "projector_merge": projector.merge}
+            "projector_merge": projector.merge, "image_slot_labels": list(projector.slot_labels),
+            "image_ids": glyph.layout.image_ids()}
 
 
 def _write_language_model(glyph: GlyphModel, folder: Path, dtype: torch.dtype | None) -> None:
@@ -155,8 +156,9 @@ def image_rows(image, merge={projector_merge}):
     return x  # (1, {image_seq_length}, hidden): one row per "{image_token}" slot
 ```
 
-Put {image_seq_length} copies of `{image_token}` (id {image_token_id}) where the image goes in the
-user's turn, embed the ids with `llm.get_input_embeddings()`, write `image_rows(image)` into those
+Put the ids `image_ids` of glyph_export.json where the image goes in the user's turn: {image_seq_length}
+copies of `{image_token}` (id {image_token_id}), each after its label's text ids when `image_slot_labels`
+is not empty; embed the ids with `llm.get_input_embeddings()`, write `image_rows(image)` into those
 positions and call `llm.generate(inputs_embeds=...)`.
 
 Projector kind: `{projector_kind}` (for `mlp2x_gelu_norm`, an RMSNorm with `norm.weight` follows linear_2).
