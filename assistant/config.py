@@ -217,8 +217,9 @@ class AssistantConfig(JsonConfig):
     def located_in(self, directory: str | Path) -> AssistantConfig:
         """This config with its relative part paths (the VQ directory, a `local-dir:` vision folder, an LLM
         folder that exists there) taken as relative to `directory`: a shipped assistant names its parts by
-        paths inside itself, so it loads from wherever the repository was cloned."""
-        base = Path(directory)
+        paths inside itself, so it loads from wherever the repository was cloned. The paths come out absolute:
+        an assistant trained further from a relative --init saves parts that its own folder can find."""
+        base = Path(directory).resolve()
 
         def under(path: str) -> str:
             return path if Path(path).is_absolute() else str(base / path)

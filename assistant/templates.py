@@ -11,8 +11,9 @@ Messages use Hugging Face's multimodal format:
 
 `content` may also be a plain string. An image in a user or system turn expands
 to `slots_per_image` `<image>` ids, which the model fills with projected vision
-features; with slot labels, each `<image>` id follows its label's text ids. An image in an assistant turn is one the assistant drew: `<boi>`, its
-VQ codes (`codes`: h·w codebook indices, row by row) and `<eoi>`.
+features; with slot labels, each `<image>` id follows its label's text ids.
+An image in an assistant turn is one the assistant drew: `<boi>`, its VQ
+codes (`codes`: h·w codebook indices, row by row) and `<eoi>`.
 
 The LLM's own chat template lays out the turns (SmolLM2 and Qwen2 have
 ChatML); a tokenizer without one gets DEFAULT_CHAT_TEMPLATE. The template is

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -95,3 +96,16 @@ def test_wrong_labels_are_refused_by_name(parts):
 def test_llava_export_refuses_labelled_slots_which_it_cannot_write(parts):
     assert "slot_labels" in llava_misfit(labelled(parts).config.projector)
     assert llava_misfit(GlyphModel.build(assistant_config(parts)).config.projector) is None
+
+
+def test_an_assistant_continued_from_a_relative_folder_saves_parts_it_can_find(parts, tmp_path, monkeypatch):
+    first = labelled(parts).save_pretrained(tmp_path / "first")
+    shutil.copytree(parts.vq, first / "vq")  # parts named by paths inside the folder, as a shipped assistant's are
+    shutil.copytree(parts.clip, first / "clip")
+    config = json.loads((first / "config.json").read_text())
+    config["vq"], config["vision"]["model_name"] = "vq", "local-dir:clip"
+    (first / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)  # --init first, as a user types it from the folder above
+    again = GlyphModel.from_pretrained("first")
+    again.save_pretrained(tmp_path / "deeper" / "second")
+    assert GlyphModel.from_pretrained(tmp_path / "deeper" / "second").layout == again.layout

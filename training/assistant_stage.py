@@ -309,7 +309,8 @@ def evaluate(run: Run, held_out: list[Example], features: torch.Tensor | None, p
     model, device = run.inner_model, run.accelerator.device
     model.eval()
     with run.accelerator.autocast():  # the frozen layers may be bf16 (store_frozen_layers_in)
-        loss = held_out_loss(held_out, HELD_OUT_BATCH, pad_id, features, lambda batch, _: _forward(model, batch, device))
+        loss = held_out_loss(held_out, HELD_OUT_BATCH, pad_id, features,
+                             lambda batch, _: _forward(model, batch, device))
         row = {"step": run.step, "held_out_loss": loss}
         run.log_eval(row, row)
         sheet = write_samples(model, held_chats, args.samples, args.out / "samples" / f"step_{run.step:06d}.png")

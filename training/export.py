@@ -156,10 +156,10 @@ def image_rows(image, merge={projector_merge}):
     return x  # (1, {image_seq_length}, hidden): one row per "{image_token}" slot
 ```
 
-Put the ids `image_ids` of glyph_export.json where the image goes in the user's turn: {image_seq_length}
-copies of `{image_token}` (id {image_token_id}), each after its label's text ids when `image_slot_labels`
-is not empty; embed the ids with `llm.get_input_embeddings()`, write `image_rows(image)` into those
-positions and call `llm.generate(inputs_embeds=...)`.
+Put {image_seq_length} copies of `{image_token}` (id {image_token_id}) where the image goes in the
+user's turn (exactly the ids `image_ids` of glyph_export.json: when `image_slot_labels` is not empty, each
+copy follows its label's text ids), embed the ids with `llm.get_input_embeddings()`, write
+`image_rows(image)` into those positions and call `llm.generate(inputs_embeds=...)`.
 
 Projector kind: `{projector_kind}` (for `mlp2x_gelu_norm`, an RMSNorm with `norm.weight` follows linear_2).
 
