@@ -73,8 +73,7 @@ class GlyphModel(nn.Module):
         """Write `labels` (one per image slot, ProjectorConfig.slot_labels) before the image slots from now on;
         () for none. Saved with the config, so the assistant keeps reading images the way it was trained."""
         projector = dataclasses.replace(self.config.projector, slot_labels=tuple(labels)).validate()
-        config = dataclasses.replace(self.config, projector=projector)
-        self.config = config
+        self.config = dataclasses.replace(self.config, projector=projector)
         self.layout = self._layout()
 
     # ---- building and loading -------------------------------------------------------------------------

@@ -22,8 +22,8 @@ file's folder. Input images become vision features and drawn images become VQ co
 file and cached on disk under `cache_dir`, keyed by the model that made them and the file's size and time.
 
 Bad rows (malformed, an unknown role, a missing or unreadable image, nothing to learn from, longer than the
-context; any image at all with text_only=True) are counted with their file and row number; `raise_or_report` fails naming them, or with skip_bad=True prints them and
-trains on the rest.
+context; any image at all with text_only=True) are counted with their file and row number;
+`raise_or_report` fails naming them, or with skip_bad=True prints them and trains on the rest.
 """
 from __future__ import annotations
 

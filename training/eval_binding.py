@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        model = load_assistant(args.model)
-        model.eval()
+        model = load_assistant(args.model)  # in eval mode
         protos = prototypes(model, load_scenes(args.data, "train", args.train))
         items = load_scenes(args.data, "validation", args.scenes)
     except ConfigError as error:

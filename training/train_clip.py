@@ -77,7 +77,8 @@ MODEL_OPTIONS = [  # (option, type, default, help): the sizes clip_config builds
 
 def build_parser() -> argparse.ArgumentParser:
     p = trainer_parser("clip", __doc__.split("\n\n")[0], "a scene dataset (glyph data scenes): images with captions",
-                       "run directory: model, checkpoint, report", "skip unreadable images (they are counted and listed)")
+                       "run directory: model, checkpoint, report",
+                       "skip unreadable images (they are counted and listed)")
     model = p.add_argument_group("model (open_clip model config)")
     for option, kind, default, text in MODEL_OPTIONS:
         model.add_argument(option, type=kind, default=default, help=text)
