@@ -85,7 +85,7 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
     assert "must hold `steps:`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["scenes-tiny", "scenes-smollm2", "scenes-smollm2-draw"])
+@pytest.mark.parametrize("name", ["scenes-tiny", "scenes-smollm2", "scenes-smollm2-draw", "scenes-smollm2-gpu"])
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
@@ -95,6 +95,13 @@ def test_shipped_recipes_name_known_steps(name):
     chats = ["chats"] * rounds if rounds else ["chats"]
     refine = ["refine"] * rounds
     assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
+
+
+def test_the_gpu_recipe_restores_the_shipped_vq_and_clip():
+    """Its vq and clip steps are the CPU recipe's, so `--ship` with the shipped parts restores them (ship.py)."""
+    cpu, gpu = (build.read_build(build.recipe_path(name)) for name in ("scenes-smollm2", "scenes-smollm2-gpu"))
+    for kind in ("vq", "clip"):
+        assert next(s for s in gpu if s["step"] == kind) == next(s for s in cpu if s["step"] == kind)
 
 
 def test_set_changes_one_option_and_refuses_unknown_steps():
