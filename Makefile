@@ -31,6 +31,8 @@ $(VENV)/.installed: pyproject.toml $(VENV)/bin/python
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+# lmms-eval scores `glyph serve` in tests; --no-deps: the few packages its CLI and openai model need are in [test].
+	$(BIN)/python -m pip install --quiet --no-deps lmms-eval==0.7.3
 	touch $@
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).

@@ -7,7 +7,8 @@ Kinds:
   language of scenes, questions, answers and small talk before it ever sees a picture.
 - `align`: stage 1 pairs, image → caption and caption → image.
 - `instruct`: stage 2 instructions: conversations, detailed descriptions, reasoning, drawing requests by
-  GenEval category, multi-turn chats with images in and out, and small talk. About 10 % of the drawing
+  GenEval category, multi-turn chats with images in and out, small talk, and (with --mix compare=W)
+  questions about two images at once ("Which picture has more circles?"). About 10 % of the drawing
   requests have their text dropped (an empty user turn), so the model also learns the unconditional
   distribution that classifier-free guidance needs.
 
@@ -39,7 +40,7 @@ from data_gen.scene_dataset import split_of
 from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
-from scenes.questions import SCENE_IN_TEXT, ask, drawing_request, where
+from scenes.questions import SCENE_IN_TEXT, ask, compare, drawing_request, where
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
@@ -47,7 +48,9 @@ KINDS = ("text", "align", "instruct")
 # Seeing outweighs drawing: a drawing supervises 66 tokens and an answer about 10, so at 35 % drawings the
 # code tokens took about 80 % of stage 2's token-mean loss and the assistant never learned to read its images.
 INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.35, "detail": 0.08, "reasoning": 0.1, "draw": 0.25,
-                "mixed": 0.07, "chitchat": 0.03, "decline": 0.03}
+                "mixed": 0.07, "chitchat": 0.03, "decline": 0.03,
+                "compare": 0.0}  # two images (--mix compare=0.05); 0 by default, so earlier recipes write the same
+
 CONVERSATION_TURNS = (2, 5)  # questions per image in a conversation, lowest and highest
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
 UNCONDITIONAL_FRACTION = 0.1  # drawing requests whose text is dropped, for classifier-free guidance
@@ -75,8 +78,8 @@ CHITCHAT = [
 ]
 
 
-def user(text: str = "", image: str | None = None) -> dict:
-    content = [{"type": "image", "path": image}] if image else []
+def user(text: str = "", image: str | None = None, *more_images: str) -> dict:
+    content = [{"type": "image", "path": path} for path in (image, *more_images) if path]
     return {"role": "user", "content": content + ([{"type": "text", "text": text}] if text else [])}
 
 
@@ -245,6 +248,12 @@ class ChatWriter:
         qa = ask(scene, rng)  # draw, then answer a question about the drawing
         return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row)),
                 user(qa.question), assistant(self.answer(qa, rng))]
+
+    def _instruct_compare(self, row, scene, rng):
+        """Two training scenes and which has more of something (the images first, as LLaVA puts them)."""
+        other = self.rows[int(rng.integers(len(self.rows)))]
+        qa = compare(scene, Scene.from_dict(other), rng)
+        return [user(qa.question, self.image(row), self.image(other)), assistant(self.answer(qa, rng))]
 
     def _instruct_chitchat(self, row, scene, rng):
         return _chitchat(rng)

@@ -6,6 +6,9 @@
     request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
     SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)   # the question, the scene in words
 
+A sixth kind, `compare`, asks about two scenes at once ("Which picture has more circles?": "first",
+"second" or "same"): `compare(first, second, rng)`.
+
 Five kinds, the ones Glyph's evaluation scores by type: colour, shape, count,
 position and existence (yes/no, half of them about objects that are not there,
 as in POPE). Every question names its object so that exactly one answer is
@@ -25,6 +28,7 @@ from scenes.captions import NUMBER_WORDS, object_phrase, position_phrases, with_
 from scenes.world import COLORS, SHAPES, Scene, SceneObject
 
 KINDS = ("color", "shape", "count", "position", "existence")
+COMPARE = "compare"  # the two-scene kind, asked by compare() rather than ask()
 PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use
 # A question about a scene given as its caption instead of a picture: text chats and `glyph eval lm` ask so.
 SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"
@@ -59,6 +63,13 @@ FRAMES = {
                   "held_out": ("Any {c} {s} in this picture?", "Would you say there is {a}?",
                                "Can you spot {a} anywhere?", "Does {a} appear in the image?")},
 }
+COMPARE_FRAMES = {
+    "train": ("Which picture has more {what}?", "Which of the two images has more {what}?",
+              "Does the first or the second picture have more {what}?", "Which image shows more {what}?",
+              "Compare the two pictures: which one has more {what}?", "In which image are there more {what}?"),
+    "held_out": ("Of these two pictures, which contains more {what}?",
+                 "Where are there more {what}, in the first image or the second?",
+                 "Looking at both images, which one holds a greater number of {what}?")}
 POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
                   (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
 _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
@@ -69,7 +80,7 @@ _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right"
 
 @dataclass(frozen=True)
 class QA:
-    kind: str  # one of KINDS
+    kind: str  # one of KINDS, or COMPARE
     question: str
     answer: str  # a full sentence
     short: str  # the canonical answer: "red", "circle", "2", "top left", "yes"
@@ -83,6 +94,8 @@ class QA:
             return "None." if self.short == "0" else f"{NUMBER_WORDS[int(self.short)].capitalize()}."
         if self.kind == "position":
             return f"{_WHERE[self.short][0].upper()}{_WHERE[self.short][1:]}."
+        if self.kind == COMPARE:
+            return {"first": "The first.", "second": "The second.", "same": "Neither: they have as many."}[self.short]
         return f"{self.short.capitalize()}."
 
 
@@ -172,6 +185,23 @@ def _existence(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) 
     if found:
         return QA("existence", question, f"Yes, there is {with_article(f'{color} {shape}')} {where(found[0])}.", "yes")
     return QA("existence", question, f"No, there is no {color} {shape}.", "no")
+
+
+def compare(first: Scene, second: Scene, rng: np.random.Generator, phrasing: str = "train") -> QA:
+    """Which of two scenes has more shapes, shapes of a colour, or of a shape: short "first", "second" or "same".
+
+    Four times in five the question is about something the two scenes differ in, when they differ at all."""
+    if phrasing not in PHRASINGS:
+        raise ValueError(f"unknown phrasing {phrasing!r}; choose from {', '.join(PHRASINGS)}")
+    counted = [("shapes", lambda o: True)] + [(f"{c} shapes", lambda o, c=c: o.color == c) for c in COLORS] + \
+              [(f"{s}s", lambda o, s=s: o.shape == s) for s in SHAPES]
+    tally = [(what, sum(map(test, first.objects)), sum(map(test, second.objects))) for what, test in counted]
+    differing = [t for t in tally if t[1] != t[2]]
+    what, a, b = _pick(rng, differing if differing and rng.random() < 0.8 else tally)
+    short = "first" if a > b else "second" if b > a else "same"
+    answer = {"first": f"The first picture has more {what}.", "second": f"The second picture has more {what}.",
+              "same": f"Both pictures have the same number of {what}."}[short]
+    return QA(COMPARE, _pick(rng, COMPARE_FRAMES[phrasing]).format(what=what), answer, short)
 
 
 _ASK = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from scenes.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases
-from scenes.questions import KINDS, POSITION_NAMES
+from scenes.questions import COMPARE, POSITION_NAMES
 from scenes.world import COLORS, SHAPES
 
 Key = tuple[str, str, str, int, int]
@@ -89,8 +89,8 @@ def _pair(objects: list[re.Match], places: list[re.Match]) -> list[tuple[int, in
 
 def short_answer(kind: str, text: str) -> str | None:
     """The canonical short answer (QA.short's vocabulary) in a free-text answer, or None when none is found."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind not in _SHORT:
+        raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(_SHORT)}")
     return _SHORT[kind](_normal(text))
 
 
@@ -135,4 +135,13 @@ def _existence(text: str) -> str | None:
     return {"yes": "yes", "yeah": "yes", "yep": "yes", "no": "no", "nope": "no"}.get(word)
 
 
-_SHORT = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence}
+def _compare(text: str) -> str | None:
+    """The first picture named ("The first one has more."), or "same" for a tie ("Both have two.")."""
+    found = re.search(r"\b(first|second|same|equal|both|neither|as many)\b", text)
+    if not found:
+        return None
+    return found[1] if found[1] in ("first", "second") else "same"
+
+
+_SHORT = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence,
+          COMPARE: _compare}

@@ -215,3 +215,17 @@ def test_the_drawing_sheet_draws_every_fixed_request_with_every_seed(tmp_path):
     path = drawing_sheet(drawer, tmp_path / "drawings.png", seeds=3)
     assert asked == [(seed, SHEET_PROMPTS) for seed in range(3)]
     assert Image.open(path).size[1] > Image.open(path).size[0]  # a row per request, a column per seed
+
+
+def test_two_image_questions_score_an_oracle_one_and_a_one_eyed_answerer_by_its_share(items):
+    from training.eval_assistant import score_two_images, two_image_questions
+
+    questions = two_image_questions(items, seed=0)
+    assert len(questions) == len(items) and all(len(pair) == 2 for pair, _ in questions)
+    truth = {(pair[0].image, pair[1].image, qa.question): qa for pair, qa in questions}
+    perfect, _ = score_two_images(questions, one_at_a_time(lambda images, question: truth[(*images, question)].answer))
+    assert perfect["overall"] == 1.0 and perfect["questions"] == len(items)
+    always_first, outcomes = score_two_images(questions, one_at_a_time(lambda images, question: "The first one."))
+    share = sum(qa.short == "first" for _, qa in questions) / len(questions)
+    assert always_first["overall"] == pytest.approx(share, abs=1e-4) and always_first["by_answer"]["first"] == 1.0
+    assert outcomes[0].image.width > outcomes[0].image.height  # both pictures, side by side, on the sheet

@@ -97,3 +97,35 @@ def test_declines_answer_requests_outside_the_world_in_words(instruct):
         request, reply = chat["messages"]
         assert request["role"] == "user" and reply["role"] == "assistant"
         assert [p["type"] for p in reply["content"]] == ["text"] and "I can draw circles" in reply["content"][0]["text"]
+
+
+def test_two_image_chats_show_both_pictures_before_the_question(tmp_path):
+    import re
+
+    from scenes.questions import COMPARE
+    from scenes.reading import short_answer
+    from scenes.world import Scene
+
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    only_compare = {kind: 0.0 for kind in INSTRUCT_MIX} | {"compare": 1.0}
+    out = write_chats(scenes, tmp_path / "i.jsonl", "instruct", 40, seed=2, mix=only_compare)
+    chats = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {c["kind"] for c in chats} == {"compare"}
+    rows = {json.loads(line)["image"]: json.loads(line) for line in (scenes / "train.jsonl").read_text().splitlines()}
+    for chat in chats:
+        question, answer = chat["messages"]
+        paths = [p["path"] for p in question["content"] if p["type"] == "image"]
+        assert len(paths) == 2 and question["content"][2]["type"] == "text"
+        first, second = (Scene.from_dict(rows[str((tmp_path / p).resolve().relative_to(scenes.resolve()))])
+                         for p in paths)
+        what = re.search(r"more (.+?)\?", question["content"][2]["text"])[1]
+
+        def count(scene, what=what):
+            return sum(what in ("shapes", f"{o.color} shapes", f"{o.shape}s") for o in scene.objects)
+
+        a, b = count(first), count(second)
+        assert short_answer(COMPARE, answer["content"][0]["text"]) == ("first" if a > b else "second" if b > a
+                                                                       else "same")
+    default = [json.loads(line) for line in write_chats(scenes, tmp_path / "d.jsonl", "instruct", 200,
+                                                        seed=2).read_text().splitlines()]
+    assert not any(c["kind"] == "compare" for c in default)  # off unless a mix asks for it

@@ -122,3 +122,26 @@ def test_brief_answers_read_back_to_the_spec_and_never_name_the_object():
             assert len(qa.brief.split()) <= 5 and qa.brief.endswith(".")
             if kind in ("color", "position"):  # the shape named in the question is not repeated
                 assert not any(re.search(rf"\b{s}\b", qa.brief) for s in SHAPES), qa.brief
+
+
+def test_two_scene_questions_compare_the_specs_counts_and_read_back():
+    from scenes.questions import COMPARE, COMPARE_FRAMES, compare
+    from scenes.reading import short_answer
+
+    shorts = []
+    for i in range(len(SCENES) - 1):
+        first, second = SCENES[i], SCENES[i + 1]
+        qa = compare(first, second, scene_rng(11, i), "held_out" if i % 2 else "train")
+        what = re.search(r"more (.+?)[?,]| number of (.+?)[?,]", qa.question)
+        what = what[1] or what[2]
+        count = {"shapes": lambda o: True} | {f"{c} shapes": (lambda o, c=c: o.color == c) for c in COLORS} | \
+            {f"{s}s": (lambda o, s=s: o.shape == s) for s in SHAPES}
+        a, b = sum(map(count[what], first.objects)), sum(map(count[what], second.objects))
+        assert qa.kind == COMPARE and qa.short == ("first" if a > b else "second" if b > a else "same"), qa
+        assert qa.question in [f.format(what=what) for f in COMPARE_FRAMES["held_out" if i % 2 else "train"]]
+        assert short_answer(COMPARE, qa.answer) == short_answer(COMPARE, qa.brief) == qa.short
+        shorts.append(qa.short)
+    assert all(shorts.count(s) > 0.15 * len(shorts) for s in ("first", "second")) and "same" in shorts
+    assert short_answer(COMPARE, "I cannot tell.") is None
+    with pytest.raises(ValueError, match="unknown phrasing"):
+        compare(SCENES[0], SCENES[1], scene_rng(0, 0), "other")

@@ -7,18 +7,21 @@
     batch = collate([data.examples[i] for i in chosen], pad_id, data.features)  # padded tensors
     loss = held_out_loss(examples, 16, pad_id, data.features, loss_of)          # per supervised token
 
-Two formats, told apart by their fields:
+Two formats, told apart by their fields, in a JSON array, JSONL, or a `datasets` folder (`save_to_disk`):
 
-- LLaVA JSON (a JSON array or JSONL): `{"image": "coco/1.jpg", "conversations": [{"from": "human",
+- LLaVA JSON: `{"image": "coco/1.jpg", "conversations": [{"from": "human",
   "value": "<image>\\nWhat is this?"}, {"from": "gpt", "value": "A cat."}]}`. `<image>` marks where the image
   goes (LLaVA puts it first when the text has none); `image` may also be a list, one per `<image>`.
+  ShareGPT rows as LLaMA-Factory writes them read the same: `images` (a list, one per `<image>`, which may stand
+  anywhere in any user turn) and a `system` text beside `conversations`.
 - Hugging Face messages JSONL: `{"messages": [{"role": "user", "content": [{"type": "image", "path": "1.png"},
   {"type": "text", "text": "What is this?"}]}, ...]}`. An image part names its file by `path` (or `image`),
   or takes the next entry of the row's `images` list. An image in an assistant turn is one the assistant
   draws: it is tokenized with the VQ-VAE into codes.
 
-Relative image paths are resolved against `image_folder` (LLaVA's `--image_folder`), by default the data
-file's folder. Input images become vision features and drawn images become VQ codes, each computed once per
+Relative image paths are resolved against `image_folder` (LLaVA's `--image_folder`), by default the folder
+that holds the data file (or the `datasets` folder). An image a `datasets` folder holds itself (an `Image`
+feature) is written once as a PNG under `<folder>.images/`, beside it. Input images become vision features and drawn images become VQ codes, each computed once per
 file and cached on disk under `cache_dir`, keyed by the model that made them and the file's size and time.
 
 Bad rows (malformed, an unknown role, a missing or unreadable image, nothing to learn from, longer than the
@@ -28,6 +31,7 @@ context; any image at all with text_only=True) are counted with their file and r
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 import tempfile
@@ -86,10 +90,11 @@ def read_chats(paths: list[str | Path], image_folder: str | Path | None = None, 
     """The chats of every file, in order, and the bad rows. text_only: a row with an image is bad (stage 0)."""
     result = Chats()
     for path in map(Path, paths):
-        if not path.is_file():
-            raise ChatDataError(f"--data {path} does not exist; pass LLaVA JSON or messages JSONL files")
+        if not path.exists():
+            raise ChatDataError(f"--data {path} does not exist; pass LLaVA JSON or messages JSONL files, or a "
+                                "folder written by datasets' save_to_disk")
         folder = Path(image_folder) if image_folder is not None else path.parent
-        rows, bad = _load_rows(path)
+        rows, bad = _rows_from_disk(path) if path.is_dir() else _load_rows(path)
         result.bad += bad
         for number, row in rows:
             source = BadRow(str(path), number, "")
@@ -120,6 +125,49 @@ def _load_rows(path: Path) -> tuple[list[tuple[int, dict]], list[BadRow]]:
     if not text.lstrip().startswith("[") and len(rows) != len([line for line in _lines(text) if line.strip()]):
         return _rows_line_by_line(path)  # datasets' and our idea of a JSONL row differ (blank lines): trust lines
     return list(enumerate(rows, start=1)), []
+
+
+def _rows_from_disk(folder: Path) -> tuple[list[tuple[int, dict]], list[BadRow]]:
+    """(row number, row) pairs of a `datasets` folder (one Dataset, or a DatasetDict's only or "train" split);
+    images stored in it become PNG files beside it, named by their content."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise ChatDataError(f"--data {folder} is a folder but not one datasets' save_to_disk wrote ({error}); pass "
+                            "such a folder, or LLaVA JSON or messages JSONL files") from error
+    if isinstance(loaded, datasets.DatasetDict):
+        if "train" not in loaded and len(loaded) != 1:
+            raise ChatDataError(f"--data {folder} holds the splits {', '.join(loaded)}; save the one to train on "
+                                "alone, or name it 'train'")
+        loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
+    images, rows, bad = folder.with_name(folder.name + ".images"), [], []
+    for number, row in enumerate(loaded, start=1):
+        try:
+            rows.append((number, _stored_images_as_files(row, images)))
+        except (ValueError, OSError) as error:  # an image the dataset holds that does not decode
+            bad.append(BadRow(str(folder), number, str(error)))
+    return rows, bad
+
+
+def _stored_images_as_files(value, images: Path):
+    """`value` with every image a dataset holds itself (PIL, or {"bytes": ...}) replaced by the path of a PNG."""
+    if isinstance(value, Image.Image) or (isinstance(value, dict) and isinstance(value.get("bytes"), bytes)):
+        picture = load_image(value if isinstance(value, Image.Image) else value["bytes"], name="a stored image")
+        data = io.BytesIO()
+        picture.save(data, format="PNG")
+        target = images / f"{hashlib.sha256(data.getvalue()).hexdigest()[:20]}.png"
+        if not target.is_file():
+            images.mkdir(parents=True, exist_ok=True)
+            with atomic_save(str(target)) as file:
+                file.write(data.getvalue())
+        return str(target.resolve())
+    if isinstance(value, dict):
+        return {key: _stored_images_as_files(item, images) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_stored_images_as_files(item, images) for item in value]
+    return value
 
 
 def _lines(text: str) -> list[str]:
@@ -204,7 +252,7 @@ def _part(part, images: list, folder: Path) -> dict:
 
 
 def _from_llava(row: dict, folder: Path) -> list[dict]:
-    images = row.get("image")
+    images = row.get("images") if row.get("images") is not None else row.get("image")
     images = [] if images is None else [images] if isinstance(images, str) else list(images)
     turns = row["conversations"]
     if not isinstance(turns, list) or not turns:
@@ -214,8 +262,13 @@ def _from_llava(row: dict, folder: Path) -> list[dict]:
         turns = [dict(turns[0], value=IMAGE_TOKEN + "\n" + str(turns[0].get("value", "")))] + turns[1:]
         marks = 1
     if marks != len(images):
-        raise ChatDataError(f"has {marks} {IMAGE_TOKEN} mark(s) but {len(images)} image(s)")
-    return [_llava_turn(turn, images, folder) for turn in turns]
+        raise ChatDataError(f"has {marks} {IMAGE_TOKEN} mark(s) but {len(images)} image(s); give one image per "
+                            f"mark, in order")
+    system = row.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ChatDataError(f"'system' must be a string; got {str(system)[:60]}")
+    return ([{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []) + \
+        [_llava_turn(turn, images, folder) for turn in turns]
 
 
 def _llava_turn(turn, images: list, folder: Path) -> dict:

@@ -7,6 +7,8 @@
   Asked three ways: in the wordings training chats use; in held-out wordings that no training chat uses
   (scenes.questions.FRAMES); and as follow-ups, each question the second turn of a chat whose first turn
   was another question about the same image, answered by the model itself.
+- Two images: "Which picture has more circles?" about each scene and the next, both pictures in one
+  message (scenes.questions.compare): right when the reply names the right one, or says they have as many.
 - Words, not pictures: how often the model, free to start a drawing, would open its answer to a question
   with one (its greedy first token is <boi>).
 - Yes/no (POPE-like): the existence questions, half about objects that are not there: accuracy,
@@ -43,7 +45,7 @@ from assistant.config import ConfigError, write_json_atomic
 from scenes.declines import REASONS, impossible_request
 from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
-from scenes.questions import KINDS, QA, ask
+from scenes.questions import COMPARE, KINDS, QA, ask, compare
 from scenes.reading import read_caption, short_answer
 from scenes.world import Scene, scene_rng
 from training.pictures import save_png_atomic
@@ -93,6 +95,13 @@ def follow_up_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneIt
             for i, item in enumerate(items) for k, kind in enumerate(KINDS)]
 
 
+def two_image_questions(items: list[SceneItem], seed: int, phrasing: str = "train"
+                        ) -> list[tuple[tuple[SceneItem, SceneItem], QA]]:
+    """One question about two scenes per scene: it and the next one (the last with the first)."""
+    pairs = [(item, items[(i + 1) % len(items)]) for i, item in enumerate(items)] if len(items) > 1 else []
+    return [((a, b), compare(a.scene, b.scene, scene_rng(seed + 3, i), phrasing)) for i, (a, b) in enumerate(pairs)]
+
+
 def one_at_a_time(answer: Callable) -> Callable:
     """A batch answerer (or drawer) from one that takes a single (image, question) (or request)."""
     return lambda batch: [answer(*request) if isinstance(request, tuple) else answer(request) for request in batch]
@@ -117,6 +126,25 @@ def score_vqa(questions: list[tuple[SceneItem, QA]], answer: AnswerAll, desc: st
     existence = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "existence"]
     return {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes),
             "yes_no": _pope(existence)}, outcomes
+
+
+def score_two_images(questions: list[tuple[tuple[SceneItem, SceneItem], QA]], answer: AnswerAll
+                     ) -> tuple[dict, list[Outcome]]:
+    """"Which picture has more circles?" with both pictures in one message; by the right answer, too."""
+    replies = in_batches([((a.image, b.image), qa.question) for (a, b), qa in questions], answer, "two images")
+    outcomes = [Outcome(COMPARE, qa.question, reply, short_answer(COMPARE, reply) == qa.short,
+                        side_by_side(a.image, b.image)) for ((a, b), qa), reply in zip(questions, replies)]
+    by_answer = {short: _rate([o for o, (_, qa) in zip(outcomes, questions) if qa.short == short])
+                 for short in ("first", "second", "same")}
+    return {"overall": _rate(outcomes), "by_answer": by_answer, "questions": len(outcomes)}, outcomes
+
+
+def side_by_side(first: Path, second: Path) -> Image.Image:
+    with Image.open(first) as a, Image.open(second) as b:
+        joined = Image.new("RGB", (a.width + b.width + 4, max(a.height, b.height)), "white")
+        joined.paste(a.convert("RGB"), (0, 0))
+        joined.paste(b.convert("RGB"), (a.width + 4, 0))
+    return joined
 
 
 def score_follow_ups(triples: list[tuple[SceneItem, QA, QA]], answer: AnswerAll) -> tuple[dict, list[Outcome]]:
@@ -189,15 +217,17 @@ def model_answerer(model, max_new_tokens: int = 96) -> AnswerAll:
     return answer
 
 
-def question_prompt(model, image: Path, question: str, earlier: tuple[tuple[str, str], ...] = ()):
-    """The prompt asking `question` about `image`, after `earlier` (question, reply) turns about it."""
+def question_prompt(model, image: Path | tuple[Path, ...], question: str, earlier: tuple[tuple[str, str], ...] = ()):
+    """The prompt asking `question` about `image` (or several, in order), after `earlier` (question, reply)
+    turns about it."""
     from assistant.chat import ChatSession, user_message
 
+    images = list(image) if isinstance(image, tuple) else [image]
     session = ChatSession(model)
     for turn, (asked, said) in enumerate(earlier):
-        session.messages += [user_message(asked, [image] if turn == 0 else []),
+        session.messages += [user_message(asked, images if turn == 0 else []),
                              {"role": "assistant", "content": said}]
-    session.messages.append(user_message(question, [] if earlier else [image]))
+    session.messages.append(user_message(question, [] if earlier else images))
     return session.next_prompts(cfg_scale=1.0)[0]
 
 
@@ -263,6 +293,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     vqa, vqa_outcomes = timed(score_vqa, questions, answer)
     unseen, unseen_outcomes = timed(score_vqa, vqa_questions(items, args.seed + 7, "held_out"), answer, "VQA unseen")
     follow_ups, follow_outcomes = timed(score_follow_ups, follow_up_questions(items, args.seed), answer)
+    two_images, two_outcomes = timed(score_two_images, two_image_questions(items, args.seed), answer)
     vqa["picture_rate"] = picture_rate(model, questions)
     captions, caption_outcomes = timed(score_captions, items, answer)
     prompts = geneval_prompts(args.prompts, args.seed)
@@ -272,7 +303,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
                 "in_world": decline_rate(model, [p.text for p in prompts]),
                 "requests": {"out_of_world": args.prompts * len(REASONS), "in_world": len(prompts)}}
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
-              "vqa_follow_ups": follow_ups, "captions": captions,
+              "vqa_follow_ups": follow_ups, "vqa_two_images": two_images, "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines}
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
@@ -280,7 +311,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    return report, vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + caption_outcomes + draw_outcomes
+    return report, (vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + two_outcomes[:2] + caption_outcomes
+                    + draw_outcomes)
 
 
 def timed(score, *args) -> tuple[dict, list[Outcome]]:
@@ -313,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
-             ("follow-ups", "vqa_follow_ups"), ("captions", "captions"),
+             ("follow-ups", "vqa_follow_ups"), ("two images", "vqa_two_images"), ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
              + ", ".join(f"{name} {seconds} s" for name, seconds in parts) + ")",
@@ -322,6 +354,9 @@ def summary(report: dict) -> str:
                + "  ".join(f"{k} {v:.1%}" for k, v in report[key]["by_type"].items())
                for label, key in (("  unseen", "vqa_unseen_phrasings"), ("follow-up", "vqa_follow_ups"))
                if key in report],
+             (f"two images overall {report['vqa_two_images']['overall']:.1%}  "
+              + "  ".join(f"{k} {v:.1%}" for k, v in report["vqa_two_images"]["by_answer"].items()))
+             if "vqa_two_images" in report else "",
              f"pictures   {vqa['picture_rate']:.1%} of questions would be answered with a drawing"
              if "picture_rate" in vqa else "",
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "

@@ -1,0 +1,108 @@
+"""lmms-eval (its own command line, openai model) scores `glyph serve` on the scene VQA task like glyph eval does."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import time
+
+import pytest
+import uvicorn
+import yaml
+
+from assistant.model import GlyphModel
+from tests.web import free_port
+from training import eval_lmms, lmms_task
+from training.eval_assistant import load_scenes, model_answerer, score_vqa, vqa_questions
+from ui.server import Assistant, Limits, create_app
+
+KEY = "lmms-key"
+SCENES = 2  # 10 questions
+
+
+@pytest.fixture(scope="module")
+def scenes(small_scenes):
+    return small_scenes(24, 11, 0.25)
+
+
+@pytest.fixture(scope="module")
+def task(scenes, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tasks") / "scene_vqa"
+    assert lmms_task.main(["--data", str(scenes), "--scenes", str(SCENES), "--out", str(folder)]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(tiny_assistant):
+    return GlyphModel.from_pretrained(tiny_assistant)
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    app = create_app(Assistant(model, "glyph-tiny", Limits(max_images=2, max_request_bytes=2_000_000)), api_key=KEY)
+    port = free_port()
+    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if running.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_the_task_asks_glyph_evals_questions_and_scores_with_its_reader(task, scenes):
+    rows = [json.loads(line) for line in (task / "data" / "test.jsonl").read_text().splitlines()]
+    asked = vqa_questions(load_scenes(scenes, "test", SCENES), seed=0)
+    assert [(r["question"], r["short"], r["kind"]) for r in rows] == [(q.question, q.short, q.kind) for _, q in asked]
+    assert all((task / "data" / r["image"]).is_file() for r in rows)
+    config = yaml.load((task / "scene_vqa.yaml").read_text(), Loader=yaml.BaseLoader)  # !function tags as text
+    assert config["dataset_kwargs"]["data_files"]["test"] == str((task / "data" / "test.jsonl").resolve())
+    spec = importlib.util.spec_from_file_location("scene_vqa_utils", task / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    row = rows[0]
+    assert utils.doc_to_visual(row)[0].size == (32, 32) and utils.doc_to_text(row) == row["question"]
+    assert utils.process_results(row, [row["answer"]]) == {"accuracy": 1.0, row["kind"]: 1.0}
+    assert utils.process_results(row, ["I cannot tell."]) == {"accuracy": 0.0, row["kind"]: 0.0}
+
+
+def test_an_existing_task_folder_is_kept_unless_overwrite(task, scenes, capsys):
+    before = (task / "data" / "test.jsonl").read_text()
+    assert lmms_task.main(["--data", str(scenes), "--scenes", "1", "--out", str(task)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert (task / "data" / "test.jsonl").read_text() == before
+
+
+def test_lmms_eval_scores_glyph_serve_as_glyph_eval_does(task, server, model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GLYPH_API_KEY", KEY)
+    code = eval_lmms.main(["--server", server, "--include-path", str(task.parent), "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    accuracy = eval_lmms.results_of(tmp_path)["scene_vqa"]["accuracy,none"]
+    samples = [json.loads(line) for file in tmp_path.rglob("*samples_scene_vqa*.jsonl")
+               for line in file.read_text().splitlines()]
+    samples.sort(key=lambda sample: sample["doc_id"])  # doc_id: the row of data/test.jsonl
+    said = [s["resps"][0] if isinstance(s["resps"], list) else s["resps"] for s in samples]
+    scored, outcomes = score_vqa(_questions(task), model_answerer(model))  # glyph eval's scoring, in process
+    assert len(said) == len(outcomes) == SCENES * 5
+    assert [s["input"] for s in samples] == [o.prompt for o in outcomes]
+    assert said == [o.reply for o in outcomes]  # the same prompt, the same greedy reply
+    assert accuracy == pytest.approx(scored["overall"])
+
+
+def _questions(task):
+    """The task's rows as glyph eval's (scene, question) pairs; scoring reads only the image and the question."""
+    from scenes.questions import QA
+    from training.eval_assistant import SceneItem
+
+    rows = [json.loads(line) for line in (task / "data" / "test.jsonl").read_text().splitlines()]
+    return [(SceneItem(task / "data" / r["image"], None), QA(r["kind"], r["question"], r["answer"], r["short"]))
+            for r in rows]
+
+
+def test_a_server_that_is_down_stops_it_with_one_line(tmp_path, capsys):
+    assert eval_lmms.main(["--server", f"http://127.0.0.1:{free_port()}", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not answer" in err and "glyph serve" in err
