@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import threading
-import time
 
 import pytest
-import uvicorn
 import yaml
 
 from assistant.model import GlyphModel
-from tests.web import free_port
+from tests.web import free_port, serving
 from training import eval_lmms, lmms_task
 from training.eval_assistant import load_scenes, model_answerer, score_vqa, vqa_questions
 from ui.server import Assistant, Limits, create_app
@@ -40,17 +37,8 @@ def model(tiny_assistant):
 @pytest.fixture(scope="module")
 def server(model):
     app = create_app(Assistant(model, "glyph-tiny", Limits(max_images=2, max_request_bytes=2_000_000)), api_key=KEY)
-    port = free_port()
-    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if running.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(timeout=5)
+    with serving(app) as url:
+        yield url
 
 
 def test_the_task_asks_glyph_evals_questions_and_scores_with_its_reader(task, scenes):

@@ -4,21 +4,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
-import uvicorn
 from PIL import Image
 
 from assistant.model import GlyphModel
 from assistant.chat import one_turn_prompts
 from assistant.generation import reply_all
 from ui.server import DECLINE_SAMPLING, NO_REASON, Assistant, Limits, create_app
-from tests.web import free_port
+from tests.web import serving
 
 KEY = "test-key"
 
@@ -32,17 +29,8 @@ def model_dir(tiny_assistant):
 def base_url(model_dir):
     model = GlyphModel.from_pretrained(model_dir)
     app = create_app(Assistant(model, "glyph-tiny", Limits(max_images=2, max_request_bytes=200_000)), api_key=KEY)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serving(app) as url:
+        yield url + "/v1"
 
 
 @pytest.fixture()

@@ -28,7 +28,7 @@ TASKS = Path(__file__).resolve().parent / "lmms_tasks"
 
 def check_server(server: str) -> None:
     """Refuse a server that does not answer GET /health with 200, in one sentence that says what to do."""
-    url = server.rstrip("/").removesuffix("/v1") + "/health"
+    url = root_of(server) + "/health"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # the user's own server's URL
             if response.status == 200:
@@ -60,14 +60,19 @@ def served_model(server: str, api_key: str) -> str:
                           "pass --model-name") from error
 
 
+def root_of(server: str) -> str:
+    """http://host:port, from the server's URL given with or without /v1."""
+    return server.rstrip("/").removesuffix("/v1")
+
+
 def base_url_of(server: str) -> str:
-    return server.rstrip("/").removesuffix("/v1") + "/v1"
+    return root_of(server) + "/v1"
 
 
 def lmms_eval_command(args: argparse.Namespace, out: Path) -> list[str]:
     command = [sys.executable, "-m", "lmms_eval", "eval", "--model", "openai", "--model_args",
-               f"model_version={args.model_name},base_url={base_url_of(args.server)},api_key={args.api_key},"
-               "num_concurrent=1",
+               (f"model_version={args.model_name},base_url={base_url_of(args.server)},api_key={args.api_key},"
+                "num_concurrent=1"),
                "--tasks", args.tasks, "--include_path", str(args.include_path), "--batch_size", "1",
                "--output_path", str(out), "--log_samples"]
     return command + (["--limit", str(args.limit)] if args.limit else [])
