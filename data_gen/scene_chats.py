@@ -40,6 +40,7 @@ from data_gen.scene_dataset import split_of
 from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
+from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.questions import SCENE_IN_TEXT, ask, compare, drawing_request, where
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
@@ -123,8 +124,11 @@ class ChatWriter:
     """Makes one kind of chat from training scenes, rendering made-up scenes for drawing prompts."""
 
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
-                 mix: dict[str, float] | None = None, drawing_size: int | None = None):
+                 mix: dict[str, float] | None = None, drawing_size: int | None = None,
+                 questions: dict[str, float] | None = None):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        # question kind → probability; None asks every kind alike, drawing from rng as earlier recipes did
+        self.question_kinds = question_weights(questions) if questions else None
         self.drawing_size = drawing_size  # None: the assistant draws the scene's own image
         self.brief_answers = brief_answers
         self.mix = mix or {}  # kind → weight, replacing the default weights of those kinds
@@ -166,6 +170,12 @@ class ChatWriter:
                 if split_of(scene, self.split_seed, self.holdout) == "train":
                     return prompt.text, scene
 
+    def ask(self, scene: Scene, rng: np.random.Generator):
+        """A question about `scene` of a kind drawn by --questions' weights (all kinds alike by default)."""
+        if self.question_kinds is None:
+            return ask(scene, rng)
+        return ask(scene, rng, _pick(rng, tuple(self.question_kinds), p=list(self.question_kinds.values())))
+
     def answer(self, qa, rng: np.random.Generator) -> str:
         """The full sentence, or with probability brief_answers the answer alone ("Red.")."""
         if self.brief_answers <= 0 or (self.brief_answers < 1 and rng.random() >= self.brief_answers):
@@ -184,7 +194,7 @@ class ChatWriter:
     # ---- stage 0: text only ---------------------------------------------------------------------------------
 
     def _text_qa(self, row, scene, rng):
-        qa = ask(scene, rng)
+        qa = self.ask(scene, rng)
         return [user(SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)),
                 assistant(self.answer(qa, rng))]
 
@@ -220,7 +230,7 @@ class ChatWriter:
 
     def _instruct_conversation(self, row, scene, rng):
         turns = int(rng.integers(CONVERSATION_TURNS[0], CONVERSATION_TURNS[1] + 1))
-        qas = [ask(scene, rng) for _ in range(turns)]
+        qas = [self.ask(scene, rng) for _ in range(turns)]
         first = [user(qas[0].question, self.image(row)), assistant(self.answer(qas[0], rng))]
         return first + [m for qa in qas[1:] for m in (user(qa.question), assistant(self.answer(qa, rng)))]
 
@@ -245,7 +255,7 @@ class ChatWriter:
         if rng.random() < 0.5:  # see, then draw the same scene
             return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng)),
                     user(_pick(rng, AGAIN)), assistant(image=self.drawing(scene, row))]
-        qa = ask(scene, rng)  # draw, then answer a question about the drawing
+        qa = self.ask(scene, rng)  # draw, then answer a question about the drawing
         return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row)),
                 user(qa.question), assistant(self.answer(qa, rng))]
 
@@ -294,14 +304,38 @@ def parse_mix(settings: list[str]) -> dict[str, float]:
     return mix
 
 
+def question_weights(changes: dict[str, float]) -> dict[str, float]:
+    """Each question kind's probability: weight 1 each, with `changes` (--questions count=2), renormalised."""
+    weights = {kind: changes.get(kind, 1.0) for kind in QUESTION_KINDS}
+    if any(weight < 0 for weight in weights.values()) or set(changes) - set(QUESTION_KINDS):
+        raise ValueError(f"--questions {changes}: weights must be ≥ 0 and kinds among {', '.join(QUESTION_KINDS)}")
+    if sum(weights.values()) <= 0:
+        raise ValueError("--questions leaves no question kind with a weight above 0")
+    return {kind: weight / sum(weights.values()) for kind, weight in weights.items()}
+
+
+def parse_questions(settings: list[str]) -> dict[str, float]:
+    """["count=2", ...] → {"count": 2.0, ...}; an unknown kind, or a weight that is not a number ≥ 0, is a
+    ValueError."""
+    weights = {}
+    for setting in settings:
+        kind, _, weight = setting.partition("=")
+        if kind not in QUESTION_KINDS or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight.strip()):
+            raise ValueError(f"--questions {setting!r}: write KIND=WEIGHT with KIND one of "
+                             f"{', '.join(QUESTION_KINDS)} and WEIGHT a number ≥ 0, e.g. --questions count=2")
+        weights[kind] = float(weight)
+    return weights
+
+
 def _pick(rng: np.random.Generator, options, p=None):
     return options[int(rng.choice(len(options), p=p))] if p is not None else options[int(rng.integers(len(options)))]
 
 
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
-                drawing_size: int | None = None) -> Path:
-    """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers."""
+                drawing_size: int | None = None, questions: dict[str, float] | None = None) -> Path:
+    """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
+    ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
     if kind not in KINDS:
         raise ValueError(f"--kind {kind!r} is unknown; choose from {', '.join(KINDS)}")
@@ -314,7 +348,7 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
-    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size)
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -334,13 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", action="append", default=[], metavar="KIND=WEIGHT",
                    help="change how often a kind of chat comes (e.g. draw=0.12; weights are renormalised; "
                         "repeatable; kinds of other --kind mixes are ignored)")
+    p.add_argument("--questions", action="append", default=[], metavar="KIND=WEIGHT",
+                   help="ask some question kinds more often (e.g. count=2; each kind weighs 1 unless given; "
+                        f"kinds: {', '.join(QUESTION_KINDS)}; repeatable)")
     p.add_argument("--drawing-size", type=int, default=None, metavar="PX",
                    help="draw every picture the assistant makes at PX pixels (the VQ-VAE's image size), each "
                         "object centred in its cell; default: the scene's own image")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
-                           parse_mix(args.mix), args.drawing_size)
+                           parse_mix(args.mix), args.drawing_size, parse_questions(args.questions))
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

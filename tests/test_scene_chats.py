@@ -8,6 +8,7 @@ import pytest
 from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
+from scenes.questions import KINDS as QUESTION_KINDS
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,29 @@ def test_mix_changes_how_often_each_kind_comes(tmp_path):
     with pytest.raises(ValueError, match="no align chat kind"):
         scene_chats.write_chats(scenes, tmp_path / "a.jsonl", "align", 10, mix={"describe": 0, "caption_draw": 0})
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_question_weights_change_which_kinds_conversations_ask(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def questions(weights):
+        out = write_chats(scenes, tmp_path / f"{len(weights)}.jsonl", "instruct", 120, seed=5,
+                          mix={"conversation": 1.0, "draw": 0.0}, questions=weights)
+        chats = [json.loads(line) for line in out.read_text().splitlines()]
+        return [p["text"] for c in chats if c["kind"] == "conversation"
+                for m in c["messages"] if m["role"] == "user" for p in m["content"] if p["type"] == "text"]
+
+    only_counting = questions({"color": 0, "shape": 0, "position": 0, "existence": 0})
+    assert len(only_counting) > 100
+    assert all(q.startswith(("How many", "Count the", "What is the number", "Tell me how many"))
+               for q in only_counting), only_counting[:5]
+    alike = questions({})
+    assert 0.1 < sum(q.startswith("How many") for q in alike) / len(alike) < 0.3  # one kind in five
+    with pytest.raises(ValueError, match="KIND=WEIGHT"):
+        scene_chats.parse_questions(["colour=2"])
+    with pytest.raises(ValueError, match="no question kind"):
+        write_chats(scenes, tmp_path / "none.jsonl", "instruct", 5, questions={k: 0 for k in QUESTION_KINDS})
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def test_a_drawing_size_draws_every_picture_at_that_size_with_objects_centred(tmp_path):
