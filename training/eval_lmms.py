@@ -1,7 +1,7 @@
 """Score a running OpenAI-compatible server (glyph serve, vLLM, ...) with lmms-eval on Glyph's scene tasks.
 
     glyph serve --port 8000 &
-    glyph eval lmms --server http://127.0.0.1:8000 --out runs/lmms           # the shipped scene_vqa task
+    glyph eval lmms --server http://127.0.0.1:8000 --out runs/lmms           # the shipped scene tasks
     glyph eval lmms --server URL --include-path runs/lmms_tasks --tasks scene_vqa --limit 20
 
 It runs lmms-eval's own command line (`python -m lmms_eval eval --model openai ...`, lmms-eval 0.7.3) with the
@@ -89,7 +89,8 @@ def results_of(out: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glyph eval lmms", description=__doc__.split("\n\n")[0])
     p.add_argument("--server", required=True, help="the server's URL, e.g. http://127.0.0.1:8000 (or .../v1)")
-    p.add_argument("--tasks", default="scene_vqa", help="lmms-eval task names, comma-separated")
+    p.add_argument("--tasks", default="scene_vqa,scene_vqa_two_images",
+                   help="lmms-eval task names, comma-separated (default: both shipped scene tasks)")
     p.add_argument("--include-path", type=Path, default=TASKS, help="folder of task folders (default: the shipped)")
     p.add_argument("--out", type=Path, default=Path("runs/lmms"), help="lmms-eval's --output_path")
     p.add_argument("--limit", type=int, default=0, help="only the first N questions of each task (0: all)")
