@@ -143,3 +143,29 @@ def test_glyph_eval_vq_reports_on_held_out_scenes(scenes, tmp_path, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert 0 < metrics["codebook_usage"] <= 1
     assert eval_main(["--model", str(tmp_path / "nothing"), "--data", str(scenes)]) == 2
+
+
+def test_centred_objects_train_on_the_pictures_the_assistant_draws(scenes, tmp_path, capsys):
+    from assistant.pixels import to_uint8
+    from scenes.render import render_scene
+    from scenes.world import centred
+    from training.image_data import ImageDataError, load_images
+
+    drawn = load_images(scenes, "validation", 48, limit=3, centred_objects=True)
+    as_files = load_images(scenes, "validation", 48, limit=3)
+    for pixels, scene in zip(drawn.pixels, as_files.scenes):
+        expected = torch.from_numpy(to_uint8(render_scene(centred(scene, 48)), 48))
+        assert torch.equal(pixels, expected)
+    assert not torch.equal(drawn.pixels, as_files.pixels)  # the dataset's own scenes are jittered
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    with pytest.raises(ImageDataError, match="not a scene dataset"):
+        load_images(folder, "train", 32, centred_objects=True)
+    # A one-token-per-cell tokenizer (a 3×3 grid) trains on them, and eval vq reads them the same way.
+    grid_flags = ["--image-size", "48", "--downsample", "16", "--stem", "4", "--centred-objects", "--steps", "2"]
+    assert run(scenes, tmp_path / "cells", *grid_flags) == 0
+    assert VQModel.from_pretrained(tmp_path / "cells").config.grid == 3
+    assert eval_main(["--model", str(tmp_path / "cells"), "--data", str(scenes), "--centred-objects",
+                      "--limit", "4"]) == 0
+    assert "psnr" in capsys.readouterr().out

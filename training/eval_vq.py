@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="a scene dataset or a folder of images")
     parser.add_argument("--split", default="validation", help="validation (default) or test; train for folders")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--centred-objects", action="store_true",
+                        help="scenes with every object centred in its cell, as the assistant draws them (for a VQ "
+                             "trained with --centred-objects)")
     parser.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
     return parser
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = VQModel.from_pretrained(args.model)
-        images = load_images(args.data, args.split, model.config.image_size, args.limit)
+        images = load_images(args.data, args.split, model.config.image_size, args.limit, args.centred_objects)
     except (ConfigError, ImageDataError) as error:
         print(f"glyph eval vq: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Load the images a VQ-VAE trains on: a scene dataset's split, or a plain folder of images.
 
     images = load_images("data/scenes", split="train", size=64)
+    drawn = load_images("data/scenes", split="train", size=72, centred_objects=True)  # as the assistant draws them
     images.pixels          # (N, 3, 64, 64) uint8, all in memory
     images.scenes          # the scene specs (scene datasets only), for the parser
 
@@ -8,7 +9,9 @@ A scene dataset is recognised by its dataset_info.json. Asked for another
 size than its images have, a scene dataset renders each scene from its spec
 at that size: the spec is exact, and resizing would blur the edges and move
 the grid's cell borders off the pixel grid (a 72 px tokenizer reading 64 px
-scenes). A plain folder's
+scenes). With centred_objects=True every scene is rendered with its objects centred in their cells
+(scenes.world.centred): the pictures the assistant draws, for a tokenizer that only has to draw those. A plain
+folder's
 images are split by hashing their file names, so a file always lands in the
 same split. Unreadable files are skipped and listed in `skipped` (path and
 reason), never dropped silently; a folder with no readable image is an error.
@@ -28,7 +31,7 @@ from tqdm import tqdm
 from assistant.images import load_image
 from assistant.pixels import to_uint8
 from scenes.render import render_scene
-from scenes.world import Scene
+from scenes.world import Scene, centred
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FOLDER_HOLDOUT = 0.05  # fraction of a plain folder's files held out for validation
@@ -53,8 +56,10 @@ def is_scene_dataset(directory: Path) -> bool:
     return (directory / "dataset_info.json").is_file()
 
 
-def load_images(directory: str | Path, split: str, size: int, limit: int | None = None) -> ImageSet:
-    """The images of `split` ('train' or 'validation'; scene datasets also have 'test')."""
+def load_images(directory: str | Path, split: str, size: int, limit: int | None = None,
+                centred_objects: bool = False) -> ImageSet:
+    """The images of `split` ('train' or 'validation'; scene datasets also have 'test'); centred_objects renders
+    scenes with every object centred in its cell (scene datasets only)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ImageDataError(f"--data {directory} is not a directory; pass a scene dataset or a folder of images")
@@ -62,9 +67,14 @@ def load_images(directory: str | Path, split: str, size: int, limit: int | None 
         paths, scenes = _scene_split(directory, split)
     else:
         paths, scenes = _folder_split(directory, split), None
+        if centred_objects:
+            raise ImageDataError(f"--data {directory} is a folder of images, not a scene dataset; centred objects "
+                                 "need the scenes' specs (glyph data scenes)")
     if limit is not None:
         paths, scenes = paths[:limit], scenes[:limit] if scenes else scenes
-    return _read_all(directory, paths, scenes, size, split)
+    if centred_objects:  # the files hold the jittered scenes: render the centred ones
+        scenes = [centred(scene, size) for scene in scenes]
+    return _read_all(directory, paths, scenes, size, split, render=centred_objects)
 
 
 def _scene_split(directory: Path, split: str) -> tuple[list[Path], list[Scene]]:
@@ -102,11 +112,13 @@ def _hash_fraction(path: Path) -> float:
     return int.from_bytes(digest, "big") / 2 ** 64
 
 
-def _read_all(directory: Path, paths: list[Path], scenes: list[Scene] | None, size: int, split: str) -> ImageSet:
+def _read_all(directory: Path, paths: list[Path], scenes: list[Scene] | None, size: int, split: str,
+              render: bool = False) -> ImageSet:
+    """The images at `paths`, or (render, or another size than the files') the `scenes` rendered from their specs."""
     arrays, kept, kept_scenes, skipped = [], [], [], []
     for i, path in enumerate(tqdm(paths, desc=f"loading {split} images", unit="img", leave=False)):
         try:  # the decoder the assistant uses: the same RGB pixels, and one ImageError for any bad file
-            if scenes is not None and scenes[i].image_size != size:
+            if scenes is not None and (render or scenes[i].image_size != size):
                 arrays.append(to_uint8(render_scene(Scene(size, scenes[i].objects)), size))
             else:
                 arrays.append(to_uint8(load_image(path), size))

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=8)
     add_schedule_options(train, lr=2e-3, warmup=100, weight_decay=0.0)
     train.add_argument("--edge-weight", type=float, default=0.0, help="weight of the L1 edge (image gradient) loss; 0 trained best on scenes")
+    train.add_argument("--centred-objects", action="store_true",
+                       help="train on the scenes with every object centred in its cell: the pictures the assistant "
+                            "draws (glyph data chats --drawing-size), for a tokenizer that draws only those")
     train.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                        help="random horizontal flips (scenes stay valid scenes)")
     every = p.add_argument_group("outputs")
@@ -85,8 +88,9 @@ def training_batch(images: ImageSet, step: int, args: argparse.Namespace, device
 
 
 def load_data(args: argparse.Namespace, size: int) -> tuple[ImageSet, ImageSet]:
-    train = load_images(args.data, "train", size)
-    held_out = load_images(args.data, "validation", size, limit=args.eval_images)
+    centred = args.centred_objects
+    train = load_images(args.data, "train", size, centred_objects=centred)
+    held_out = load_images(args.data, "validation", size, limit=args.eval_images, centred_objects=centred)
     refuse_or_skip(train.skipped + held_out.skipped, args.skip_bad)
     return train, held_out
 
