@@ -89,9 +89,9 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has five refine rounds, each after the first on chats of its own; the drawing
+    # The shipped assistant has seven refine rounds, each after the first on chats of its own; the drawing
     # experiment four, the fourth on drawing-heavy chats.
-    rounds = {"scenes-smollm2": 5, "scenes-smollm2-draw": 4}.get(name, 0)
+    rounds = {"scenes-smollm2": 7, "scenes-smollm2-draw": 4}.get(name, 0)
     chats = ["chats"] * rounds if rounds else ["chats"]
     refine = ["refine"] * rounds
     assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]

@@ -199,7 +199,8 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and
               "vqa": {"overall": 0.5, "by_type": by_type, "yes_no": {"accuracy": 0.5, "yes_ratio": 0.5}},
               "geneval": {"cfg_scale": 3.0, "overall": 0.7, "by_category": categories, "prompts": 200},
               "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
-              "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}}}
+              "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}},
+              "vqa_two_images": {"overall": 0.545, "questions": 200}}
     (build / "instruct" / "eval").mkdir(exist_ok=True)
     (build / "instruct" / "eval" / "report.json").write_text(json.dumps(report))
     Image.new("RGB", (8, 8)).save(build / "instruct" / "eval" / ship.DRAWING_SHEET)
@@ -210,4 +211,5 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and
     card = (into / "README.md").read_text()
     assert "| CFG 3 | 0.70 | 0.90 | 0.80 | 0.70 | 0.60 | 0.50 |" in card and "| CFG 1 | 0.30 |" in card
     assert "93.0% of 200 requests outside the scene world, 1.0% of the 200 GenEval prompts" in card
+    assert "two pictures at once" in card and "54.5% of 200" in card
     assert f"]({ship.DRAWING_SHEET})" in card and (into / ship.DRAWING_SHEET).is_file()

@@ -206,6 +206,10 @@ def _score_lines(report: dict) -> list[str]:
               f"- captions exact: {report['captions']['exact']:.1%}"]
     if "picture_rate" in vqa:
         lines.append(f"- questions it would answer with a drawing: {vqa['picture_rate']:.1%}")
+    if "vqa_two_images" in report:
+        two = report["vqa_two_images"]
+        lines.append(f"- questions about two pictures at once (\"Which picture has more circles?\"): "
+                     f"{two['overall']:.1%} of {two['questions']}")
     return lines + _drawing_lines(report)
 
 
