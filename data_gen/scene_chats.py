@@ -293,15 +293,7 @@ def mix_of(kind: str, changes: dict[str, float]) -> dict[str, float]:
 
 def parse_mix(settings: list[str]) -> dict[str, float]:
     """["draw=0.1", ...] → {"draw": 0.1, ...}; a kind no mix has, or a weight below 0, is a ValueError."""
-    known = {what for mix in MIXES.values() for what in mix}
-    mix = {}
-    for setting in settings:
-        what, _, weight = setting.partition("=")
-        if what not in known or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight.strip()):
-            raise ValueError(f"--mix {setting!r}: write KIND=WEIGHT with KIND one of {', '.join(sorted(known))} "
-                             "and WEIGHT ≥ 0")
-        mix[what] = float(weight)
-    return mix
+    return _parse_weights(settings, sorted({what for mix in MIXES.values() for what in mix}), "--mix")
 
 
 def question_weights(changes: dict[str, float]) -> dict[str, float]:
@@ -315,14 +307,18 @@ def question_weights(changes: dict[str, float]) -> dict[str, float]:
 
 
 def parse_questions(settings: list[str]) -> dict[str, float]:
-    """["count=2", ...] → {"count": 2.0, ...}; an unknown kind, or a weight that is not a number ≥ 0, is a
-    ValueError."""
+    """["count=2", ...] → {"count": 2.0, ...}; an unknown question kind, or a weight below 0, is a ValueError."""
+    return _parse_weights(settings, QUESTION_KINDS, "--questions")
+
+
+def _parse_weights(settings: list[str], known, option: str) -> dict[str, float]:
+    """["KIND=WEIGHT", ...] → {KIND: WEIGHT}, every KIND one of `known` and every WEIGHT a number ≥ 0."""
     weights = {}
     for setting in settings:
         kind, _, weight = setting.partition("=")
-        if kind not in QUESTION_KINDS or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight.strip()):
-            raise ValueError(f"--questions {setting!r}: write KIND=WEIGHT with KIND one of "
-                             f"{', '.join(QUESTION_KINDS)} and WEIGHT a number ≥ 0, e.g. --questions count=2")
+        if kind not in known or not re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight.strip()):
+            raise ValueError(f"{option} {setting!r}: write KIND=WEIGHT with KIND one of {', '.join(known)} "
+                             "and WEIGHT a number ≥ 0")
         weights[kind] = float(weight)
     return weights
 

@@ -21,8 +21,8 @@ Two formats, told apart by their fields, in a JSON array, JSONL, or a `datasets`
 
 Relative image paths are resolved against `image_folder` (LLaVA's `--image_folder`), by default the folder
 that holds the data file (or the `datasets` folder). An image a `datasets` folder holds itself (an `Image`
-feature) is written once as a PNG under `<folder>.images/`, beside it. Input images become vision features and drawn images become VQ codes, each computed once per
-file and cached on disk under `cache_dir`, keyed by the model that made them and the file's size and time.
+feature) is written once as a PNG under `<folder>.images/`, beside it. Input images become vision features and
+drawn images become VQ codes, each computed once per file and cached on disk under `cache_dir`, keyed by the model that made them and the file's size and time.
 
 Bad rows (malformed, an unknown role, a missing or unreadable image, nothing to learn from, longer than the
 context; any image at all with text_only=True) are counted with their file and row number;

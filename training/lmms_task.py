@@ -32,7 +32,8 @@ from training.checkpoint import staged_directory
 from training.eval_assistant import load_scenes, two_image_questions, vqa_questions
 
 TEMPLATE = Path(__file__).parent / "lmms_tasks" / "scene_vqa"  # the shipped tasks: their yaml and utils.py
-TASKS = {"scene_vqa.yaml": "test.jsonl", "scene_vqa_two_images.yaml": "two_images.jsonl"}  # yaml → its questions
+ONE_IMAGE, TWO_IMAGES = "test.jsonl", "two_images.jsonl"  # the questions files in data/
+TASKS = {"scene_vqa.yaml": ONE_IMAGE, "scene_vqa_two_images.yaml": TWO_IMAGES}  # each task's yaml → its questions
 DATA_FILES_KEY = "    test: "  # the yaml line that names the questions file
 
 
@@ -47,7 +48,7 @@ def question_rows(data: Path, split: str, scenes: int, seed: int) -> tuple[dict[
                                                                         f"images/{b.image.name}"],
             "question": qa.question, "kind": qa.kind, "short": qa.short, "answer": qa.answer}
            for (a, b), qa in two_image_questions(items, seed)]
-    return {"test.jsonl": one, "two_images.jsonl": two}, [item.image for item in items]
+    return {ONE_IMAGE: one, TWO_IMAGES: two}, [item.image for item in items]
 
 
 def write_task(out: Path, rows: dict[str, list[dict]], images: list[Path], data_dir: str) -> Path:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as error:
         print(f"glyph eval lmms-task: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {len(rows['test.jsonl'])} questions and {len(rows['two_images.jsonl'])} two-image questions on "
+    print(f"wrote {len(rows[ONE_IMAGE])} questions and {len(rows[TWO_IMAGES])} two-image questions on "
           f"{len(images)} scenes to {args.out}; run lmms-eval with --tasks scene_vqa,scene_vqa_two_images "
           f"--include_path {args.out.parent}")
     return 0
