@@ -106,6 +106,10 @@ class VQConfig(JsonConfig):
     decoder_blocks: int = 2  # ... and in the decoder, which does the harder job
     groups: int = 16  # GroupNorm groups
     commitment: float = 0.25  # β: weight of ‖z − sg(q)‖² against the codebook term
+    # Each token sees and draws only its own downsample × downsample patch (as a ViT's patch embedding does),
+    # never its neighbours: a token then names that patch's picture alone, so a world whose cells hold one of
+    # a few pictures needs one code per picture, not per picture-in-its-neighbourhood.
+    local_tokens: bool = False
 
     @property
     def grid(self) -> int:

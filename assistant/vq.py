@@ -114,6 +114,7 @@ class Quantizer(nn.Module):
         # Fraction of recent assignments that went to each code (EMA); saved with the weights.
         self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
         self._stash: Tensor | None = None
+        self._stash_error: Tensor | None = None  # how badly each stashed latent's nearest code fits it
         self.restarts = 0
 
     def codes(self) -> Tensor:
@@ -149,7 +150,11 @@ class Quantizer(nn.Module):
         counts = torch.bincount(ids.flatten(), minlength=self.usage.numel()).float()
         self.usage.mul_(self.usage_decay).add_(counts / counts.sum(), alpha=1 - self.usage_decay)
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-        self._stash = flat[torch.randperm(len(flat), device=flat.device)[:self.stash_size]]
+        keep = torch.randperm(len(flat), device=flat.device)[:self.stash_size]
+        self._stash = flat[keep]
+        # 1 − cosine to the chosen code: 0 for a latent its code fits exactly, large where two kinds of
+        # patch share one code.
+        self._stash_error = 1 - (self._stash.float() * self.codes()[ids.flatten()[keep]].detach()).sum(-1)
 
     @torch.no_grad()
     def _restart_dead_codes(self) -> None:
@@ -159,7 +164,11 @@ class Quantizer(nn.Module):
         dead = (self.usage < self.dead_fraction / self.usage.numel()).nonzero().flatten()
         if len(dead) == 0:
             return
-        picks = self._stash[torch.randint(len(self._stash), (len(dead),), device=dead.device)]
+        # Restart where the codebook fits worst (k-means++'s seeding): a uniform pick lands mostly on the most
+        # common patch (a scene's empty cells), which has its code already, while two rarer patches that share
+        # one code stay merged.
+        weights = self._stash_error.clamp_min(0) + 1e-6
+        picks = self._stash[torch.multinomial(weights, len(dead), replacement=True)]
         # Under bf16 autocast the stash holds bf16 latents; the codebook itself stays fp32.
         self.codebook.weight[dead] = (picks + 0.01 * torch.randn_like(picks)).to(self.codebook.weight.dtype)
         self.usage[dead] = 1.0 / self.usage.numel()  # a grace period before it can be judged dead again
@@ -180,8 +189,8 @@ class VQModel(nn.Module):
 
     def forward(self, pixels: Tensor) -> VQOutput:
         self._check_pixels(pixels)
-        quantised, ids, codebook_loss, commitment_loss = self.quantizer(self.encoder(pixels))
-        reconstruction = self.decoder(quantised)
+        quantised, ids, codebook_loss, commitment_loss = self.quantizer(self._encode(pixels))
+        reconstruction = self._decode(quantised)
         losses = VQLosses(F.mse_loss(reconstruction, pixels), edge_loss(reconstruction, pixels),
                           codebook_loss, commitment_loss)
         return VQOutput(reconstruction, ids, losses)
@@ -190,13 +199,27 @@ class VQModel(nn.Module):
     def encode(self, pixels: Tensor) -> Tensor:
         """(B, 3, H, W) in [-1, 1] → (B, h, w) int64 codebook ids."""
         self._check_pixels(pixels)
-        return self.quantizer.nearest(F.normalize(self.encoder(pixels), dim=1))
+        return self.quantizer.nearest(F.normalize(self._encode(pixels), dim=1))
 
     @torch.no_grad()
     def decode(self, ids: Tensor) -> Tensor:
         """(B, h, w) int64 ids → (B, 3, H, W) pixels in [-1, 1]."""
         self._check_ids(ids)
-        return self.decoder(self.quantizer.lookup(ids)).clamp(-1, 1)
+        return self._decode(self.quantizer.lookup(ids)).clamp(-1, 1)
+
+    def _encode(self, pixels: Tensor) -> Tensor:
+        """(B, 3, H, W) → (B, code_dim, h, w); with local tokens, each patch through the encoder on its own."""
+        if not self.config.local_tokens:
+            return self.encoder(pixels)
+        grid = self.config.grid
+        return _join_patches(self.encoder(_split_patches(pixels, grid)), grid)
+
+    def _decode(self, codes: Tensor) -> Tensor:
+        """(B, code_dim, h, w) → (B, 3, H, W); with local tokens, each code drawn into its patch on its own."""
+        if not self.config.local_tokens:
+            return self.decoder(codes)
+        grid = self.config.grid
+        return _join_patches(self.decoder(_split_patches(codes, grid)), grid)
 
     def _check_pixels(self, pixels: Tensor) -> None:
         size = self.config.image_size
@@ -242,6 +265,20 @@ class VQModel(nn.Module):
                               f"{len(wrong)} tensor(s) differ, e.g. {wrong[:3]}; it was saved from another config")
         model.load_state_dict(state)
         return model.eval()
+
+
+def _split_patches(x: Tensor, grid: int) -> Tensor:
+    """(B, C, H, W) → (B·grid², C, H/grid, W/grid): the grid's patches as a batch, row by row."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, grid, h // grid, grid, w // grid).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b * grid * grid, c, h // grid, w // grid)
+
+
+def _join_patches(x: Tensor, grid: int) -> Tensor:
+    """The inverse of _split_patches: (B·grid², C, h, w) → (B, C, grid·h, grid·w)."""
+    n, c, h, w = x.shape
+    x = x.reshape(n // (grid * grid), grid, grid, c, h, w).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(n // (grid * grid), c, grid * h, grid * w)
 
 
 def edge_loss(prediction: Tensor, target: Tensor) -> Tensor:

@@ -80,6 +80,27 @@ def test_dead_codes_are_restarted_on_encoder_outputs(model):
     assert not changed[0] and changed[1:].all()
 
 
+def test_dead_codes_restart_where_the_codebook_fits_worst():
+    """Two kinds of latent share code 0, a third has code 1 to itself: a dead code restarts on the
+    badly served pair, not on the well-served majority."""
+    from assistant.vq import Quantizer
+
+    quantizer = Quantizer(codebook_size=4, code_dim=2, commitment=0.25).train()
+    with torch.no_grad():
+        quantizer.codebook.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))
+    fitted = torch.tensor([0.0, 1.0]).repeat(90, 1)  # code 1 exactly: 90 % of the latents
+    shared = torch.tensor([[0.8, 0.6], [0.8, -0.6]]).repeat(5, 1)  # both nearest to code 0, neither fitted
+    latents = torch.cat([fitted, shared]).T.reshape(1, 2, 10, 10)
+    quantizer(latents)
+    with torch.no_grad():
+        quantizer.usage.copy_(torch.tensor([0.5, 0.5, 0.0, 0.0]))  # codes 2 and 3 are dead
+    torch.manual_seed(0)
+    quantizer(latents)
+    restarted = torch.nn.functional.normalize(quantizer.codebook.weight[2:], dim=-1)
+    assert quantizer.restarts == 2
+    assert (restarted[:, 0] > 0.7).all(), restarted  # on the shared pair (x = 0.8), not on code 1's (x = 0)
+
+
 def test_dead_codes_restart_under_bf16_autocast(model):
     """On a CPU with AVX-512-BF16, `--precision auto` trains under bf16 autocast: the stash is bf16, the codebook
     stays fp32, and a restart must still write into it (it once raised a dtype mismatch at the first restart)."""
@@ -100,6 +121,32 @@ def test_usage_tracks_the_assignments(model):
     counts = torch.bincount(out.ids.flatten(), minlength=TINY.codebook_size).float()
     expected = 0.99 / TINY.codebook_size + 0.01 * counts / counts.sum()
     torch.testing.assert_close(model.quantizer.usage, expected)
+
+
+def test_local_tokens_see_and_draw_only_their_own_patch():
+    """Changing one patch of the image changes that patch's id and pixels alone, and training still works."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    local = VQModel(dataclasses.replace(TINY, local_tokens=True)).eval()
+    x = pixels(batch=2)
+    changed = x.clone()
+    changed[:, :, :4, :4] = 0.5  # the top-left patch: downsample 4 → 4×4 ids
+    ids, ids_changed = local.encode(x), local.encode(changed)
+    assert torch.equal(ids[:, 1:], ids_changed[:, 1:]) and torch.equal(ids[:, 0, 1:], ids_changed[:, 0, 1:])
+    other = ids.clone()
+    other[:, 0, 0] = (ids[:, 0, 0] + 1) % TINY.codebook_size
+    difference = (local.decode(ids) - local.decode(other)).abs()
+    assert difference[:, :, :4, :4].amax() > 0 and difference[:, :, 4:].amax() == 0 and difference[:, :, :, 4:].amax() == 0
+    # The same patch gets the same id wherever it sits.
+    tiled = x[:1, :, :4, :4].repeat(1, 1, 4, 4)
+    assert local.encode(tiled).unique().numel() == 1
+    # An ordinary model's tokens see their neighbours: its top-left patch's change reaches the next patch's pixels.
+    wide = VQModel(TINY).eval()
+    assert (wide.decode(ids) - wide.decode(other))[:, :, :4, 4:8].abs().amax() > 0
+    local.train()
+    local(x).losses.reconstruction.backward()
+    assert local.encoder.layers[1].weight.grad is not None
 
 
 def test_save_and_load_round_trip_is_bit_exact(model, tmp_path):

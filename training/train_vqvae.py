@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         ("commitment", float)]:
         model.add_argument("--" + field.replace("_", "-"), type=kind, default=getattr(VQConfig, field))
     model.add_argument("--channels", type=_ints, default=VQConfig.channels, help="widths per resolution, e.g. 64,128")
+    model.add_argument("--local-tokens", action=argparse.BooleanOptionalAction, default=VQConfig.local_tokens,
+                       help="each token encodes and draws only its own downsample² patch, never its neighbours "
+                            "(for scenes whose grid cells hold one picture each)")
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=int, default=3300)
     train.add_argument("--batch-size", type=int, default=8)
@@ -75,7 +78,8 @@ def vq_config(args: argparse.Namespace) -> VQConfig:
     # A recipe may give channels as a list; argparse has already turned a "64,128" string into a tuple.
     return VQConfig(image_size=args.image_size, downsample=args.downsample, codebook_size=args.codebook_size,
                     code_dim=args.code_dim, channels=tuple(int(c) for c in args.channels), stem=args.stem, encoder_blocks=args.encoder_blocks,
-                    decoder_blocks=args.decoder_blocks, groups=args.groups, commitment=args.commitment).validate()
+                    decoder_blocks=args.decoder_blocks, groups=args.groups, commitment=args.commitment,
+                    local_tokens=args.local_tokens).validate()
 
 
 def training_batch(images: ImageSet, step: int, args: argparse.Namespace, device: torch.device) -> torch.Tensor:
