@@ -130,8 +130,15 @@ class Quantizer(nn.Module):
         ids = (flat @ self.codes().T).argmax(dim=-1)
         return ids.view(z.shape[0], z.shape[2], z.shape[3])
 
-    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(B, D, h, w) → (quantised with straight-through gradient, ids, codebook loss, commitment loss)."""
+    def forward(self, latents: Tensor, quantise: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(B, D, h, w) → (quantised with straight-through gradient, ids, codebook loss, commitment loss).
+
+        With quantise=False the normalised latents pass as they are (an autoencoder's warm-up before
+        `fit_kmeans`), with the ids of their nearest codes and zero codebook losses."""
+        if not quantise:
+            z = F.normalize(latents, dim=1)
+            zero = z.new_zeros(())
+            return z, self.nearest(z.detach()), zero, zero
         if self.training:
             self._restart_dead_codes()  # before this step's graph uses the codebook
         z = F.normalize(latents, dim=1)
@@ -174,6 +181,31 @@ class Quantizer(nn.Module):
         self.usage[dead] = 1.0 / self.usage.numel()  # a grace period before it can be judged dead again
         self.restarts += len(dead)
 
+    @torch.no_grad()
+    def fit_kmeans(self, latents: Tensor, iterations: int = 30, generator: torch.Generator | None = None) -> None:
+        """Set the codebook to spherical k-means centres of `latents` (N, D), seeded k-means++ style.
+
+        After an unquantised warm-up the encoder's latents fall into clusters, one per kind of patch; codes
+        started on those clusters begin with one code per kind, where codes drawn at random start merged and
+        may never part."""
+        z = F.normalize(latents.float(), dim=-1)
+        k = self.codebook.num_embeddings
+        if len(z) < k:
+            raise ValueError(f"k-means needs at least {k} latents (one per code), got {len(z)}")
+        centres = z[torch.randint(len(z), (1,), generator=generator)]
+        for _ in range(1, k):  # k-means++: each new centre far from the chosen ones, with probability ∝ distance²
+            distance = (1 - (z @ centres.T).amax(dim=1)).clamp_min(0)
+            weights = distance.pow(2) + 1e-12
+            centres = torch.cat([centres, z[torch.multinomial(weights, 1, generator=generator)]])
+        for _ in range(iterations):  # Lloyd's steps on the sphere
+            ids = (z @ centres.T).argmax(dim=1)
+            sums = torch.zeros_like(centres).index_add_(0, ids, z)
+            counts = torch.bincount(ids, minlength=k)
+            empty = counts == 0
+            centres = torch.where(empty[:, None], centres, F.normalize(sums, dim=-1))
+        self.codebook.weight.copy_(centres.to(self.codebook.weight.dtype))
+        self.usage.fill_(1.0 / k)
+
     def used_fraction(self) -> float:
         """The fraction of codes that recent training batches used at all."""
         return float((self.usage >= self.dead_fraction / self.usage.numel()).float().mean())
@@ -187,13 +219,21 @@ class VQModel(nn.Module):
         self.quantizer = Quantizer(config.codebook_size, config.code_dim, config.commitment)
         self.decoder = Decoder(config)
 
-    def forward(self, pixels: Tensor) -> VQOutput:
+    def forward(self, pixels: Tensor, quantise: bool = True) -> VQOutput:
+        """The training pass; quantise=False trains encoder and decoder as a plain autoencoder."""
         self._check_pixels(pixels)
-        quantised, ids, codebook_loss, commitment_loss = self.quantizer(self._encode(pixels))
+        quantised, ids, codebook_loss, commitment_loss = self.quantizer(self._encode(pixels), quantise)
         reconstruction = self._decode(quantised)
         losses = VQLosses(F.mse_loss(reconstruction, pixels), edge_loss(reconstruction, pixels),
                           codebook_loss, commitment_loss)
         return VQOutput(reconstruction, ids, losses)
+
+    @torch.no_grad()
+    def latents(self, pixels: Tensor) -> Tensor:
+        """(B, 3, H, W) → (B·h·w, code_dim) normalised encoder outputs, one row per token: what k-means fits."""
+        self._check_pixels(pixels)
+        z = F.normalize(self._encode(pixels), dim=1)
+        return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
     @torch.no_grad()
     def encode(self, pixels: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ import numpy as np
 
 from scenes.captions import NUMBER_WORDS, with_article
 from scenes.prompts import FRAMES, PHRASINGS
-from scenes.world import COLORS, GRID, SHAPES
+from scenes.world import COLORS, GRID, SHAPES, plural
 
 REASONS = ("unknown_object", "unknown_shape", "unknown_color", "too_many", "contradiction")
 CAPABILITIES = (f"I can draw circles, squares, triangles, rings and crosses, in red, orange, yellow, green, blue "
@@ -82,7 +82,7 @@ def _unknown_color(rng, phrasing):
 def _too_many(rng, phrasing):
     n = _pick(rng, _COUNTS[phrasing])
     count = NUMBER_WORDS.get(n, str(n)) if rng.random() < 0.5 else str(n)
-    words = [w for w in (_pick(rng, tuple(COLORS)) if rng.random() < 0.5 else "", _pick(rng, SHAPES) + "s") if w]
+    words = [w for w in (_pick(rng, tuple(COLORS)) if rng.random() < 0.5 else "", plural(_pick(rng, SHAPES))) if w]
     return f"{count} {' '.join(words)}", f"Sorry, I can't draw {n} shapes: a picture holds at most {GRID * GRID}."
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scenes.captions import NUMBER_WORDS, SIZE_WORDS, position_phrases, with_article
-from scenes.world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, place_in_cell
+from scenes.world import COLORS, GRID, SHAPES, SIZES, Scene, SceneObject, place_in_cell, plural
 
 CATEGORIES = ("single", "two", "counting", "colors", "position")
 RELATIONS = {"above": (-1, 0), "below": (1, 0), "to the left of": (0, -1), "to the right of": (0, 1)}
@@ -120,7 +120,7 @@ def _two(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     shapes = rng.choice(len(SHAPES), size=2, replace=rng.random() < 0.2).tolist()
     specs = tuple(ObjectSpec(shape=SHAPES[s]) for s in shapes)
     if specs[0].shape == specs[1].shape:
-        return DrawingPrompt("two", _frame(rng, phrasing, f"two {specs[0].shape}s"), specs)
+        return DrawingPrompt("two", _frame(rng, phrasing, f"two {plural(specs[0].shape)}"), specs)
     body = f"{_phrase(specs[0], rng)} and {_phrase(specs[1], rng)}"
     return DrawingPrompt("two", _frame(rng, phrasing, body), specs)
 
@@ -128,7 +128,7 @@ def _two(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
 def _counting(rng: np.random.Generator, phrasing: str) -> DrawingPrompt:
     n = int(rng.integers(2, 5))
     spec = ObjectSpec(_pick(rng, tuple(COLORS)), _pick(rng, SHAPES))
-    body = f"{NUMBER_WORDS[n]} {spec.color} {spec.shape}s"
+    body = f"{NUMBER_WORDS[n]} {spec.color} {plural(spec.shape)}"
     return DrawingPrompt("counting", _frame(rng, phrasing, body), (spec,) * n)
 
 

@@ -16,6 +16,11 @@ import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "ring", "cross")
 
+
+def plural(shape: str) -> str:
+    """"circles", "crosses"."""
+    return shape + ("es" if shape.endswith("s") else "s")
+
 # Named colours, far apart in RGB and from the background, so that blur,
 # JPEG and VQ reconstructions cannot move one into another.
 COLORS: dict[str, tuple[int, int, int]] = {

@@ -9,6 +9,7 @@ from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
 from scenes.questions import KINDS as QUESTION_KINDS
+from scenes.world import plural
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_two_image_chats_show_both_pictures_before_the_question(tmp_path):
         what = re.search(r"more (.+?)\?", question["content"][2]["text"])[1]
 
         def count(scene, what=what):
-            return sum(what in ("shapes", f"{o.color} shapes", f"{o.shape}s") for o in scene.objects)
+            return sum(what in ("shapes", f"{o.color} shapes", plural(o.shape)) for o in scene.objects)
 
         a, b = count(first), count(second)
         assert short_answer(COMPARE, answer["content"][0]["text"]) == ("first" if a > b else "second" if b > a

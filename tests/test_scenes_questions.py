@@ -6,7 +6,8 @@ import re
 import pytest
 
 from scenes.questions import FRAMES, KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
-from scenes.world import COLORS, SHAPES, sample_scene, scene_rng
+from scenes.reading import read_caption, short_answer
+from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural, sample_scene, scene_rng
 
 SCENES = [sample_scene(scene_rng(7, i)) for i in range(300)]
 
@@ -43,15 +44,31 @@ def test_counts_are_the_specs():
         for i, scene in enumerate(SCENES):
             qa = ask(scene, scene_rng(9, i), "count", phrasing)
             words = qa.question.rstrip("?.").split()
-            counted = next(i for i, w in enumerate(words) if w == "shapes" or w[:-1] in SHAPES)
+            counted = next(i for i, w in enumerate(words) if w == "shapes" or w in map(plural, SHAPES))
             what = " ".join(words[counted - 1:counted + 1]) if words[counted - 1] in COLORS else words[counted]
             if what == "shapes":
                 expected = len(scene.objects)
             elif what.split()[0] in COLORS:
                 expected = sum(o.color == what.split()[0] for o in scene.objects)
             else:
-                expected = sum(o.shape + "s" == what for o in scene.objects)
-            assert qa.short == str(expected), qa
+                expected = sum(plural(o.shape) == what for o in scene.objects)
+            assert qa.short == str(expected) and "crosss" not in qa.question, qa
+            assert short_answer("count", qa.answer) == qa.short, qa  # the tally is the answer's first number
+            listed = re.sub(r" \(the \w+ [\w ]+\)", "", qa.answer.split(". So ")[0])
+            assert read_caption(listed) == scene.keys(), qa  # the inventory names every object, in place
+            assert qa.answer.count("(the ") == expected, qa  # and marks each counted one
+
+
+def test_count_answers_list_the_objects_in_reading_order_then_count():
+    scene = Scene(64, (SceneObject("circle", "red", "small", 2, 1, (0, 0, 1, 1)),
+                       SceneObject("square", "blue", "large", 0, 0, (0, 0, 1, 1))))
+    answers = {ask(scene, scene_rng(3, i), "count").answer for i in range(200)}
+    assert "I see a large blue square in the top left corner and a small red circle at the bottom " \
+           "(the first circle). So there is one circle." in answers
+    assert "I see a large blue square in the top left corner and a small red circle at the bottom. " \
+           "So there are no triangles." in answers
+    assert "I see a large blue square in the top left corner (the first shape) and a small red circle at the " \
+           "bottom (the second shape). So there are two shapes." in answers
 
 
 def test_held_out_phrasings_are_never_training_phrasings():
@@ -135,7 +152,7 @@ def test_two_scene_questions_compare_the_specs_counts_and_read_back():
         what = re.search(r"more (.+?)[?,]| number of (.+?)[?,]", qa.question)
         what = what[1] or what[2]
         count = {"shapes": lambda o: True} | {f"{c} shapes": (lambda o, c=c: o.color == c) for c in COLORS} | \
-            {f"{s}s": (lambda o, s=s: o.shape == s) for s in SHAPES}
+            {plural(s): (lambda o, s=s: o.shape == s) for s in SHAPES}
         a, b = sum(map(count[what], first.objects)), sum(map(count[what], second.objects))
         assert qa.kind == COMPARE and qa.short == ("first" if a > b else "second" if b > a else "same"), qa
         assert qa.question in [f.format(what=what) for f in COMPARE_FRAMES["held_out" if i % 2 else "train"]]

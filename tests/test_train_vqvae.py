@@ -41,6 +41,14 @@ def test_two_steps_end_to_end(scenes, tmp_path, capsys):
     assert "already trained" in capsys.readouterr().out
 
 
+def test_kmeans_after_a_warm_up_starts_the_codebook_on_the_encoder_outputs(scenes, tmp_path, capsys):
+    assert run(scenes, tmp_path / "run", "--steps", "6", "--kmeans-after", "3") == 0
+    assert "step 3: codebook started on k-means centres of" in capsys.readouterr().out
+    history = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["history"]
+    assert [row["commitment"] == 0 for row in history] == [True] * 3 + [False] * 3  # quantised from step 3 on
+    assert history[3]["restarts"] == 0  # k-means left no code dead
+
+
 def test_more_training_reconstructs_the_held_out_images_better(scenes, tmp_path):
     reports = {}
     for steps in (2, 50):

@@ -101,6 +101,36 @@ def test_dead_codes_restart_where_the_codebook_fits_worst():
     assert (restarted[:, 0] > 0.7).all(), restarted  # on the shared pair (x = 0.8), not on code 1's (x = 0)
 
 
+def test_kmeans_starts_one_code_on_each_cluster_however_unequal():
+    """Five tight clusters, one of them 80 % of the latents (a scene's empty cells): k-means++ seeding and
+    Lloyd's steps put one code on each, where five codes drawn from the latents would mostly sit on the big one."""
+    from assistant.vq import Quantizer
+
+    generator = torch.Generator().manual_seed(0)
+    directions = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator), dim=-1)
+    sizes = torch.tensor([800, 50, 50, 50, 50])
+    latents = directions.repeat_interleave(sizes, dim=0) + 0.01 * torch.randn(1000, 8, generator=generator)
+    quantizer = Quantizer(codebook_size=5, code_dim=8, commitment=0.25)
+    quantizer.fit_kmeans(latents, generator=torch.Generator().manual_seed(1))
+    nearest_code = (directions @ quantizer.codes().T).argmax(dim=1)
+    assert sorted(nearest_code.tolist()) == [0, 1, 2, 3, 4]  # every cluster its own code
+    assert ((directions @ quantizer.codes().T).amax(dim=1) > 0.99).all()
+    torch.testing.assert_close(quantizer.usage, torch.full((5,), 0.2))
+    with pytest.raises(ValueError, match="at least 5 latents"):
+        quantizer.fit_kmeans(latents[:3])
+
+
+def test_unquantised_training_passes_the_latents_and_no_codebook_loss(model):
+    model.train()
+    out = model(pixels(), quantise=False)
+    assert float(out.losses.codebook) == 0 and float(out.losses.commitment) == 0
+    assert model.quantizer.restarts == 0 and out.ids.shape == (3, 4, 4)
+    out.losses.reconstruction.backward()
+    assert model.quantizer.codebook.weight.grad is None  # the codebook waits for k-means
+    assert model.encoder.layers[1].weight.grad.abs().sum() > 0
+    assert model.latents(pixels()).shape == (3 * 16, TINY.code_dim)
+
+
 def test_dead_codes_restart_under_bf16_autocast(model):
     """On a CPU with AVX-512-BF16, `--precision auto` trains under bf16 autocast: the stash is bf16, the codebook
     stays fp32, and a restart must still write into it (it once raised a dtype mismatch at the first restart)."""

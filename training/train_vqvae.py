@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=3300)
     train.add_argument("--batch-size", type=int, default=8)
     add_schedule_options(train, lr=2e-3, warmup=100, weight_decay=0.0)
+    train.add_argument("--kmeans-after", type=int, default=0, metavar="STEPS",
+                       help="train STEPS steps as a plain autoencoder, then start the codebook on k-means centres "
+                            "of the encoder's outputs and quantise from there on (0: quantise from the start)")
     train.add_argument("--edge-weight", type=float, default=0.0, help="weight of the L1 edge (image gradient) loss; 0 trained best on scenes")
     train.add_argument("--centred-objects", action="store_true",
                        help="train on the scenes with every object centred in its cell: the pictures the assistant "
@@ -130,8 +133,10 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
         for step in run.steps():
             model.train()
             pixels = training_batch(train, step, args, accelerator.device)
+            if args.kmeans_after and step == args.kmeans_after:
+                start_codebook_on_kmeans(run.inner_model, train, args, accelerator)
             with accelerator.autocast():
-                out = model(pixels)
+                out = model(pixels, quantise=step >= args.kmeans_after)
             losses = out.losses
             loss = losses.reconstruction + args.edge_weight * losses.edge + losses.codebook + losses.commitment
             accelerator.backward(loss)
@@ -144,6 +149,21 @@ def train_loop(args: argparse.Namespace, config: VQConfig, train: ImageSet, held
                 write_samples(run.inner_model, samples, args.out / "samples" / f"step_{run.step:06d}.png")
             run.end_step()
     return run.finish(lambda: finish(args, run.inner_model, run.state, held_out))
+
+
+KMEANS_IMAGES = 2000  # training images whose token latents k-means clusters: 18,000 for a 3×3 grid
+
+
+def start_codebook_on_kmeans(model: VQModel, train: ImageSet, args: argparse.Namespace, accelerator) -> None:
+    """The warmed-up encoder's latents of KMEANS_IMAGES training images, clustered into the codebook."""
+    picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:KMEANS_IMAGES]
+    model.eval()
+    with accelerator.autocast():
+        latents = torch.cat([model.latents(uint8_to_float(train.pixels[picks[i:i + 256]]).to(accelerator.device))
+                             for i in range(0, len(picks), 256)])
+    model.quantizer.fit_kmeans(latents, generator=torch.Generator().manual_seed(args.seed))
+    model.train()
+    print(f"step {args.kmeans_after}: codebook started on k-means centres of {len(latents)} token latents")
 
 
 def log_row(step: int, loss: torch.Tensor, out, pixels: torch.Tensor, model: VQModel, lr: float) -> dict:
