@@ -1,7 +1,7 @@
 """The scene oracle's questions and answers: exact by construction, read off the scene spec.
 
     qa = ask(scene, rng)                      # any kind; or ask(scene, rng, "count")
-    qa.question, qa.answer, qa.short          # "What colour is the circle?", "The circle is red.", "red"
+    qa.question, qa.answer, qa.short          # "How many red shapes are there?", "There are two red shapes.", "2"
     qa.brief                                  # "Two.": the answer alone, as a short reply (LLaVA's VQA style)
     request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
     SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)   # the question, the scene in words
@@ -20,7 +20,6 @@ reply never repeats the question's object, so a model answering briefly needs no
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +72,6 @@ COMPARE_FRAMES = {
                  "Looking at both images, which one holds a greater number of {what}?")}
 POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
                   (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth")
 _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
           "left": "on the left", "center": "in the center", "right": "on the right",
           "bottom left": "in the bottom left corner", "bottom": "at the bottom",
@@ -145,48 +143,28 @@ def _shape(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> Q
 
 
 def _count(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    """A direct answer: "There are two red shapes." Answers that list objects before the count did no better
+    on validation scenes (glyph eval binding, 120 scenes; the shipped round 7 counts 91.7 % right). One more
+    round from it on each list: the counted objects, then their sum, 87.5 % (listed right, summed wrong: "...
+    a large green cross on the right and a large orange cross in the bottom left corner. So there is one
+    cross."); every object with running ordinals on the counted ones, 81.7 % (marked wrong: "a large orange
+    triangle (the first yellow shape)"); the counted objects with running ordinals, 92.5 % (stopped early: "I
+    see a small purple square at the bottom (the first square). So there is one square." of two)."""
     roll = rng.random()
     if roll < 0.4:
-        what, counts = "shapes", lambda o: True
+        n, what = len(scene.objects), "shapes"
     elif roll < 0.7:
         color = _pick(rng, tuple(COLORS))
-        what, counts = f"{color} shapes", lambda o: o.color == color
+        n, what = sum(o.color == color for o in scene.objects), f"{color} shapes"
     else:
         shape = _pick(rng, SHAPES)
-        what, counts = plural(shape), lambda o: o.shape == shape
-    n = sum(map(counts, scene.objects))
+        n, what = sum(o.shape == shape for o in scene.objects), plural(shape)
     question = _pick(rng, frames).format(what=what)
-    return QA("count", question, f"{inventory(scene, counts, what)} {_tally(n, what)}", str(n))
-
-
-def inventory(scene: Scene, counts: Callable[[SceneObject], bool], what: str) -> str:
-    """Every object in reading order, each counted one marked with its ordinal, and no number word:
-    "I see a small red circle in the top left corner (the first circle) and a large blue square in the center."
-
-    A count answer lists what it sees, and counts as it goes, before it says the number. A frozen 135 M LLM
-    that sums a whole picture in one step misses small objects ("How many circles?" → "There are no
-    circles."), while its captions name them (counting from its own captions: 97.7 % on validation scenes,
-    against 92.8 % for direct answers). Taught to list and then sum its list in one step, it listed right
-    and summed wrong ("... a small green cross at the top, a large green cross on the right and a large
-    orange cross in the bottom left corner. So there is one cross."); a running ordinal leaves no step
-    longer than one object."""
-    noun, seen, items = _singular(what), 0, []
-    for obj in sorted(scene.objects, key=lambda o: (o.row, o.col)):
-        item = f"{with_article(f'{obj.size} {obj.color} {obj.shape}')} {where(obj)}"
-        if counts(obj):
-            item += f" (the {ORDINALS[seen]} {noun})"
-            seen += 1
-        items.append(item)
-    listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-    return f"I see {listed}."
-
-
-def _tally(n: int, what: str) -> str:
-    """"So there are two red shapes.": the count, after the inventory; its number is the answer's first
-    (the inventory has ordinals, never a number word)."""
     if n == 0:
-        return f"So there are no {what}."
-    return f"So there {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {what if n > 1 else _singular(what)}."
+        answer = f"There are no {what}."
+    else:
+        answer = f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {what if n > 1 else _singular(what)}."
+    return QA("count", question, answer, str(n))
 
 
 def _singular(what: str) -> str:
