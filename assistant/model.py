@@ -359,8 +359,9 @@ def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
 
 def _load_trained(model: GlyphModel, weights: Path, new_codebook: bool = False) -> None:
     """Load the projector and vocabulary rows. With new_codebook, rows trained for another VQ codebook are
-    accepted: what does not depend on the codebook is kept (the projector, `<image>`/`<boi>`/`<eoi>`, the code
-    map, which embeds any code vector), and the code tokens' output rows start at the mean of the old ones."""
+    accepted: what does not depend on the codebook is kept (the projector, `<image>`/`<boi>`/`<eoi>`, and the
+    code map, which embeds any code vector of its width), and the code tokens' output rows start at the mean
+    of the old ones (see _with_fresh_codes)."""
     try:
         with safe_open(str(weights), "pt") as f:
             meta = f.metadata() or {}
@@ -372,7 +373,7 @@ def _load_trained(model: GlyphModel, weights: Path, new_codebook: bool = False) 
                 "vision_width": model.vision_tower.hidden_size}
     saved = {k: int(meta[k]) for k in expected if k in meta}
     if new_codebook:
-        state = _with_fresh_code_rows(state, model.vocab.codebook_size)
+        state = _with_fresh_codes(state, model.vocab)
         saved["codebook_size"] = model.vocab.codebook_size
     if saved != expected:
         raise ConfigError(f"{weights} was trained for {json.dumps(saved)} but the parts named in its config.json "
@@ -386,9 +387,14 @@ def _load_trained(model: GlyphModel, weights: Path, new_codebook: bool = False) 
         part.load_state_dict(part_state)
 
 
-def _with_fresh_code_rows(state: dict[str, Tensor], codebook_size: int) -> dict[str, Tensor]:
-    """The saved vocabulary output rows (3 + K_old, H) → (3 + codebook_size, H): the specials' rows kept, every
-    code row the mean of the old code rows, so that no new code is preferred before training moves them."""
+def _with_fresh_codes(state: dict[str, Tensor], vocab: ImageVocabulary) -> dict[str, Tensor]:
+    """The saved vocabulary output rows (3 + K_old, H) → (3 + K_new, H): the specials' rows kept, every code
+    row the mean of the old code rows, so that no new code is preferred before training moves them. A codebook
+    of another code width cannot go through the old code map, so the map starts as `vocab`'s fresh one."""
     rows = state["vocab.output"]
-    codes = rows[SPECIALS:].mean(0, keepdim=True).expand(codebook_size, -1)
-    return state | {"vocab.output": torch.cat([rows[:SPECIALS], codes])}
+    codes = rows[SPECIALS:].mean(0, keepdim=True).expand(vocab.codebook_size, -1)
+    state = state | {"vocab.output": torch.cat([rows[:SPECIALS], codes])}
+    fresh = {f"vocab.{k}": v for k, v in vocab.state_dict().items() if k.startswith("code_map.")}
+    if any(state[k].shape != v.shape for k, v in fresh.items()):
+        state |= fresh
+    return state

@@ -216,6 +216,26 @@ def test_another_vq_swapped_in_keeps_what_trained_and_starts_the_code_rows_afres
     assert torch.equal(same.vocab.output, model.vocab.output)
 
 
+def test_a_vq_of_another_code_width_swapped_in_gets_a_fresh_code_map(tmp_path, llama_parts):
+    torch.manual_seed(5)
+    model = GlyphModel.build(assistant_config(llama_parts))
+    with torch.no_grad():  # as if trained
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(tmp_path / "saved")
+    wider = dataclasses.replace(VQ_CONFIG, codebook_size=32, code_dim=VQ_CONFIG.code_dim * 2)
+    swapped = GlyphModel.from_pretrained(tmp_path / "saved", vq=VQModel(wider).save_pretrained(tmp_path / "vq"))
+    assert swapped.vocab.code_map[0].in_features == wider.code_dim  # the old map took the old width
+    assert torch.equal(swapped.vocab.special_input, model.vocab.special_input)
+    assert all(torch.equal(a, b) for a, b in zip(swapped.projector.parameters(), model.projector.parameters()))
+    with torch.no_grad():
+        codes = swapped.vocab.input_rows()[3:]  # the new codes embed apart, through the new map
+    assert codes.shape[0] == 32 and torch.isfinite(codes).all() and not torch.allclose(codes[0], codes[1])
+    assert swapped.save_pretrained(tmp_path / "again")
+    assert GlyphModel.from_pretrained(tmp_path / "again").vocab.code_map[0].in_features == wider.code_dim
+
+
 # ---- generation -------------------------------------------------------------------------------------------
 
 def prompt_of(model: GlyphModel, messages: list[dict]) -> Prompt:
