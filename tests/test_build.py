@@ -163,13 +163,18 @@ def test_a_later_refine_round_goes_on_from_the_round_before_on_its_own_chats(tmp
     assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine-10")  # by number, not by name
 
 
-def test_a_refine_round_with_swap_vq_draws_with_the_builds_vq(tmp_path):
-    step = {"step": "refine", "round": 4, "chats": "instruct-4", "swap_vq": True, "steps": 10}
+def test_a_named_vq_trains_into_its_own_folder_and_a_refine_round_draws_with_it(tmp_path):
+    (_, argv), = build.step_runs({"step": "vq", "name": "vq-3x3", "steps": 10}, tmp_path, 1.0)
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "vq-3x3") and "--name" not in argv
+    assert build.label({"step": "vq", "name": "vq-3x3"}) == "vq-3x3" and build.label({"step": "vq"}) == "vq"
+    (_, argv), = build.step_runs({"step": "vq", "steps": 10}, tmp_path, 1.0)
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "vq")
+    step = {"step": "refine", "round": 4, "chats": "instruct-4", "vq": "vq-3x3", "steps": 10}
     (_, argv), = build.step_runs(step, tmp_path, 1.0)
-    assert argv[argv.index("--vq") + 1] == str(tmp_path / "vq") and "--swap-vq" not in argv
+    assert argv[argv.index("--vq") + 1] == str(tmp_path / "vq-3x3") and argv.count("--vq") == 1
     assert argv[argv.index("--init") + 1] == str(tmp_path / "refine-3")
-    (_, argv), = build.step_runs({"step": "refine", "round": 2, "swap_vq": False}, tmp_path, 1.0)
-    assert "--vq" not in argv and "--swap-vq" not in argv
+    (_, argv), = build.step_runs({"step": "refine", "round": 2}, tmp_path, 1.0)
+    assert "--vq" not in argv  # the round before's VQ
 
 
 def test_a_step_that_starts_afresh_does_not_inherit_the_seconds_of_an_earlier_version(tmp_path):

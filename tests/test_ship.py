@@ -142,6 +142,32 @@ def test_a_second_refine_round_is_the_assistant_and_a_resumed_build_trains_none_
         ship.parts_to_ship(refined, steps[:-1])  # the recipe given is not the one the build ran
 
 
+def test_a_round_trained_with_a_second_vq_ships_with_it_and_a_resumed_build_restores_both(build, tmp_path):
+    refined = tmp_path / "build"
+    shutil.copytree(build, refined)
+    cells = VQModel(dataclasses.replace(VQ_CONFIG, codebook_size=32)).save_pretrained(refined / "vq-3x3")
+    drawing = GlyphModel.from_pretrained(refined / "instruct", trainable=True, vq=cells)  # as glyph build's round
+    drawing.save_pretrained(refined / "refine-2")
+    second_vq, last_round = {"step": "vq", "name": "vq-3x3", "steps": 4}, \
+        {"step": "refine", "round": 2, "chats": "instruct-2", "vq": "vq-3x3", "steps": 3}
+    steps = [STEPS["vq"], second_vq, STEPS["clip"], {"step": "align"}, STEPS["instruct"], last_round]
+    assert [ship.part_folder(k, s) for k, s in ship.parts_to_ship(refined, steps)] == \
+        ["vq", "vq-3x3", "clip", "refine-2"]
+    into = tmp_path / "ship"
+    for kind, step in ship.parts_to_ship(refined, steps):
+        ship.ship_part(kind, refined, into, step)
+    assert json.loads((into / "config.json").read_text())["vq"] == "vq-3x3"  # it draws with the second VQ
+    shipped = load_assistant(into)
+    assert shipped.vq.config.codebook_size == 32 and shipped.vocab.codebook_size == 32
+    ship.ship_part("vq", refined, into, STEPS["vq"])  # shipping the first VQ again leaves the assistant's alone
+    assert load_assistant(into).vq.config.codebook_size == 32
+    fresh = tmp_path / "fresh"
+    build_module._restore_shipped(steps, into, fresh)
+    assert all(build_module.done(step, fresh) for step in steps)
+    assert ship.restored("vq", fresh) and ship.restored("vq-3x3", fresh) and (fresh / "refine-2" / "vq-3x3").is_dir()
+    assert load_assistant(fresh).vocab.codebook_size == 32
+
+
 def test_a_build_resumed_from_shipped_parts_keeps_the_seconds_they_took(build, tmp_path):
     into = tmp_path / "ship"
     ship_all(build, into)

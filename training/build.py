@@ -13,8 +13,9 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
 A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
 OUT/chats/NAME.jsonl (default instruct); a chats step's `suffix: -2` writes OUT/chats/instruct-2.jsonl etc.,
-other questions about the same scenes when its seed differs. A refine step's `swap_vq: true` draws with
-OUT/vq from that round on, when the round before it was trained with another image tokenizer.
+other questions about the same scenes when its seed differs. A vq step's `name: vq-3x3` trains a second
+image tokenizer into OUT/vq-3x3 (stage 1 draws with OUT/vq), and a refine step's `vq: vq-3x3` draws with
+OUT/vq-3x3 from that round on: the round learns fresh code rows for the new codebook.
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -56,10 +57,14 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
                                       str(max(40, round(n * scale))),
                                       "--out", str(out / "chats" / f"{chat_kind}{suffix}.jsonl")] + flags)
                 for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
-    if kind == "refine":  # swap_vq: draw with the build's VQ from this round on (the round before used another)
-        swap_vq = ["--vq", str(out / "vq")] if options.pop("swap_vq", False) else []
+    if kind == "refine":  # vq: draw with that VQ of the build from this round on (the round before used another)
+        vq = options.pop("vq", None)
+        swap = ["--vq", str(out / vq)] if vq else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
-                 + swap_vq + _flags(options))]
+                 + swap + _flags(options))]
+    if kind == "vq":
+        return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / options.pop("name", "vq"))]
+                 + _flags(options))]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
 
 
@@ -71,15 +76,15 @@ def _refine_paths(round_number: int, chats: str, out: Path) -> list[str]:
 
 
 def label(step: dict) -> str:
-    """A step's name in progress lines and build.json: its kind, or its folder for refine rounds after the first."""
-    return ship.part_folder("refine", step) if step["step"] == "refine" else step["step"]
+    """A step's name in progress lines and build.json: its kind, or its folder for refine rounds after the first
+    and for named VQs."""
+    return ship.part_folder(step["step"], step) if step["step"] in ("refine", "vq") else step["step"]
 
 
 def _paths(kind: str, out: Path) -> list[str]:
     scenes, chats = out / "scenes", out / "chats"
     return {
         "scenes": ["--out", str(scenes)],
-        "vq": ["--data", str(scenes), "--out", str(out / "vq")],
         "clip": ["--data", str(scenes), "--out", str(out / "clip")],
         "lm": ["--data", str(chats / "text.jsonl"), "--out", str(out / "lm")],
         "align": ["--data", str(chats / "align.jsonl"), "--out", str(out / "align"), "--vision",

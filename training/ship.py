@@ -52,10 +52,18 @@ PARTS = {"vq": ("vq", ("config.json", "model.safetensors"), "vq"),
 
 
 def part_folder(kind: str, step: dict | None) -> str:
-    """The build folder a part comes from: refine rounds after the first have their own (refine-2/, ...)."""
+    """The build folder a part comes from: refine rounds after the first have their own (refine-2/, ...), and a
+    named VQ its name (vq-3x3/)."""
     if kind == REFINE:
         return stage_2_folder(int((step or {}).get("round", 1)))
+    if kind == "vq":
+        return (step or {}).get("name", PARTS[kind][0])
     return PARTS[kind][0]
+
+
+def part_target(kind: str, step: dict | None) -> str:
+    """Where a part goes in SHIP: "." for the assistant; a VQ and the CLIP keep their build folder's name."""
+    return "." if PARTS[kind][2] == "." else part_folder(kind, step)
 
 
 class ShipError(ValueError):
@@ -66,13 +74,13 @@ class ShipError(ValueError):
 
 def ship_part(kind: str, build: Path, ship: Path, step: dict | None, dtype: torch.dtype = torch.bfloat16) -> Path:
     """Copy the build's finished `kind` part into `ship` (replacing what was there), with the step that made it."""
-    _, files, target = PARTS[kind]
-    source = part_folder(kind, step)
+    _, files, _ = PARTS[kind]
+    source, target = part_folder(kind, step), part_target(kind, step)
     missing = [str(build / source / f) for f in files if not (build / source / f).is_file()]
     if missing:
         raise ShipError(f"the {kind} part is not finished: {', '.join(missing)} missing; run glyph build first")
     whole = target == "."  # the assistant itself: the other parts (vq/, clip/) stay inside it
-    with staged_directory(ship if whole else ship / target, keep=("vq", "clip") if whole else ()) as staged:
+    with staged_directory(ship if whole else ship / target, keep=_other_parts(ship) if whole else ()) as staged:
         for name in files:
             _copy(build / source / name, staged / name, dtype)
         if whole:
@@ -99,11 +107,17 @@ def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) ->
     return ship
 
 
+def _other_parts(ship: Path) -> tuple[str, ...]:
+    """The parts shipped beside the assistant (clip/, vq/ and any other VQ): they stay when it is replaced."""
+    return tuple(d.name for d in ship.iterdir() if d.is_dir() and d.name != ADAPTER_DIR) if ship.is_dir() else ()
+
+
 def _write_portable_config(assistant: Path, staged: Path) -> None:
-    """The assistant's config with its parts named inside the shipped directory (vq/, clip/)."""
+    """The assistant's config with its parts named inside the shipped directory (clip/, and the VQ it draws
+    with by its build folder's name: vq/, or vq-3x3/ for a round trained with a second tokenizer)."""
     config = AssistantConfig.load(assistant)
     vision = type(config.vision)(LOCAL_DIR + "clip", None, config.vision.feature_layer)
-    type(config)(vq="vq", kind=config.kind, vision=vision, projector=config.projector, llm=config.llm,
+    type(config)(vq=Path(config.vq).name, kind=config.kind, vision=vision, projector=config.projector, llm=config.llm,
                  tokens=config.tokens).save(staged)
 
 
@@ -127,12 +141,14 @@ def _size(directory: Path) -> int:
 
 def restore_part(kind: str, ship: Path, build: Path, step: dict) -> bool:
     """Copy a shipped part into the build when the same recipe step made it; True when restored."""
-    _, files, target = PARTS[kind]
+    _, files, _ = PARTS[kind]
+    target = part_target(kind, step)
     shipped = ship if target == "." else ship / target
     made_by = shipped / STEP_FILE
     if not made_by.is_file() or json.loads(made_by.read_text()) != json.loads(json.dumps(step)):
         return False
-    names = list(files) + (["vq", "clip"] if target == "." else [])
+    # the assistant brings the VQ it draws with (named in its portable config) and the CLIP
+    names = list(files) + ([json.loads((ship / "config.json").read_text())["vq"], "clip"] if target == "." else [])
     with staged_directory(build / part_folder(kind, step)) as staged:
         for name in names:
             (staged / name).parent.mkdir(parents=True, exist_ok=True)
