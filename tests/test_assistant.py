@@ -192,14 +192,20 @@ def test_a_checkpoint_for_other_parts_is_refused(tmp_path, llama_parts):
         GlyphModel.from_pretrained(tmp_path / "saved")
 
 
-def test_another_vq_swapped_in_keeps_what_trained_and_starts_the_code_rows_afresh(tmp_path, llama_parts):
-    torch.manual_seed(4)
-    model = GlyphModel.build(assistant_config(llama_parts))
-    with torch.no_grad():  # as if trained
+def trained_and_saved(parts, directory, seed: int) -> GlyphModel:
+    """An assistant whose trainable weights moved off their initial values, as if trained, saved in `directory`."""
+    torch.manual_seed(seed)
+    model = GlyphModel.build(assistant_config(parts))
+    with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(tmp_path / "saved")
+    model.save_pretrained(directory)
+    return model
+
+
+def test_another_vq_swapped_in_keeps_what_trained_and_starts_the_code_rows_afresh(tmp_path, llama_parts):
+    model = trained_and_saved(llama_parts, tmp_path / "saved", seed=4)
     other_vq = VQModel(dataclasses.replace(VQ_CONFIG, codebook_size=32)).save_pretrained(tmp_path / "vq32")
     swapped = GlyphModel.from_pretrained(tmp_path / "saved", vq=other_vq)
     assert swapped.vocab.codebook_size == 32 and swapped.vq.config.codebook_size == 32
@@ -217,13 +223,7 @@ def test_another_vq_swapped_in_keeps_what_trained_and_starts_the_code_rows_afres
 
 
 def test_a_vq_of_another_code_width_swapped_in_gets_a_fresh_code_map(tmp_path, llama_parts):
-    torch.manual_seed(5)
-    model = GlyphModel.build(assistant_config(llama_parts))
-    with torch.no_grad():  # as if trained
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(tmp_path / "saved")
+    model = trained_and_saved(llama_parts, tmp_path / "saved", seed=5)
     wider = dataclasses.replace(VQ_CONFIG, codebook_size=32, code_dim=VQ_CONFIG.code_dim * 2)
     swapped = GlyphModel.from_pretrained(tmp_path / "saved", vq=VQModel(wider).save_pretrained(tmp_path / "vq"))
     assert swapped.vocab.code_map[0].in_features == wider.code_dim  # the old map took the old width
