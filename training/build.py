@@ -62,8 +62,9 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
         swap = ["--vq", str(out / vq)] if vq else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
                  + swap + _flags(options))]
-    if kind == "vq":
-        return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / options.pop("name", "vq"))]
+    if kind == "vq":  # its folder is its name (ship.part_folder), not an option of the trainer
+        options.pop("name", None)
+        return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / label(step))]
                  + _flags(options))]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
 
@@ -78,7 +79,7 @@ def _refine_paths(round_number: int, chats: str, out: Path) -> list[str]:
 def label(step: dict) -> str:
     """A step's name in progress lines and build.json: its kind, or its folder for refine rounds after the first
     and for named VQs."""
-    return ship.part_folder(step["step"], step) if step["step"] in ("refine", "vq") else step["step"]
+    return ship.part_folder(step["step"], step) if step["step"] in ship.PARTS else step["step"]
 
 
 def _paths(kind: str, out: Path) -> list[str]:
