@@ -209,6 +209,24 @@ class ImageTokens(JsonConfig):
 
 
 @dataclass(frozen=True)
+class DrawingConfig(JsonConfig):
+    """How a drawn image is written in the assistant's reply.
+
+    labels, when given, are one short text per drawn code (the VQ grid's cells, row by row: "top left",
+    "top", ...), written before that code: "<boi> top left: <code> top: <code> ... <eoi>". The labels are
+    part of the layout, not of what the model chooses: generation writes them and training does not score
+    them. Each code is then drawn right after words that say where it goes, so "a red circle in the top
+    left" has something to attend to, instead of the model counting the codes it has drawn. () = none."""
+    labels: tuple[str, ...] = ()
+
+    def validate(self) -> DrawingConfig:
+        if not all(isinstance(label, str) and label.strip() for label in self.labels):
+            raise ConfigError(f"drawing.labels must be non-empty strings, one per drawn code; got "
+                              f"{list(self.labels)!r:.120}")
+        return self
+
+
+@dataclass(frozen=True)
 class AssistantConfig(JsonConfig):
     """The whole assistant: which frozen parts it is built from, and how they are joined."""
     vq: str  # directory of the VQ-VAE (VQModel.save_pretrained) that draws the pictures
@@ -217,6 +235,7 @@ class AssistantConfig(JsonConfig):
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     tokens: ImageTokens = field(default_factory=ImageTokens)
+    drawing: DrawingConfig = field(default_factory=DrawingConfig)
 
     def located_in(self, directory: str | Path) -> AssistantConfig:
         """This config with its relative part paths (the VQ directory, a `local-dir:` vision folder, an LLM
@@ -239,7 +258,7 @@ class AssistantConfig(JsonConfig):
     def validate(self) -> AssistantConfig:
         if self.kind != "glyph-assistant":
             raise ConfigError(f"config kind is {self.kind!r}, expected 'glyph-assistant'")
-        for part in (self.vision, self.projector, self.llm, self.tokens):
+        for part in (self.vision, self.projector, self.llm, self.tokens, self.drawing):
             part.validate()
         return self
 

@@ -9,7 +9,9 @@
 Text mode samples the LLM's own tokens (and `<boi>`); code tokens are never
 sampled there. When the model samples `<boi>`, or the caller asks to draw,
 generation switches to image mode: only code tokens may be sampled, for
-exactly h·w steps, then `<eoi>` is fed and text mode resumes. An image once
+exactly h·w steps (each after its drawing label, when the assistant has
+them, which generation writes itself), then `<eoi>` is fed and text mode
+resumes. An image once
 begun always completes; `max_new_tokens` counts text tokens.
 
 Classifier-free guidance (image mode only), when the caller passes an
@@ -137,6 +139,15 @@ class _Rows:
             embeds = vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
         self._run(embeds, column, self.mask.sum(-1, keepdim=True) - 1)
 
+    def feed_text(self, ids: tuple[int, ...]) -> None:
+        """Append the same text ids (a drawing label) to every row, in one pass."""
+        block = torch.tensor(ids).expand(len(self.mask), -1)  # (B, n)
+        new_mask = self.mask.new_ones(block.shape)
+        self.mask = torch.cat([self.mask, new_mask], dim=1)
+        embeds = self.model.vocab.embed(block, self.model.causal_lm.get_input_embeddings()).to(self.last.dtype)
+        positions = self.mask.sum(-1, keepdim=True) - len(ids) + torch.arange(len(ids))  # (B, n)
+        self._run(embeds, new_mask, positions)
+
     def text_logits(self) -> Tensor:
         """(B, first_id + 1) logits of the next token over the LLM's own tokens, then <boi>."""
         vocab, head = self.model.vocab, self.model.causal_lm.get_output_embeddings()
@@ -196,7 +207,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
                                  f"{context}; shorten the conversation or start a new one")
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
-    room_needed = settings.max_new_tokens + 1 + (model.layout.tokens_per_image + 2 if draw else 0)
+    room_needed = settings.max_new_tokens + 1 + (model.layout.drawing_length if draw else 0)
     rows = None  # prefilled when first needed: a guided drawing prefills two rows of its own (_draw)
     reply: list[int] = []  # every token of the reply so far, text and image
     text_ids: list[int] = []  # the text tokens alone, to decode
@@ -206,7 +217,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
         if room < 2:
             yield Finished("length", shown, reply, prompt.input_ids.shape[1])
             return
-        may_draw = images < settings.max_images and room > model.layout.tokens_per_image + 2
+        may_draw = images < settings.max_images and room > model.layout.drawing_length
         if draw and not reply and may_draw:
             token = vocab.boi_id
         else:
@@ -224,7 +235,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             else:
                 rows = rows or _Rows(model, [prompt], room=room_needed)
             rows, done = _draw(model, rows, so_far, unconditional, settings, generator)
-            reply += [vocab.boi_id, *vocab.code_ids(done.codes.flatten()).tolist(), vocab.eoi_id]
+            reply += model.layout.drawing_ids(vocab.code_ids(done.codes.flatten()).tolist())[0]
             yield done
             continue
         reply.append(token)
@@ -259,7 +270,7 @@ def _draw(model, rows: _Rows | None, so_far: Prompt, unconditional: Prompt | Non
     if guided:
         # Both rows in one batch. The conditional row is re-run from its ids so that the two rows share
         # one cache: one prefill per image, against h·w guided steps.
-        room = model.layout.tokens_per_image + 2 + settings.max_new_tokens
+        room = model.layout.drawing_length + settings.max_new_tokens
         rows = _Rows(model, [so_far, unconditional], room=room)
     codes = _sample_codes(model, rows, guided, settings, [generator])[0]
     if guided:
@@ -269,14 +280,17 @@ def _draw(model, rows: _Rows | None, so_far: Prompt, unconditional: Prompt | Non
 
 def _sample_codes(model, rows: _Rows, guided: bool, settings: Sampling,
                   generators: list[torch.Generator | None]) -> Tensor:
-    """Feed <boi> to every row, sample h·w codes for each drawing, feed <eoi>: (D, h, w) for D generators.
+    """Feed <boi> to every row, sample h·w codes for each drawing (each after its label, when the layout has
+    drawing labels), feed <eoi>: (D, h, w) for D generators.
 
     `rows` holds the D drawings' rows, followed, when guided, by their D unconditional rows. Each drawing
     samples with its own generator, so a seeded drawing comes out the same alone or in a batch."""
-    vocab, count = model.vocab, len(generators)
+    vocab, count, layout = model.vocab, len(generators), model.layout
     rows.feed(torch.full((len(rows.mask),), vocab.boi_id))
     codes = []
-    for _ in range(model.layout.tokens_per_image):
+    for cell in range(layout.tokens_per_image):
+        if layout.code_label_ids:
+            rows.feed_text(layout.code_label_ids[cell])
         logits = rows.code_logits()  # (B, K): image mode computes only the code rows
         if guided:
             logits = logits[:count] + (settings.cfg_scale - 1) * (logits[:count] - logits[count:])
@@ -337,9 +351,9 @@ def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, 
                          f"prompts (got {len(unconditionals or [])})")
     unconditionals = unconditionals if is_guided(settings.cfg_scale) else None
     everything = prompts + (unconditionals or [])
-    _check_fits(model, everything, extra=model.layout.tokens_per_image + 2)
+    _check_fits(model, everything, extra=model.layout.drawing_length)
     generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
-    rows = _Rows(model, everything, room=model.layout.tokens_per_image + 2)
+    rows = _Rows(model, everything, room=model.layout.drawing_length)
     codes = _sample_codes(model, rows, unconditionals is not None, settings, generators)
     return [ImageDone(image, grid) for image, grid in zip(to_pil(model.vq.decode(codes)), codes)]
 

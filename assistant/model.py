@@ -67,13 +67,20 @@ class GlyphModel(nn.Module):
     def _layout(self) -> ImageLayout:
         slots = slots_per_image(self.vision_tower.num_patches, self.config.projector.merge)
         return ImageLayout.of(self.vocab, slots, self.vq.config.tokens_per_image, self.tokenizer,
-                              self.config.projector.slot_labels)
+                              self.config.projector.slot_labels, self.config.drawing.labels)
 
     def label_slots(self, labels: tuple[str, ...]) -> None:
         """Write `labels` (one per image slot, ProjectorConfig.slot_labels) before the image slots from now on;
         () for none. Saved with the config, so the assistant keeps reading images the way it was trained."""
         projector = dataclasses.replace(self.config.projector, slot_labels=tuple(labels)).validate()
         self.config = dataclasses.replace(self.config, projector=projector)
+        self.layout = self._layout()
+
+    def label_drawings(self, labels: tuple[str, ...]) -> None:
+        """Write `labels` (one per drawn code, DrawingConfig.labels) before the codes of a drawing from now on;
+        () for none. Saved with the config, so the assistant keeps drawing the way it was trained."""
+        drawing = dataclasses.replace(self.config.drawing, labels=tuple(labels)).validate()
+        self.config = dataclasses.replace(self.config, drawing=drawing)
         self.layout = self._layout()
 
     # ---- building and loading -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Messages use Hugging Face's multimodal format:
 to `slots_per_image` `<image>` ids, which the model fills with projected vision
 features; with slot labels, each `<image>` id follows its label's text ids.
 An image in an assistant turn is one the assistant drew: `<boi>`, its VQ
-codes (`codes`: h·w codebook indices, row by row) and `<eoi>`.
+codes (`codes`: h·w codebook indices, row by row) and `<eoi>`; with drawing
+labels (DrawingConfig.labels), each code follows its label's text ids.
 
 The LLM's own chat template lays out the turns (SmolLM2 and Qwen2 have
 ChatML); a tokenizer without one gets DEFAULT_CHAT_TEMPLATE. The template is
@@ -24,7 +25,8 @@ positions, never from re-tokenising and subtracting lengths.
 
 Supervised (labels = ids): the assistant's content (text, `<boi>`, codes,
 `<eoi>`) and the end-of-turn token that closes each assistant turn (the
-tokenizer's eos). Everything else is IGNORE_INDEX.
+tokenizer's eos). Everything else is IGNORE_INDEX, drawing labels included:
+generation writes them, the model never chooses them.
 """
 from __future__ import annotations
 
@@ -61,23 +63,47 @@ class ImageLayout:
     codebook_size: int
     tokens_per_image: int  # h·w codes in a drawn image
     slot_label_ids: tuple[tuple[int, ...], ...] = ()  # the ids written before each slot (ProjectorConfig.slot_labels)
+    code_label_ids: tuple[tuple[int, ...], ...] = ()  # the ids written before each drawn code (DrawingConfig.labels)
 
     @classmethod
     def of(cls, vocab, slots_per_image: int, tokens_per_image: int, tokenizer=None,
-           slot_labels: tuple[str, ...] = ()) -> ImageLayout:
+           slot_labels: tuple[str, ...] = (), drawing_labels: tuple[str, ...] = ()) -> ImageLayout:
         if slot_labels and len(slot_labels) != slots_per_image:
             raise TemplateError(f"{len(slot_labels)} slot labels for {slots_per_image} image slots; give one per slot")
-        # "top left: <image> top: <image> ...": a space before every label but the first, as in running text
-        label_ids = tuple(tuple(_tokenize(tokenizer, f"{' ' if i else ''}{label}:", special=False))
-                          for i, label in enumerate(slot_labels))
+        if drawing_labels and len(drawing_labels) != tokens_per_image:
+            raise TemplateError(f"{len(drawing_labels)} drawing labels for {tokens_per_image} codes in a drawing; "
+                                "give one per code (the VQ grid's cells, row by row)")
         return cls(vocab.image_id, slots_per_image, vocab.boi_id, vocab.eoi_id, vocab.code_start,
-                   vocab.codebook_size, tokens_per_image, label_ids)
+                   vocab.codebook_size, tokens_per_image, _label_ids(tokenizer, slot_labels),
+                   _label_ids(tokenizer, drawing_labels))
+
+    @property
+    def drawing_length(self) -> int:
+        """The ids one drawing takes in a reply: <boi>, its codes with their labels, <eoi>."""
+        return self.tokens_per_image + 2 + sum(map(len, self.code_label_ids))
 
     def image_ids(self) -> list[int]:
         """The ids one input image becomes: its slots, each after its label when there are labels."""
         if not self.slot_label_ids:
             return [self.image_id] * self.slots_per_image
         return [i for label in self.slot_label_ids for i in (*label, self.image_id)]
+
+    def drawing_ids(self, code_ids: list[int]) -> tuple[list[int], list[bool]]:
+        """The ids a drawing with these code token ids becomes, and which of them the model chose (and is
+        trained on): <boi>, each code after its label when there are labels, <eoi>."""
+        labels = self.code_label_ids or ((),) * len(code_ids)
+        ids, chosen = [self.boi_id], [True]
+        for label, code in zip(labels, code_ids, strict=True):
+            ids += [*label, code]
+            chosen += [False] * len(label) + [True]
+        return ids + [self.eoi_id], chosen + [True]
+
+
+def _label_ids(tokenizer, labels: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Each label's ids: "top left: <x> top: <x> ...", a space before every label but the first, as in running
+    text."""
+    return tuple(tuple(_tokenize(tokenizer, f"{' ' if i else ''}{label}:", special=False))
+                 for i, label in enumerate(labels))
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,9 @@ def render_chat(messages: list[dict], tokenizer, layout: ImageLayout,
         if index < len(messages):
             assistant = messages[index]["role"] == "assistant"
             for part in messages[index]["content"]:
-                _append(ids, labels, _part_ids(part, tokenizer, layout, assistant, index, images), supervised=assistant)
+                part_ids, chosen = _part_ids(part, tokenizer, layout, assistant, index, images)
+                ids.extend(part_ids)
+                labels.extend(i if assistant and c else IGNORE_INDEX for i, c in zip(part_ids, chosen))
     return RenderedChat(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long), images)
 
 
@@ -156,15 +184,19 @@ def _tokenize(tokenizer, text: str, special: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
 
 
-def _part_ids(part: dict, tokenizer, layout: ImageLayout, assistant: bool, index: int, images: list) -> list[int]:
+def _part_ids(part: dict, tokenizer, layout: ImageLayout, assistant: bool, index: int,
+              images: list) -> tuple[list[int], list[bool]]:
+    """A content part's ids, and for each whether the speaker chose it (else the layout wrote it)."""
     if part["type"] == "text":
         if not isinstance(part.get("text"), str):
             raise TemplateError(f"message {index}: a text part needs a 'text' string")
-        return _tokenize(tokenizer, part["text"], special=False)
+        ids = _tokenize(tokenizer, part["text"], special=False)
+        return ids, [True] * len(ids)
     if assistant:
-        return [layout.boi_id] + [layout.code_start + c for c in _codes(part, layout, index)] + [layout.eoi_id]
+        return layout.drawing_ids([layout.code_start + c for c in _codes(part, layout, index)])
     images.append(part.get("image"))
-    return layout.image_ids()
+    ids = layout.image_ids()
+    return ids, [True] * len(ids)
 
 
 def _codes(part: dict, layout: ImageLayout, index: int) -> list[int]:

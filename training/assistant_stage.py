@@ -33,6 +33,7 @@ from assistant.config import (
     PROJECTORS,
     AssistantConfig,
     ConfigError,
+    DrawingConfig,
     LLMConfig,
     ProjectorConfig,
     VisionConfig,
@@ -71,6 +72,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     p.add_argument("--slot-labels", nargs="+", action="extend", default=None, metavar="LABEL",
                    help="one text per image slot, written before it in every prompt (e.g. the grid cells: 'top "
                    "left' 'top' ... 'bottom right'); stage 2: 'none' removes --init's; default: --init's, or none")
+    p.add_argument("--drawing-labels", nargs="+", action="extend", default=None, metavar="LABEL",
+                   help="one text per drawn code, written before it in every drawing (the VQ grid's cells, row by "
+                   "row); stage 2: 'none' removes --init's; default: --init's, or none")
     if stage == 1:
         parts = p.add_argument_group("the frozen parts (stage 1 builds the assistant from them)")
         parts.add_argument("--vision", required=True, help="open_clip model name, or local-dir:PATH")
@@ -124,7 +128,8 @@ def build_model(args: argparse.Namespace, stage: int):
                                  vision=VisionConfig(args.vision, args.vision_pretrained, args.feature_layer),
                                  projector=ProjectorConfig(args.projector, args.projector_merge,
                                                            tuple(args.slot_labels or ())),
-                                 llm=llm_config(args.llm, args.gguf_file))
+                                 llm=llm_config(args.llm, args.gguf_file),
+                                 drawing=DrawingConfig(tuple(args.drawing_labels or ())))
         model = GlyphModel.build(config)
     else:
         # An --init that is itself a stage-2 assistant (it has an adapter) goes on training that adapter: a
@@ -132,6 +137,8 @@ def build_model(args: argparse.Namespace, stage: int):
         model = GlyphModel.from_pretrained(args.init, trainable=True, vq=args.vq)
         if args.slot_labels is not None:  # a new way of laying out images, which the adapter then learns to read
             model.label_slots(() if args.slot_labels == ["none"] else tuple(args.slot_labels))
+        if args.drawing_labels is not None:  # a new way of writing drawings, which the adapter then learns
+            model.label_drawings(() if args.drawing_labels == ["none"] else tuple(args.drawing_labels))
         if model.has_lora:
             print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
         else:
