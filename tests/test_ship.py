@@ -147,6 +147,7 @@ def test_a_round_trained_with_a_second_vq_ships_with_it_and_a_resumed_build_rest
     shutil.copytree(build, refined)
     cells = VQModel(dataclasses.replace(VQ_CONFIG, codebook_size=32)).save_pretrained(refined / "vq-3x3")
     drawing = GlyphModel.from_pretrained(refined / "instruct", trainable=True, vq=cells)  # as glyph build's round
+    drawing.label_drawings(("top left", "top right", "bottom left", "bottom right"))
     drawing.save_pretrained(refined / "refine-2")
     second_vq, last_round = {"step": "vq", "name": "vq-3x3", "steps": 4}, \
         {"step": "refine", "round": 2, "chats": "instruct-2", "vq": "vq-3x3", "steps": 3}
@@ -159,6 +160,7 @@ def test_a_round_trained_with_a_second_vq_ships_with_it_and_a_resumed_build_rest
     assert json.loads((into / "config.json").read_text())["vq"] == "vq-3x3"  # it draws with the second VQ
     shipped = load_assistant(into)
     assert shipped.vq.config.codebook_size == 32 and shipped.vocab.codebook_size == 32
+    assert shipped.layout == drawing.layout  # it writes its drawings as it was trained to, labels and all
     ship.ship_part("vq", refined, into, STEPS["vq"])  # shipping the first VQ again leaves the assistant's alone
     assert load_assistant(into).vq.config.codebook_size == 32
     fresh = tmp_path / "fresh"

@@ -21,6 +21,7 @@ fp32 when loaded). Every part appears complete or not at all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -116,9 +117,8 @@ def _write_portable_config(assistant: Path, staged: Path) -> None:
     """The assistant's config with its parts named inside the shipped directory (clip/, and the VQ it draws
     with by its build folder's name: vq/, or vq-3x3/ for a round trained with a second tokenizer)."""
     config = AssistantConfig.load(assistant)
-    vision = type(config.vision)(LOCAL_DIR + "clip", None, config.vision.feature_layer)
-    type(config)(vq=Path(config.vq).name, kind=config.kind, vision=vision, projector=config.projector, llm=config.llm,
-                 tokens=config.tokens).save(staged)
+    vision = dataclasses.replace(config.vision, model_name=LOCAL_DIR + "clip", pretrained=None)
+    dataclasses.replace(config, vq=Path(config.vq).name, vision=vision).save(staged)  # everything else as trained
 
 
 def _copy(source: Path, target: Path, dtype: torch.dtype) -> None:
