@@ -89,12 +89,12 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has seven refine rounds, each after the first on chats of its own; the drawing
-    # experiment four, the fourth on drawing-heavy chats.
-    rounds = {"scenes-smollm2": 7, "scenes-smollm2-draw": 4}.get(name, 0)
-    chats = ["chats"] * rounds if rounds else ["chats"]
-    refine = ["refine"] * rounds
-    assert steps == ["scenes", *chats, "vq", "clip", *own_lm, "align", "instruct", *refine, "eval"]
+    # The shipped assistant has ten refine rounds: seven that each after the first read chats of their own,
+    # then three that draw with a second VQ on one set of drawing-heavy chats. The drawing experiment has four,
+    # the fourth on drawing-heavy chats.
+    chats, vqs, rounds = {"scenes-smollm2": (8, 2, 10), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
+    assert steps == ["scenes", *["chats"] * chats, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
+                     *["refine"] * rounds, "eval"]
 
 
 def test_the_gpu_recipe_restores_the_shipped_vq_and_clip():

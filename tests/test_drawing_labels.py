@@ -89,7 +89,8 @@ def test_labels_are_saved_and_label_drawings_none_removes_them(parts, tmp_path):
     model.save_pretrained(tmp_path / "assistant")
     assert json.loads((tmp_path / "assistant" / "config.json").read_text())["drawing"]["labels"] == list(CELLS)
     again = GlyphModel.from_pretrained(tmp_path / "assistant")
-    assert again.layout == model.layout and again.layout.drawing_length == 6 + sum(map(len, again.layout.code_label_ids))
+    label_ids = sum(map(len, again.layout.code_label_ids))
+    assert again.layout == model.layout and again.layout.drawing_length == 6 + label_ids
     again.label_drawings(())
     assert again.layout.code_label_ids == () and again.layout.drawing_length == 6
 

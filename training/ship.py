@@ -185,7 +185,7 @@ def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.
     lines = ["# Glyph scene assistant on SmolLM2-135M-Instruct", "",
              "A LLaVA-style assistant for the scene world (coloured shapes on a 3×3 grid): the scene CLIP "
              "(`clip/`) sees, a trained projector and LoRA adapter let the frozen SmolLM2-135M-Instruct read "
-             "what it sees, and image-vocabulary rows let it draw with the VQ-VAE (`vq/`).", "",
+             f"what it sees, and image-vocabulary rows let it draw with the VQ-VAE (`{Path(config.vq).name}/`).", "",
              f"- LLM (frozen, not stored here): `{config.llm.name_or_path}`"
              + (f" ({config.llm.gguf_file})" if config.llm.gguf_file else ""),
              f"- vision: `{config.vision.model_name}`, feature layer {config.vision.feature_layer}; projector "
@@ -202,7 +202,8 @@ def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.
         lines += ["", f"![Drawings for fixed requests, four seeds each]({DRAWING_SHEET})"]
     lines += ["", "## Limits", "",
               "- It knows only the scene world: 1-4 shapes (circle, square, triangle, ring, cross) in six colours "
-              "on a 3×3 grid, in small pictures (64 px in, the VQ-VAE's size out: vq/config.json). "
+              "on a 3×3 grid, in small pictures (64 px in, the VQ-VAE's size out: "
+              f"{Path(config.vq).name}/config.json). "
               "Photos and other pictures are outside what it was trained on.",
               "- Questions worded unlike the training chats are answered less reliably (the unseen row).", ""]
     return "\n".join(lines)
