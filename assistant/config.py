@@ -216,13 +216,21 @@ class DrawingConfig(JsonConfig):
     "top", ...), written before that code: "<boi> top left: <code> top: <code> ... <eoi>". The labels are
     part of the layout, not of what the model chooses: generation writes them and training does not score
     them. Each code is then drawn right after words that say where it goes, so "a red circle in the top
-    left" has something to attend to, instead of the model counting the codes it has drawn. () = none."""
+    left" has something to attend to, instead of the model counting the codes it has drawn. () = none.
+
+    describe: the assistant says what it will draw before it draws ("Here is a large red circle in the top left
+    corner." then the image), as it was trained to (glyph data chats --describe-drawings). The sentence settles
+    the layout in words; a drawing the caller asks for outright (draw=True, the images API) then starts with
+    that sentence instead of with the image."""
     labels: tuple[str, ...] = ()
+    describe: bool = False
 
     def validate(self) -> DrawingConfig:
         if not all(isinstance(label, str) and label.strip() for label in self.labels):
             raise ConfigError(f"drawing.labels must be non-empty strings, one per drawn code; got "
                               f"{list(self.labels)!r:.120}")
+        if not isinstance(self.describe, bool):
+            raise ConfigError(f"drawing.describe must be true or false; got {self.describe!r:.40}")
         return self
 
 

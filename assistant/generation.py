@@ -14,6 +14,11 @@ them, which generation writes itself), then `<eoi>` is fed and text mode
 resumes. An image once
 begun always completes; `max_new_tokens` counts text tokens.
 
+An assistant trained to say what it draws first (DrawingConfig.describe: "Here is a large red circle in the
+top left corner." then the image) is let write that sentence when a drawing is asked for outright: with
+draw=True the reply starts in text mode and the end of the sentence opens the image; `draw_all` first has
+each row describe its drawing (`ImageDone.said`), then draws it.
+
 Classifier-free guidance (image mode only), when the caller passes an
 unconditional prompt (the same chat with the last request left out) and
 `is_guided(cfg_scale)`: the two prompts run as two rows of ONE batch, and the
@@ -39,6 +44,9 @@ from transformers import DynamicCache
 from assistant.pixels import to_pil
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
+# A drawing's description (DrawingConfig.describe) is one sentence, about 40 tokens for five objects; one that
+# runs longer is cut there, and the drawing asked for starts anyway.
+DESCRIPTION_TOKENS = 96
 
 
 class ContextLengthError(ValueError):
@@ -86,6 +94,7 @@ class TextDelta:
 class ImageDone:
     image: Image.Image
     codes: Tensor  # (h, w) VQ codebook indices
+    said: str = ""  # draw_all: what the assistant said it would draw, just before (DrawingConfig.describe)
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
                                  f"{context}; shorten the conversation or start a new one")
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
+    describe_first = draw and model.config.drawing.describe  # the drawing asked for opens with its description
     room_needed = settings.max_new_tokens + 1 + (model.layout.drawing_length if draw else 0)
     rows = None  # prefilled when first needed: a guided drawing prefills two rows of its own (_draw)
     reply: list[int] = []  # every token of the reply so far, text and image
@@ -218,11 +228,15 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             yield Finished("length", shown, reply, prompt.input_ids.shape[1])
             return
         may_draw = images < settings.max_images and room > model.layout.drawing_length
-        if draw and not reply and may_draw:
+        if draw and not reply and may_draw and not describe_first:
             token = vocab.boi_id
+        elif describe_first and not images and may_draw and len(text_ids) >= DESCRIPTION_TOKENS:
+            token = vocab.boi_id  # the description ran on: cut it, as draw_all does, and draw
         else:
             rows = rows or _Rows(model, [prompt], room=room_needed)
             token = _next_text_token(model, rows, settings, generator, may_draw)
+            if token == tokenizer.eos_token_id and describe_first and not images and may_draw:
+                token = vocab.boi_id  # a drawing was asked for: it starts where its description ends
         if token == tokenizer.eos_token_id:
             yield Finished("stop", shown, reply, prompt.input_ids.shape[1])
             return
@@ -350,12 +364,50 @@ def draw_all(model, prompts: list[Prompt], unconditionals: list[Prompt] | None, 
         raise ValueError(f"{len(prompts)} prompts need as many seeds (got {len(seeds)}) and unconditional "
                          f"prompts (got {len(unconditionals or [])})")
     unconditionals = unconditionals if is_guided(settings.cfg_scale) else None
-    everything = prompts + (unconditionals or [])
-    _check_fits(model, everything, extra=model.layout.drawing_length)
+    describe = model.config.drawing.describe
+    _check_fits(model, prompts + (unconditionals or []),
+                extra=model.layout.drawing_length + (DESCRIPTION_TOKENS if describe else 0))
     generators = [torch.Generator().manual_seed(s) if s is not None else None for s in seeds]
-    rows = _Rows(model, everything, room=model.layout.drawing_length)
+    said = _describe(model, prompts, settings, generators)[0] if describe else [[] for _ in prompts]
+    prompts = [_followed_by(p, ids) for p, ids in zip(prompts, said)]
+    rows = _Rows(model, prompts + (unconditionals or []), room=model.layout.drawing_length)
     codes = _sample_codes(model, rows, unconditionals is not None, settings, generators)
-    return [ImageDone(image, grid) for image, grid in zip(to_pil(model.vq.decode(codes)), codes)]
+    return [ImageDone(image, grid, model.tokenizer.decode(ids, skip_special_tokens=True).strip())
+            for image, grid, ids in zip(to_pil(model.vq.decode(codes)), codes, said)]
+
+
+@torch.inference_mode()
+def _describe(model, prompts: list[Prompt], settings: Sampling,
+              generators: list[torch.Generator | None]) -> tuple[list[list[int]], list[bool]]:
+    """What each prompt's reply says before its drawing: text tokens until the model opens an image (<boi>) or
+    ends its turn, at most DESCRIPTION_TOKENS; and whether it opened an image. Row i samples with generators[i]
+    and only while it is live, so its tokens are the ones generate() would sample with that generator."""
+    eos, boi_column = model.tokenizer.eos_token_id, model.vocab.first_id  # text_logits' last column is <boi>
+    rows = _Rows(model, prompts, room=DESCRIPTION_TOKENS)
+    said: list[list[int]] = [[] for _ in prompts]
+    opened = [False] * len(prompts)
+    live = torch.ones(len(prompts), dtype=torch.bool)
+    for _ in range(DESCRIPTION_TOKENS):
+        logits = rows.text_logits()  # (B, first_id + 1)
+        tokens = torch.full((len(prompts),), eos)
+        for i in live.nonzero()[:, 0].tolist():
+            token = int(sample(logits[i:i + 1], settings, generators[i]))
+            if token in (eos, boi_column):
+                live[i], opened[i] = False, token == boi_column
+            else:
+                said[i].append(token)
+                tokens[i] = token
+        if not live.any():
+            break
+        rows.feed(tokens, live)
+    return said, opened
+
+
+def _followed_by(prompt: Prompt, ids: list[int]) -> Prompt:
+    """`prompt` with text ids appended (the reply so far)."""
+    if not ids:
+        return prompt
+    return Prompt(torch.cat([prompt.input_ids, torch.tensor([ids], dtype=torch.long)], dim=1), prompt.image_features)
 
 
 def _check_fits(model, prompts: list[Prompt], extra: int = 0) -> None:
@@ -375,6 +427,11 @@ def first_token_logits(model, prompts: list[Prompt]) -> Tensor:
 
 def would_draw(model, prompts: list[Prompt]) -> list[bool]:
     """For each prompt: would the model, free to say anything, open its reply with a drawing (greedy <boi>)?
-    A request the model cannot draw (outside what it knows) is answered in words instead."""
+    A request the model cannot draw (outside what it knows) is answered in words instead. An assistant that
+    describes its drawings first (DrawingConfig.describe) would draw when its greedy reply opens an image after
+    that description."""
+    if model.config.drawing.describe:
+        _check_fits(model, prompts, extra=DESCRIPTION_TOKENS)
+        return _describe(model, prompts, Sampling(temperature=0), [None] * len(prompts))[1]
     logits = first_token_logits(model, prompts)  # (B, first_id + 1); <boi> is the last column
     return (logits.argmax(-1) == logits.shape[-1] - 1).tolist()

@@ -83,6 +83,12 @@ class GlyphModel(nn.Module):
         self.config = dataclasses.replace(self.config, drawing=drawing)
         self.layout = self._layout()
 
+    def describe_drawings(self, describe: bool) -> None:
+        """Whether the assistant says what it draws before a drawing (DrawingConfig.describe) from now on; saved
+        with the config."""
+        drawing = dataclasses.replace(self.config.drawing, describe=describe).validate()
+        self.config = dataclasses.replace(self.config, drawing=drawing)
+
     # ---- building and loading -------------------------------------------------------------------------
 
     @classmethod

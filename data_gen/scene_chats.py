@@ -10,7 +10,9 @@ Kinds:
   GenEval category, multi-turn chats with images in and out, small talk, and (with --mix compare=W)
   questions about two images at once ("Which picture has more circles?"). About 10 % of the drawing
   requests have their text dropped (an empty user turn), so the model also learns the unconditional
-  distribution that classifier-free guidance needs.
+  distribution that classifier-free guidance needs. With --describe-drawings the assistant says what it draws
+  before each drawing ("Here is a large red circle in the top left corner." then the image; the unconditional
+  ones stay bare), so that it settles the layout in words first.
 
 One chat per line, in Hugging Face's messages format:
 
@@ -41,7 +43,7 @@ from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
-from scenes.questions import SCENE_IN_TEXT, ask, compare, drawing_request, where
+from scenes.questions import SCENE_IN_TEXT, ask, compare, drawing_plan, drawing_request, where
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
@@ -125,8 +127,9 @@ class ChatWriter:
 
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
-                 questions: dict[str, float] | None = None):
+                 questions: dict[str, float] | None = None, describe_drawings: bool = False):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.describe_drawings = describe_drawings  # say drawing_plan(scene) before each requested drawing
         # question kind → probability; None asks every kind alike, drawing from rng as earlier recipes did
         self.question_kinds = question_weights(questions) if questions else None
         self.drawing_size = drawing_size  # None: the assistant draws the scene's own image
@@ -148,6 +151,11 @@ class ChatWriter:
         if self.drawing_size:
             return self.render(centred(scene, self.drawing_size))
         return self.image(row) if row is not None else self.render(scene)
+
+    def drawing_turn(self, scene: Scene, row: dict | None = None) -> dict:
+        """The assistant's turn that draws `scene` for a request: the drawing, after its plan in words when
+        the chats describe their drawings."""
+        return assistant(drawing_plan(scene) if self.describe_drawings else "", image=self.drawing(scene, row))
 
     def render(self, scene: Scene) -> str:
         """Render a made-up scene to drawings/, returning its path relative to the chat file."""
@@ -221,7 +229,7 @@ class ChatWriter:
         return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng))]
 
     def _align_caption_draw(self, row, scene, rng):
-        return [user(describe(scene, rng)), assistant(image=self.drawing(scene, row))]
+        return [user(describe(scene, rng)), self.drawing_turn(scene, row)]
 
     # ---- stage 2: instructions ------------------------------------------------------------------------------
 
@@ -247,16 +255,16 @@ class ChatWriter:
         if rng.random() < UNCONDITIONAL_FRACTION:
             return [user(""), assistant(image=self.drawing(scene, row))]
         if rng.random() < 0.4:  # a whole scene, every object given
-            return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row))]
+            return [user(drawing_request(scene, rng)), self.drawing_turn(scene, row)]
         text, example = self.training_example(rng)
-        return [user(text), assistant(image=self.drawing(example))]
+        return [user(text), self.drawing_turn(example)]
 
     def _instruct_mixed(self, row, scene, rng):
         if rng.random() < 0.5:  # see, then draw the same scene
             return [user(_pick(rng, DESCRIBE), self.image(row)), assistant(describe(scene, rng)),
-                    user(_pick(rng, AGAIN)), assistant(image=self.drawing(scene, row))]
+                    user(_pick(rng, AGAIN)), self.drawing_turn(scene, row)]
         qa = self.ask(scene, rng)  # draw, then answer a question about the drawing
-        return [user(drawing_request(scene, rng)), assistant(image=self.drawing(scene, row)),
+        return [user(drawing_request(scene, rng)), self.drawing_turn(scene, row),
                 user(qa.question), assistant(self.answer(qa, rng))]
 
     def _instruct_compare(self, row, scene, rng):
@@ -329,7 +337,8 @@ def _pick(rng: np.random.Generator, options, p=None):
 
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
-                drawing_size: int | None = None, questions: dict[str, float] | None = None) -> Path:
+                drawing_size: int | None = None, questions: dict[str, float] | None = None,
+                describe_drawings: bool = False) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -344,7 +353,7 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
-    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions)
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -370,10 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drawing-size", type=int, default=None, metavar="PX",
                    help="draw every picture the assistant makes at PX pixels (the VQ-VAE's image size), each "
                         "object centred in its cell; default: the scene's own image")
+    p.add_argument("--describe-drawings", action="store_true",
+                   help="the assistant says what it draws before each requested drawing ('Here is a large red "
+                        "circle in the top left corner.'), settling the layout in words first")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
-                           parse_mix(args.mix), args.drawing_size, parse_questions(args.questions))
+                           parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
+                           args.describe_drawings)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

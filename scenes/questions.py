@@ -4,6 +4,7 @@
     qa.question, qa.answer, qa.short          # "How many red shapes are there?", "There are two red shapes.", "2"
     qa.brief                                  # "Two.": the answer alone, as a short reply (LLaVA's VQA style)
     request = drawing_request(scene, rng)     # "Draw a small red circle in the top left corner."
+    drawing_plan(scene)                       # "Here is a small red circle in the top left corner.": said first
     SCENE_IN_TEXT.format(caption=describe(scene, rng), question=qa.question)   # the question, the scene in words
 
 A sixth kind, `compare`, asks about two scenes at once ("Which picture has more circles?": "first",
@@ -229,3 +230,18 @@ def drawing_request(scene: Scene, rng: np.random.Generator) -> str:
     body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     frame = _pick(rng, _DRAW)
     return frame.format(body) + ("?" if frame.startswith(("Can", "Could")) else ".")
+
+
+def drawing_plan(scene: Scene) -> str:
+    """What the assistant says before it draws `scene`, in one fixed wording: every object with its size, colour,
+    shape and cell, in reading order ("Here is a large red circle in the top left corner and a small blue square
+    in the center.").
+
+    Like the rewritten prompt an image generator is given (DALL-E 3's revised_prompt), it settles in words what
+    a request leaves open (cells, sizes, which object is which) before any image token is drawn. Each code then
+    only has to copy its cell's words, which a small model does far better than binding colours, shapes and
+    counts while it draws."""
+    objects = sorted(scene.objects, key=lambda o: (o.row, o.col))
+    items = [f"{with_article(f'{o.size} {o.color} {o.shape}')} {where(o)}" for o in objects]
+    body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"Here is {body}."

@@ -155,6 +155,7 @@ def test_images_generate_gives_n_pngs(client, draws):
     result = client.images.generate(model="glyph-tiny", prompt="a blue circle", n=2, response_format="b64_json")
     pictures = [Image.open(io.BytesIO(base64.b64decode(d.b64_json))) for d in result.data]
     assert len(pictures) == 2 and all(p.format == "PNG" for p in pictures)
+    assert all(d.revised_prompt is None for d in result.data)  # this assistant draws without a description
     for bad, param in (({"n": 9}, "n must"), ({"extra_body": {"seed": "x"}}, "seed"),
                        ({"extra_body": {"glyph_cfg_scale": "high"}}, "glyph_cfg_scale")):
         with pytest.raises(openai.BadRequestError) as caught:

@@ -75,6 +75,10 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     p.add_argument("--drawing-labels", nargs="+", action="extend", default=None, metavar="LABEL",
                    help="one text per drawn code, written before it in every drawing (the VQ grid's cells, row by "
                    "row); stage 2: 'none' removes --init's; default: --init's, or none")
+    p.add_argument("--describe-drawings", action=argparse.BooleanOptionalAction, default=None,
+                   help="the assistant says what it draws before each drawing, as chats written with `glyph data "
+                   "chats --describe-drawings` teach it; a drawing asked for outright then starts with that "
+                   "sentence (DrawingConfig.describe); default: --init's, or no")
     if stage == 1:
         parts = p.add_argument_group("the frozen parts (stage 1 builds the assistant from them)")
         parts.add_argument("--vision", required=True, help="open_clip model name, or local-dir:PATH")
@@ -129,7 +133,8 @@ def build_model(args: argparse.Namespace, stage: int):
                                  projector=ProjectorConfig(args.projector, args.projector_merge,
                                                            tuple(args.slot_labels or ())),
                                  llm=llm_config(args.llm, args.gguf_file),
-                                 drawing=DrawingConfig(tuple(args.drawing_labels or ())))
+                                 drawing=DrawingConfig(tuple(args.drawing_labels or ()),
+                                                       describe=bool(args.describe_drawings)))
         model = GlyphModel.build(config)
     else:
         # An --init that is itself a stage-2 assistant (it has an adapter) goes on training that adapter: a
@@ -139,6 +144,8 @@ def build_model(args: argparse.Namespace, stage: int):
             model.label_slots(() if args.slot_labels == ["none"] else tuple(args.slot_labels))
         if args.drawing_labels is not None:  # a new way of writing drawings, which the adapter then learns
             model.label_drawings(() if args.drawing_labels == ["none"] else tuple(args.drawing_labels))
+        if args.describe_drawings is not None:
+            model.describe_drawings(args.describe_drawings)
         if model.has_lora:
             print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
         else:
@@ -329,7 +336,7 @@ def evaluate(run: Run, held_out: list[Example], features: torch.Tensor | None, p
 def write_samples(model, chats: list, count: int, path: Path) -> Path:
     """A sheet: held-out images with the model's answer to their question, and drawings for held-out requests."""
     from assistant.chat import ChatSession
-    from assistant.generation import Finished, ImageDone, Sampling
+    from assistant.generation import DESCRIPTION_TOKENS, Finished, ImageDone, Sampling
 
     model.eval()
     questions, requests = _sample_prompts(chats, count)
@@ -340,8 +347,9 @@ def write_samples(model, chats: list, count: int, path: Path) -> Path:
         answers.append(next(e.text for e in events if isinstance(e, Finished)))
     drawings = []
     for text in requests:
+        # room for the words an assistant says before its drawing (DrawingConfig.describe), then a few more
         events = ChatSession(model).send(text, settings=Sampling(temperature=1.0, cfg_scale=3.0, seed=0,
-                                                                 max_new_tokens=8), draw=True)
+                                                                 max_new_tokens=DESCRIPTION_TOKENS + 8), draw=True)
         drawings.append(next(e.image for e in events if isinstance(e, ImageDone)))
     return _sheet(questions, answers, requests, drawings, path)
 

@@ -98,7 +98,8 @@ def manifest(glyph: GlyphModel) -> dict:
             "vision_feature_select_strategy": "default", "projector_kind": projector.kind,
             "projector_merge": projector.merge, "image_slot_labels": list(projector.slot_labels),
             "image_ids": glyph.layout.image_ids(), "drawing_labels": list(glyph.config.drawing.labels),
-            "drawing_label_ids": [list(ids) for ids in glyph.layout.code_label_ids]}
+            "drawing_label_ids": [list(ids) for ids in glyph.layout.code_label_ids],
+            "drawing_describe": glyph.config.drawing.describe}
 
 
 def _write_language_model(glyph: GlyphModel, folder: Path, dtype: torch.dtype | None) -> None:
@@ -168,7 +169,9 @@ Drawing: the assistant draws by writing `<boi>` (id {boi_token_id}), then {drawi
 (ids {code_token_start} + code, {drawing_grid}×{drawing_grid}, row by row; allow only those ids while
 drawing) and `<eoi>` (id {eoi_token_id}). When `drawing_labels` in glyph_export.json is not empty, write
 each code's label ids (`drawing_label_ids`) yourself before sampling that code: the assistant was trained to
-draw each code after its label. `vq/` is the VQ-VAE that turns the codes into pixels:
+draw each code after its label. When `drawing_describe` is true, the assistant says what it will draw
+before `<boi>` ("Here is a large red circle in the top left corner."): to make it draw, let it write that
+sentence and start the image where it ends, rather than forcing `<boi>` first. `vq/` is the VQ-VAE that turns the codes into pixels:
 `assistant.vq.VQModel.from_pretrained("vq")` in Glyph.
 """
 

@@ -26,7 +26,9 @@ Endpoints:
   seen again: the VQ-VAE turns its pixels back into the codes the assistant drew.
 - `POST /v1/images/generations`: `prompt`, `n` (1 to --max-images), `response_format` "b64_json";
   `size` may be left out or be the model's own size. A prompt the model will not draw (something outside
-  what it can draw) gets a 400, code `prompt_declined`, whose message is the model's own reply.
+  what it can draw) gets a 400, code `prompt_declined`, whose message is the model's own reply. An
+  assistant that says what it draws before drawing (DrawingConfig.describe) gives that sentence as each
+  image's `revised_prompt`, as DALL-E 3 gives the prompt it rewrote.
 - `GET /v1/models`; `GET /health` (no API key needed: `{"status": "ok"}` once the model is loaded).
 
 Requests are read and checked in ui/api_requests.py, replies written in ui/api_responses.py.
@@ -103,8 +105,9 @@ class Assistant:
         return Reply(_choices(sessions, last, [dataclasses.replace(settings, seed=seed) for seed in seeds], draw),
                      self.lock)
 
-    def images(self, body: dict) -> list[str]:
-        """base64 PNGs for an images.generate request."""
+    def images(self, body: dict) -> list[dict]:
+        """An images.generate request's `data`: a base64 PNG each, with its `revised_prompt` when the assistant
+        said what it would draw."""
         self.check_model(body.get("model"), optional=True)
         prompt, n = body.get("prompt"), count_of(body, "n", self.limits.max_images)
         if not isinstance(prompt, str) or not prompt.strip():
@@ -130,7 +133,7 @@ class Assistant:
                                 settings, seeds)
             except ValueError as error:
                 raise APIError(400, str(error), "prompt") from None
-        return [png_base64(d.image) for d in done]
+        return [{"b64_json": png_base64(d.image)} | ({"revised_prompt": d.said} if d.said else {}) for d in done]
 
     def check_model(self, model, optional: bool = False) -> None:
         if model is None and optional:
@@ -217,7 +220,7 @@ def create_app(assistant: Assistant, api_key: str | None = None) -> FastAPI:
     async def images(request: Request):
         body = await json_body(request, assistant.limits)
         pictures = await run_in_threadpool(assistant.images, body)
-        return {"created": int(time.time()), "data": [{"b64_json": p} for p in pictures]}
+        return {"created": int(time.time()), "data": pictures}
 
     return app
 
