@@ -127,9 +127,12 @@ class ChatWriter:
 
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
-                 questions: dict[str, float] | None = None, describe_drawings: bool = False):
+                 questions: dict[str, float] | None = None, describe_drawings: bool = False,
+                 drawings: dict[str, float] | None = None):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
         self.describe_drawings = describe_drawings  # say drawing_plan(scene) before each requested drawing
+        # drawing-prompt category → probability; None draws every category alike, as earlier recipes did
+        self.drawing_kinds = drawing_weights(drawings) if drawings else None
         # question kind → probability; None asks every kind alike, drawing from rng as earlier recipes did
         self.question_kinds = question_weights(questions) if questions else None
         self.drawing_size = drawing_size  # None: the assistant draws the scene's own image
@@ -172,11 +175,17 @@ class ChatWriter:
         one content; when that is held out, another prompt is drawn.
         """
         while True:
-            prompt = drawing_prompt(_pick(rng, CATEGORIES), rng)
+            prompt = drawing_prompt(self.drawing_category(rng), rng)
             for _ in range(20):
                 scene = prompt.example(rng)
                 if split_of(scene, self.split_seed, self.holdout) == "train":
                     return prompt.text, scene
+
+    def drawing_category(self, rng: np.random.Generator) -> str:
+        """A GenEval category for a drawing prompt, by --drawings' weights (all alike by default)."""
+        if self.drawing_kinds is None:
+            return _pick(rng, CATEGORIES)
+        return _pick(rng, tuple(self.drawing_kinds), p=list(self.drawing_kinds.values()))
 
     def ask(self, scene: Scene, rng: np.random.Generator):
         """A question about `scene` of a kind drawn by --questions' weights (all kinds alike by default)."""
@@ -306,17 +315,32 @@ def parse_mix(settings: list[str]) -> dict[str, float]:
 
 def question_weights(changes: dict[str, float]) -> dict[str, float]:
     """Each question kind's probability: weight 1 each, with `changes` (--questions count=2), renormalised."""
-    weights = {kind: changes.get(kind, 1.0) for kind in QUESTION_KINDS}
-    if any(weight < 0 for weight in weights.values()) or set(changes) - set(QUESTION_KINDS):
-        raise ValueError(f"--questions {changes}: weights must be ≥ 0 and kinds among {', '.join(QUESTION_KINDS)}")
+    return _kind_weights(changes, QUESTION_KINDS, "--questions")
+
+
+def drawing_weights(changes: dict[str, float]) -> dict[str, float]:
+    """Each drawing-prompt category's probability: weight 1 each, with `changes` (--drawings position=3),
+    renormalised."""
+    return _kind_weights(changes, CATEGORIES, "--drawings")
+
+
+def _kind_weights(changes: dict[str, float], kinds, option: str) -> dict[str, float]:
+    weights = {kind: changes.get(kind, 1.0) for kind in kinds}
+    if any(weight < 0 for weight in weights.values()) or set(changes) - set(kinds):
+        raise ValueError(f"{option} {changes}: weights must be ≥ 0 and kinds among {', '.join(kinds)}")
     if sum(weights.values()) <= 0:
-        raise ValueError("--questions leaves no question kind with a weight above 0")
+        raise ValueError(f"{option} leaves no kind with a weight above 0")
     return {kind: weight / sum(weights.values()) for kind, weight in weights.items()}
 
 
 def parse_questions(settings: list[str]) -> dict[str, float]:
     """["count=2", ...] → {"count": 2.0, ...}; an unknown question kind, or a weight below 0, is a ValueError."""
     return _parse_weights(settings, QUESTION_KINDS, "--questions")
+
+
+def parse_drawings(settings: list[str]) -> dict[str, float]:
+    """["position=3", ...] → {"position": 3.0, ...}; an unknown category, or a weight below 0, is a ValueError."""
+    return _parse_weights(settings, CATEGORIES, "--drawings")
 
 
 def _parse_weights(settings: list[str], known, option: str) -> dict[str, float]:
@@ -338,7 +362,7 @@ def _pick(rng: np.random.Generator, options, p=None):
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
-                describe_drawings: bool = False) -> Path:
+                describe_drawings: bool = False, drawings: dict[str, float] | None = None) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -353,7 +377,8 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
-    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings)
+    writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
+                        drawings)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -382,11 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--describe-drawings", action="store_true",
                    help="the assistant says what it draws before each requested drawing ('Here is a large red "
                         "circle in the top left corner.'), settling the layout in words first")
+    p.add_argument("--drawings", action="append", default=[], metavar="CATEGORY=WEIGHT",
+                   help="ask for some kinds of drawing more often (e.g. position=3; each weighs 1 unless given; "
+                        f"categories: {', '.join(CATEGORIES)}; repeatable)")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
-                           args.describe_drawings)
+                           args.describe_drawings, parse_drawings(args.drawings))
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

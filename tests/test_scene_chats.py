@@ -87,9 +87,29 @@ def test_question_weights_change_which_kinds_conversations_ask(tmp_path):
     assert 0.1 < sum(q.startswith("How many") for q in alike) / len(alike) < 0.3  # one kind in five
     with pytest.raises(ValueError, match="KIND=WEIGHT"):
         scene_chats.parse_questions(["colour=2"])
-    with pytest.raises(ValueError, match="no question kind"):
+    with pytest.raises(ValueError, match="--questions leaves no kind"):
         write_chats(scenes, tmp_path / "none.jsonl", "instruct", 5, questions={k: 0 for k in QUESTION_KINDS})
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_drawings_weights_ask_for_some_categories_more_often(tmp_path):
+    from scenes.prompts import RELATIONS
+
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def relational_share(drawings):
+        path = write_chats(scenes, tmp_path / "chats" / "i.jsonl", "instruct", 300, seed=2, mix={"draw": 1.0},
+                           drawings=drawings)
+        requests = [c["messages"][0]["content"] for line in path.read_text().splitlines()
+                    if (c := json.loads(line))["kind"] == "draw"]
+        texts = [p["text"] for content in requests for p in content if p["type"] == "text"]
+        return sum(any(f" {r} " in t for r in RELATIONS) for t in texts) / len(texts)
+
+    only_position = {"single": 0, "two": 0, "counting": 0, "colors": 0}
+    assert relational_share(only_position) > 0.5  # the rest are whole scenes and unconditional requests
+    assert relational_share({}) < 0.2  # one category in five, of the prompt-made requests
+    with pytest.raises(ValueError, match="--drawings 'place=2'"):
+        scene_chats.parse_drawings(["place=2"])
 
 
 def test_a_drawing_size_draws_every_picture_at_that_size_with_objects_centred(tmp_path):
