@@ -84,7 +84,7 @@ class ChatSession:
              draw: bool = False) -> Iterator[TextDelta | ImageDone | Finished]:
         """Add a user turn (text and images: paths, bytes or PIL images) and stream the reply.
 
-        draw=True makes the reply start with an image. Bad images raise assistant.images.ImageError
+        draw=True makes the reply a drawing (after its description, DrawingConfig.describe). Bad images raise assistant.images.ImageError
         before anything is added to the conversation.
         """
         message = user_message(text, images)

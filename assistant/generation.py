@@ -204,7 +204,8 @@ def sample(logits: Tensor, settings: Sampling, generator: torch.Generator | None
 @torch.inference_mode()
 def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, draw: bool = False,
              unconditional: Prompt | None = None) -> Iterator[TextDelta | ImageDone | Finished]:
-    """Stream a reply to `prompt` (rendered with add_generation_prompt). draw=True starts with an image.
+    """Stream a reply to `prompt` (rendered with add_generation_prompt). draw=True makes it a drawing:
+    it starts with an image, or with the description of one (DrawingConfig.describe).
 
     `unconditional` is the prompt for classifier-free guidance; without it, or at scale 1, there is none.
     """

@@ -100,7 +100,7 @@ class Responder:
 
 def chat_interface(responder: Responder, examples: list[list] | None = None) -> gr.ChatInterface:
     # render=False: the ChatInterface places them, inside its settings accordion
-    draw = gr.Checkbox(False, label="Draw: the reply starts with a picture", elem_id="draw", render=False)
+    draw = gr.Checkbox(False, label="Draw: the reply is a picture", elem_id="draw", render=False)
 
     def respond(message, history, *options):  # the API endpoint is named after this function: /respond
         yield from responder(message, history, *options)

@@ -15,7 +15,8 @@ Endpoints:
   uses seed + i), `response_format` {"type": "text"}, `stream_options.include_usage`. Every reply carries
   `usage` (prompt, completion and total tokens; a stream puts it on each choice's last chunk, and in an
   extra chunk with no choices when include_usage is asked for). Ask for a drawing in words ("draw a red circle"), or
-  pass `"glyph_draw": true` (the client's `extra_body`) to make the reply start with an image;
+  pass `"glyph_draw": true` (the client's `extra_body`) to make the reply a drawing (an assistant trained to say what it
+  draws first, DrawingConfig.describe, says it, then draws);
   `"glyph_cfg_scale"` sets the drawings' classifier-free guidance (1 = none), here and below. What a request
   leaves out is assistant.generation.Sampling's default (max_tokens 256, temperature 0.7, guidance 3).
   **Drawn images** come back twice: as markdown images with PNG data URLs inside `message.content`

@@ -5,7 +5,8 @@
 Type a message and press Enter; the reply streams as it is generated. Commands:
 
     /image PATH [PATH ...]   attach images to your next message (--image does the same for the first one)
-    /draw TEXT               ask for a drawing: the reply starts with an image
+    /draw TEXT               ask for a drawing: the reply is an image (after a sentence saying what it
+                             shows, for an assistant trained to say it)
     /undo                    forget the last exchange
     /reset                   start a new conversation
     /help                    this list
