@@ -94,6 +94,11 @@ def _relational(a: SceneObject, b: SceneObject, rng: np.random.Generator) -> str
     return f"{object_phrase(a, rng)} {pos_a}, {_relation(a, b)} {object_phrase(b, rng)} {pos_b}."
 
 
+def listing(items: list[str]) -> str:
+    """'a, b and c': items in one phrase."""
+    return _join(items, " and ")
+
+
 def _join(items: list[str], last: str) -> str:
     if len(items) == 1:
         return items[0]

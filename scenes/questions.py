@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenes.captions import NUMBER_WORDS, object_phrase, position_phrases, with_article
+from scenes.captions import NUMBER_WORDS, listing, object_phrase, position_phrases, with_article
 from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural
 
 KINDS = ("color", "shape", "count", "position", "existence")
@@ -227,9 +227,8 @@ def drawing_request(scene: Scene, rng: np.random.Generator) -> str:
     """A user's request for exactly this scene: every object with its size, colour, shape and position."""
     objects = [scene.objects[i] for i in rng.permutation(len(scene.objects))]
     items = [f"{object_phrase(o, rng)} {_pick(rng, position_phrases(o.row, o.col))}" for o in objects]
-    body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
     frame = _pick(rng, _DRAW)
-    return frame.format(body) + ("?" if frame.startswith(("Can", "Could")) else ".")
+    return frame.format(listing(items)) + ("?" if frame.startswith(("Can", "Could")) else ".")
 
 
 def drawing_plan(scene: Scene) -> str:
@@ -243,5 +242,4 @@ def drawing_plan(scene: Scene) -> str:
     counts while it draws."""
     objects = sorted(scene.objects, key=lambda o: (o.row, o.col))
     items = [f"{with_article(f'{o.size} {o.color} {o.shape}')} {where(o)}" for o in objects]
-    body = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-    return f"Here is {body}."
+    return f"Here is {listing(items)}."
