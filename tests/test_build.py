@@ -92,7 +92,7 @@ def test_shipped_recipes_name_known_steps(name):
     # The shipped assistant has twelve refine rounds: seven that each after the first read chats of their
     # own, three that draw with a second VQ on one set of drawing-heavy chats, then two that describe each
     # drawing first, on another set. The drawing experiment has four, the fourth on drawing-heavy chats.
-    chats, vqs, rounds = {"scenes-smollm2": (9, 2, 12), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
+    chats, vqs, rounds = {"scenes-smollm2": (10, 2, 13), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
     assert steps == ["scenes", *["chats"] * chats, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
                      *["refine"] * rounds, "eval"]
 
