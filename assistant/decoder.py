@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,7 @@ class Decoder:
         self.key_mask = torch.zeros(batch, 0, dtype=torch.bool)  # (B, length): False where a row is padding
         gate = self.model.layers[0].mlp.gate_proj
         self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if type(gate) is nn.Linear else "linear"
+        self.fused = [fuse_projections(layer) for layer in self.model.layers]
 
     @classmethod
     def for_model(cls, causal_lm, batch: int, capacity: int) -> Decoder | None:
@@ -77,10 +79,16 @@ class Decoder:
     def _layer(self, index: int, layer, hidden: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, start: int) -> Tensor:
         attention = layer.self_attn
         batch, steps, _ = hidden.shape
+        fused = self.fused[index]
         x = _rms_norm(layer.input_layernorm, hidden)
-        q = self._linear(attention.q_proj, x).view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
-        k = self._linear(attention.k_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self._linear(attention.v_proj, x).view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        if fused is None:
+            q, k, v = (self._linear(attention.q_proj, x), self._linear(attention.k_proj, x),
+                       self._linear(attention.v_proj, x))
+        else:  # one matmul for the three
+            q, k, v = self.project(x, fused.qkv, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
+        q = q.view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         end = start + steps
         self.keys[index, :, :, start:end] = k
@@ -91,8 +99,11 @@ class Decoder:
         hidden = hidden + self._linear(attention.o_proj, out.transpose(1, 2).reshape(batch, steps, -1))
         x = _rms_norm(layer.post_attention_layernorm, hidden)
         mlp = layer.mlp
-        gated = F.silu(self._linear(mlp.gate_proj, x)) * self._linear(mlp.up_proj, x)
-        return hidden + self._linear(mlp.down_proj, gated)
+        if fused is None:
+            gate, up = self._linear(mlp.gate_proj, x), self._linear(mlp.up_proj, x)
+        else:
+            gate, up = self.project(x, fused.gate_up, None).chunk(2, dim=-1)
+        return hidden + self._linear(mlp.down_proj, F.silu(gate) * up)
 
     def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """x @ weight.T (+ bias) in this decoder's faster matmul form: for the output head's rows."""
@@ -127,6 +138,63 @@ class Decoder:
         self.keys, self.values = keys, values
 
 
+@dataclass
+class FusedProjections:
+    """A layer's q/k/v weights stacked into one matrix and its gate/up weights into another, so a decoding step
+    runs two matrix products where it ran five. The layer's own modules hold views into these (no copy)."""
+    qkv: Tensor
+    qkv_bias: Tensor | None
+    qkv_sizes: tuple[int, int, int]
+    gate_up: Tensor
+
+
+def fuse_projections(layer: nn.Module) -> FusedProjections | None:
+    """The layer's fused projections, made on first use and re-made when its weights were replaced (a cast
+    with .to() makes new tensors); None when they cannot be fused: LoRA still apart (peft's layers), or a
+    gate/up bias, or weights that train (an optimizer holds them: they must stay the tensors they are)."""
+    attention, mlp = layer.self_attn, layer.mlp
+    parts = (attention.q_proj, attention.k_proj, attention.v_proj, mlp.gate_proj, mlp.up_proj)
+    if any(type(module) is not nn.Linear or module.weight.requires_grad for module in parts):
+        return None
+    if mlp.gate_proj.bias is not None or mlp.up_proj.bias is not None:
+        return None
+    if len({module.bias is None for module in parts[:3]}) > 1:
+        return None
+    fused = getattr(layer, "_glyph_fused", None)
+    if fused is not None and _still_views(fused, parts):
+        return fused
+    q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
+    biased = q.bias is not None
+    fused = FusedProjections(_stack([q, k, v], "weight"), _stack([q, k, v], "bias") if biased else None,
+                             (q.out_features, k.out_features, v.out_features),
+                             _stack([mlp.gate_proj, mlp.up_proj], "weight"))
+    layer._glyph_fused = fused
+    return fused
+
+
+@torch.no_grad()
+def _stack(modules: list[nn.Linear], name: str) -> Tensor:
+    """One tensor of the modules' `name` tensors, stacked by rows; each module's parameter becomes a view of
+    its rows (its old tensor is freed), so the model's weights are not held twice."""
+    stacked = torch.cat([getattr(module, name) for module in modules])
+    start = 0
+    for module in modules:
+        rows = getattr(module, name).shape[0]
+        setattr(module, name, nn.Parameter(stacked[start:start + rows], requires_grad=False))
+        start += rows
+    return stacked
+
+
+def _still_views(fused: FusedProjections, parts: tuple[nn.Linear, ...]) -> bool:
+    q, k, v, gate, up = parts
+    width = q.weight.shape[1] * q.weight.element_size()
+    expected = [(q.weight, fused.qkv, 0), (k.weight, fused.qkv, q.out_features),
+                (v.weight, fused.qkv, q.out_features + k.out_features),
+                (gate.weight, fused.gate_up, 0), (up.weight, fused.gate_up, gate.out_features)]
+    return all(weight.dtype == whole.dtype and weight.data_ptr() == whole.data_ptr() + row * width
+               for weight, whole, row in expected)
+
+
 def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """x @ weight.T (+ bias) as weight @ xᵀ over at least two rows: the "few rows" form (see _faster_form)."""
     *lead, width = x.shape
@@ -154,19 +222,20 @@ def _faster_form(shape: tuple[int, int], dtype: torch.dtype) -> str:
     For one or two rows, F.linear takes the BLAS library's matrix-vector path, and on some CPUs (AMD EPYC
     with fp32 here) that reads weights at half the speed of a matrix product with the rows as a 2-column
     right-hand side. Which wins depends on the CPU, the BLAS library and the dtype, so it is measured."""
-    weights = [torch.randn(shape).to(dtype) for _ in range(max(4, 2 ** 24 // (shape[0] * shape[1] * 4)))]
+    # 64 MB of weights, more than a server CPU's caches hold (as a model's layers are): with 16 MB an AMD EPYC
+    # timed from its cache and picked the slow form one start in three.
+    count = max(4, 2 ** 26 // (shape[0] * shape[1] * 4))
+    weights = [torch.randn(shape).to(dtype) for _ in range(count)]
     x = torch.randn(1, shape[1]).to(dtype)
-
-    def seconds(form) -> float:
-        form(weights[0])
-        started = time.perf_counter()
-        for _ in range(3):
-            for weight in weights:  # more bytes than the caches hold, as a model's layers are
+    forms = {"linear": lambda w: F.linear(x, w), "few rows": lambda w: matmul(x, w, None)}
+    best = dict.fromkeys(forms, float("inf"))
+    for _ in range(3):  # interleaved, best of three: a busy moment slows one pass, not one form
+        for name, form in forms.items():
+            started = time.perf_counter()
+            for weight in weights:
                 form(weight)
-        return time.perf_counter() - started
-
-    linear = seconds(lambda w: F.linear(x, w))
-    few_rows = seconds(lambda w: matmul(x, w, None))
+            best[name] = min(best[name], time.perf_counter() - started)
+    linear, few_rows = best["linear"], best["few rows"]
     return "few rows" if few_rows < 0.8 * linear else "linear"
 
 

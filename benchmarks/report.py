@@ -21,6 +21,11 @@ from benchmarks.parts import describe
 from benchmarks.workloads import BATCH, DECODE_TOKENS
 
 MB = 2 ** 20
+# Least best-vs-best speed-up wanted per measure: the random-weight configs' targets (the first benchmark
+# issue), and the shipped assistant's shapes' (issue 24). Time to first token 2× is "≤ 0.5× the reference's".
+TARGETS = {"default": {"first token": 1.0, "decode": 2.5, "image": 3.0, "image cfg": 5.0, "stage 2": 1.5},
+           "smollm2": {"first token": 2.0, "decode": 3.0, "image": None, "image cfg": 5.0, "stage 2": 2.0}}
+COLD_START_TARGET = 5.0  # seconds from process start to the first token, after a first run (issue 24)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Row:
 
 def speed_rows(result: dict) -> list[Row]:
     inference, floors, machine = result["inference"], result["floors"], result["machine"]
+    targets = TARGETS.get(result["config"].name, TARGETS["default"])
     dtypes = list(inference)
 
     def values(name: str, side: str) -> dict[str, float]:
@@ -66,14 +72,15 @@ def speed_rows(result: dict) -> list[Row]:
     glyph_decode = decode("glyph")
     best_decode_dtype = max(glyph_decode, key=glyph_decode.get)
     rows = [Row("time to first token (with an image)", "s", values("first token", "glyph"),
-                values("first token", "reference"), False, 1.0),
-            Row("text decode", "tokens/s", glyph_decode, decode("reference"), True, 2.5,
+                values("first token", "reference"), False, targets["first token"]),
+            Row("text decode", "tokens/s", glyph_decode, decode("reference"), True, targets["decode"],
                 1 / floors[best_decode_dtype]["token"])]
     for name in [n for n in inference[dtypes[0]] if n.startswith("image")]:
         glyph = values(name, "glyph")
         best = min(glyph, key=glyph.get)
         rows.append(Row(f"{name.replace(' cfg', '')} tokens, " + ("CFG 4" if name.endswith("cfg") else "no CFG"),
-                        "s/image", glyph, values(name, "reference"), False, 5.0 if name.endswith("cfg") else 3.0,
+                        "s/image", glyph, values(name, "reference"), False,
+                        targets["image cfg" if name.endswith("cfg") else "image"],
                         floors[best][name.replace(" cfg", "")]))
     for stage in (1, 2):
         runs = {d: run for (s, d), run in result["training"].items() if s == stage}
@@ -82,7 +89,7 @@ def speed_rows(result: dict) -> list[Row]:
         best = max(samples["glyph"], key=samples["glyph"].get)
         floor = BATCH / (runs[best]["flops"] / machine["flops"][best])
         rows.append(Row(f"stage {stage} training, batch 8 × 256", "samples/s", samples["glyph"],
-                        samples["reference"], True, 1.5 if stage == 2 else None, floor))
+                        samples["reference"], True, targets["stage 2"] if stage == 2 else None, floor))
     return rows
 
 
@@ -109,6 +116,17 @@ def speed_table(rows: list[Row]) -> list[str]:
                   f"{row.over_floor():.1f}×" if row.floor else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def cold_start_lines(result: dict) -> list[str]:
+    if "cold_start" not in result:
+        return []
+    run = result["cold_start"]
+    glyph, reference = run["seconds"]["glyph"], run["seconds"]["reference"]
+    met = "✓" if glyph <= COLD_START_TARGET else "✗"
+    return ["", f"Cold start, process start to the first token (fp32, warm file cache, median of {run['repeats']} "
+            f"after a first run): Glyph **{glyph:.2f} s** {met} (target ≤ {COLD_START_TARGET:g} s), reference "
+            f"{reference:.2f} s ({reference / glyph:.2f}×); same first token: {'yes' if run['same_token'] else 'NO'}."]
 
 
 def memory_table(result: dict) -> list[str]:
@@ -167,7 +185,7 @@ def write_markdown(results: list[dict], machine: dict, args, path: Path) -> Path
         lines += [f"## {config.name}", "", f"Sizes: `{describe(config)}`", "",
                   "Same greedy tokens from both sides (fp32): " +
                   ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["fairness"].items()) + ".", "",
-                  "### Speed", ""] + speed_table(rows) + ["", "### Memory", ""] + memory_table(result) + [
+                  "### Speed", ""] + speed_table(rows) + cold_start_lines(result) + ["", "### Memory", ""] + memory_table(result) + [
                   "", "### Training losses on the same batches from the same weights", ""] + loss_lines(result) + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_save(str(path), text_mode=True) as file:  # a reader sees the old report or the new one

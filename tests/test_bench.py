@@ -71,6 +71,8 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
         assert row[at:at + 2] == [report._number(BATCH / run["step_seconds"][side]) for side in SIDES]
         g, r = run["losses"]["glyph"], run["losses"]["reference"]
         assert f"| {stage} | {dtype} | {len(g)} | {g[0]:.4f} → {g[-1]:.4f} | {r[0]:.4f} → {r[-1]:.4f} |" in text
+    cold = result["cold_start"]
+    assert cold["same_token"] and f"Glyph **{cold['seconds']['glyph']:.2f} s**" in text
     chart = out.with_suffix(".png")
     assert chart.stat().st_size > 10_000
     with Image.open(chart) as image:  # one panel of 6.5 × 4.6 inches at 110 dpi

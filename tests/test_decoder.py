@@ -99,6 +99,41 @@ def test_generation_is_the_same_with_and_without_the_decoder(model):
     assert torch.equal(lean[2], lean[3])  # batched and streamed drawings agree with the decoder too
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: q/k/v biases
+def test_fused_projections_are_the_layers_own_weights(tmp_path, arch):
+    """With LoRA merged, decoding runs q/k/v as one matrix and gate/up as another whose rows are the layers' own
+    weights (views, no second copy), gives transformers' hidden states, and fuses again after a cast."""
+    model = build(tmp_path, arch, lora=True)
+    model.merge_lora()
+    reference = rows_states(model, False, 4)
+    lean = rows_states(model, True, 4)
+    for ours, theirs in zip(lean, reference):
+        torch.testing.assert_close(ours[[0, 2]], theirs[[0, 2]], atol=1e-5, rtol=1e-4)
+    for dtype in (torch.float32, torch.bfloat16):
+        model.to(dtype)
+        Decoder.for_model(model.causal_lm, batch=1, capacity=4)
+        for layer in model.causal_lm.model.layers:
+            attention, mlp, fused = layer.self_attn, layer.mlp, layer._glyph_fused
+            assert fused.qkv.dtype == dtype and (fused.qkv_bias is not None) == (arch == "qwen2")
+            assert torch.equal(fused.qkv, torch.cat([attention.q_proj.weight, attention.k_proj.weight,
+                                                     attention.v_proj.weight]))
+            assert attention.v_proj.weight.data_ptr() == fused.qkv[-attention.v_proj.out_features:].data_ptr()
+            assert mlp.up_proj.weight.data_ptr() == fused.gate_up[mlp.gate_proj.out_features:].data_ptr()
+
+
+def test_weights_that_train_are_never_fused(tmp_path):
+    """An optimizer holds trained weights, so they stay the tensors they are: unmerged LoRA layers, and a plain
+    LLM whose weights train (a stage-0 LM sampled during training)."""
+    trained = build(tmp_path / "plain", "llama", lora=False)
+    trained.causal_lm.requires_grad_(True)
+    with_lora = build(tmp_path / "lora", "llama", lora=True)
+    for model in (trained, with_lora):
+        weight = model.causal_lm.model.layers[0].self_attn.q_proj.weight
+        decoder = Decoder.for_model(model.causal_lm, batch=1, capacity=4)
+        assert decoder.fused == [None] * len(model.causal_lm.model.layers)
+        assert model.causal_lm.model.layers[0].self_attn.q_proj.weight is weight
+
+
 def test_unsupported_architectures_use_transformers_forward(tmp_path):
     model = build(tmp_path, "gpt2", lora=False)
     assert model.decoder(1, 8) is None
