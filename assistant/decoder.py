@@ -165,9 +165,10 @@ def fuse_projections(layer: nn.Module) -> FusedProjections | None:
         return fused
     q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
     biased = q.bias is not None
-    fused = FusedProjections(_stack([q, k, v], "weight"), _stack([q, k, v], "bias") if biased else None,
-                             (q.out_features, k.out_features, v.out_features),
-                             _stack([mlp.gate_proj, mlp.up_proj], "weight"))
+    with torch.inference_mode(False):  # generation runs in inference mode; the weights must stay trainable-through
+        fused = FusedProjections(_stack([q, k, v], "weight"), _stack([q, k, v], "bias") if biased else None,
+                                 (q.out_features, k.out_features, v.out_features),
+                                 _stack([mlp.gate_proj, mlp.up_proj], "weight"))
     layer._glyph_fused = fused
     return fused
 

@@ -121,6 +121,17 @@ def test_fused_projections_are_the_layers_own_weights(tmp_path, arch):
             assert mlp.up_proj.weight.data_ptr() == fused.gate_up[mlp.gate_proj.out_features:].data_ptr()
 
 
+def test_a_model_fused_while_generating_still_trains(tmp_path):
+    """Generation runs in inference mode; the fused weights it leaves must not be inference tensors, or the next
+    training step (stage 1 after write_samples, a test after a chat) fails in backward."""
+    model = build(tmp_path, "llama", lora=False)
+    with torch.inference_mode():
+        assert Decoder.for_model(model.causal_lm, batch=1, capacity=4).fused[0] is not None
+    embeds = torch.randn(1, 3, model.causal_lm.config.hidden_size, requires_grad=True)
+    model.causal_lm.model(inputs_embeds=embeds).last_hidden_state.sum().backward()
+    assert embeds.grad is not None and not model.causal_lm.model.layers[0].self_attn.q_proj.weight.is_inference()
+
+
 def test_weights_that_train_are_never_fused(tmp_path):
     """An optimizer holds trained weights, so they stay the tensors they are: unmerged LoRA layers, and a plain
     LLM whose weights train (a stage-0 LM sampled during training)."""
