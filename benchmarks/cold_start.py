@@ -47,9 +47,7 @@ def save_both(parts: Parts, config: BenchConfig, root: Path, prompt_ids: list[in
     """Each side's saved model and the command that starts it cold."""
     glyph = assistant(parts, config, tokens=64)
     glyph_dir = glyph.save_pretrained(root / "glyph-assistant")
-    reference = llava_from(glyph)
-    reference = reference.merge_and_unload() if hasattr(reference, "merge_and_unload") else reference
-    reference.save_pretrained(root / "llava")
+    llava_from(glyph).merge_and_unload().save_pretrained(root / "llava")  # glyph has LoRA: a peft model
     ids = root / "prompt-ids.json"
     ids.write_text(json.dumps(prompt_ids))
     return {"glyph": [sys.executable, "-c", GLYPH_CHILD, str(glyph_dir), str(ids)],

@@ -185,7 +185,8 @@ def write_markdown(results: list[dict], machine: dict, args, path: Path) -> Path
         lines += [f"## {config.name}", "", f"Sizes: `{describe(config)}`", "",
                   "Same greedy tokens from both sides (fp32): " +
                   ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["fairness"].items()) + ".", "",
-                  "### Speed", ""] + speed_table(rows) + cold_start_lines(result) + ["", "### Memory", ""] + memory_table(result) + [
+                  "### Speed", ""] + speed_table(rows) + cold_start_lines(result) + [
+                  "", "### Memory", ""] + memory_table(result) + [
                   "", "### Training losses on the same batches from the same weights", ""] + loss_lines(result) + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_save(str(path), text_mode=True) as file:  # a reader sees the old report or the new one
