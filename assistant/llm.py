@@ -25,6 +25,7 @@ import struct
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -112,7 +113,8 @@ def _dense_copy_of(gguf_path: str, name_or_path: str, gguf_file: str | None
         model.save_pretrained(partial, safe_serialization=True)
         tokenizer.save_pretrained(partial)
         os.replace(partial, copy)
-    except OSError as error:  # a read-only or full disk: the model still loads, just slowly next time too
+    except (OSError, SafetensorError) as error:  # a read-only or full disk (safetensors raises its own error for
+        # that): the model still loads, just slowly next time too
         shutil.rmtree(partial, ignore_errors=True)
         print(f"note: could not cache the dequantised {Path(gguf_path).name} in {copy} ({error}); "
               "the next start will dequantise it again")

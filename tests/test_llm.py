@@ -1,11 +1,12 @@
 """assistant.llm: loading a frozen causal LM and its tokenizer, and the errors people see when that fails."""
 import sys
+from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from assistant.llm import ModelLoadError, load_language_model, packaged_gguf
 
@@ -206,3 +207,31 @@ def test_a_gguf_model_is_dequantised_once_then_read_from_its_safetensors_copy(ti
     gguf.write_bytes(b"GGUF stand-in, a newer release")  # another file: dequantised anew
     load_language_model(str(gguf.parent), gguf_file=gguf.name)
     assert reads[-1] == str(gguf.resolve()) and len(list((tmp_path / "cache" / "llm").iterdir())) == 2
+
+
+def test_a_full_disk_still_loads_the_gguf_model_and_leaves_no_half_copy(tiny_dir, tmp_path, monkeypatch, capsys):
+    """safetensors reports a full disk with its own error, not an OSError: the dense copy is only a cache."""
+    from safetensors import SafetensorError
+
+    from assistant import llm
+
+    directory = tiny_dir[0]
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "package" / "Tiny.Q8_0.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF stand-in")
+    real = llm._load_model_and_tokenizer
+    monkeypatch.setattr(llm, "_load_model_and_tokenizer",
+                        lambda *args: real(str(directory), None, str(directory), None, torch.float32))
+
+    def disk_full(self, directory, *args, **kwargs):  # writes part of the copy, then runs out of room
+        Path(directory).mkdir(parents=True)
+        (Path(directory) / "config.json").write_text("{}")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", disk_full)
+    model, tokenizer = load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert tokenizer("a red circle")["input_ids"] == tiny_tokenizer()("a red circle")["input_ids"]
+    assert model(torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
+    assert list((tmp_path / "cache" / "llm").iterdir()) == []  # the partial copy was removed
+    assert "No space left on device" in capsys.readouterr().out
