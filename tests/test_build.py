@@ -164,6 +164,18 @@ def test_a_later_refine_round_goes_on_from_the_round_before_on_its_own_chats(tmp
     assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine-10")  # by number, not by name
 
 
+def test_steps_scale_also_scales_the_steps_a_config_file_sets(tmp_path):
+    """A smoke run (--steps-scale) of a step whose steps come from its config file (the 6,000-step vq-3x3) runs
+    a few steps, not the whole config; at scale 1 the config's own steps stand, unrepeated on the command line."""
+    step = {"step": "vq", "name": "vq-3x3", "config": "vq-scenes-3x3.yaml"}
+    (_, argv), = build.step_runs(step, tmp_path, 0.001)
+    assert argv[argv.index("--steps") + 1] == "6" and argv[argv.index("--config") + 1].endswith("vq-scenes-3x3.yaml")
+    (_, argv), = build.step_runs(step, tmp_path, 1.0)
+    assert "--steps" not in argv
+    (_, argv), = build.step_runs({**step, "steps": 1000}, tmp_path, 0.01)
+    assert argv[argv.index("--steps") + 1] == "10"  # the recipe's own steps win over the config's
+
+
 def test_a_named_vq_trains_into_its_own_folder_and_a_refine_round_draws_with_it(tmp_path):
     (_, argv), = build.step_runs({"step": "vq", "name": "vq-3x3", "steps": 10}, tmp_path, 1.0)
     assert argv[argv.index("--out") + 1] == str(tmp_path / "vq-3x3") and "--name" not in argv

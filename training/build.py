@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from assistant.config import write_json_atomic
 from assistant.model import FIRST_STAGE_2, stage_2_folder, stage_2_phases, stage_2_rank
 from training import ship
@@ -45,8 +47,10 @@ CHAT_KINDS = ("text", "align", "instruct")  # the chats step's counts (glyph dat
 def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]]:
     """The (module, argv) calls one recipe step makes."""
     kind, options = step["step"], {k: v for k, v in step.items() if k != "step"}
+    if "config" in options and "steps" not in options and scale != 1:  # a config file's steps scale too
+        options["steps"] = _config_steps(RECIPES / options["config"])
     for key in ("steps", "scenes", "prompts"):  # training steps, and how much the evaluation looks at
-        if key in options and kind != "scenes":
+        if options.get(key) is not None and kind != "scenes":
             options[key] = max(2, round(options[key] * scale))
     if "config" in options:
         options["config"] = str(RECIPES / options["config"])
@@ -67,6 +71,15 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
         return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / label(step))]
                  + _flags(options))]
     return [(STEP_MODULES[kind], _paths(kind, out) + _flags(options))]
+
+
+def _config_steps(config: Path) -> int | None:
+    """The training steps a trainer's config file sets, or None (the trainer's default)."""
+    try:
+        steps = (yaml.safe_load(config.read_text()) or {}).get("steps")
+    except (OSError, yaml.YAMLError):
+        return None  # the trainer reports an unreadable config itself, in its own words
+    return steps if isinstance(steps, int) else None
 
 
 def _refine_paths(round_number: int, chats: str, out: Path) -> list[str]:
