@@ -26,13 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from assistant.int8 import cached_int8_rows, int8_linear
+
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
 # RMSNorm → SiLU-gated MLP → residual, with every layer attending globally.
 SUPPORTED = ("llama", "qwen2", "mistral")
 
 
 class Decoder:
-    def __init__(self, causal_lm, batch: int, capacity: int, dtype: torch.dtype):
+    def __init__(self, causal_lm, batch: int, capacity: int, dtype: torch.dtype, int8: bool = False):
         self.model = causal_lm.model  # the transformers backbone (embeddings are the caller's business)
         config = causal_lm.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
@@ -45,16 +47,17 @@ class Decoder:
         gate = self.model.layers[0].mlp.gate_proj
         self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if type(gate) is nn.Linear else "linear"
         self.fused = [fuse_projections(layer) for layer in self.model.layers]
+        self.int8 = int8  # plain weights read as int8 rows (assistant/int8.py); LoRA layers stay as they are
 
     @classmethod
-    def for_model(cls, causal_lm, batch: int, capacity: int) -> Decoder | None:
+    def for_model(cls, causal_lm, batch: int, capacity: int, int8: bool = False) -> Decoder | None:
         config = causal_lm.config
         if config.model_type not in SUPPORTED or config.hidden_act != "silu" or _windowed(config):
             return None
         if not hasattr(causal_lm.model.norm, "variance_epsilon"):  # an RMSNorm of another kind
             return None
         dtype = causal_lm.model.embed_tokens.weight.dtype
-        return cls(causal_lm, batch, capacity, dtype)
+        return cls(causal_lm, batch, capacity, dtype, int8)
 
     def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
         """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
@@ -85,7 +88,7 @@ class Decoder:
             q, k, v = (self._linear(attention.q_proj, x), self._linear(attention.k_proj, x),
                        self._linear(attention.v_proj, x))
         else:  # one matmul for the three
-            q, k, v = self.project(x, fused.qkv, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
+            q, k, v = self._fused(attention, "qkv", x, fused.qkv, fused.qkv_bias).split(fused.qkv_sizes, dim=-1)
         q = q.view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
         k = k.view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(batch, steps, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -102,17 +105,30 @@ class Decoder:
         if fused is None:
             gate, up = self._linear(mlp.gate_proj, x), self._linear(mlp.up_proj, x)
         else:
-            gate, up = self.project(x, fused.gate_up, None).chunk(2, dim=-1)
+            gate, up = self._fused(mlp, "gate_up", x, fused.gate_up, None).chunk(2, dim=-1)
         return hidden + self._linear(mlp.down_proj, F.silu(gate) * up)
 
-    def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        """x @ weight.T (+ bias) in this decoder's faster matmul form: for the output head's rows."""
+    def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, name: str | None = None) -> Tensor:
+        """x @ weight.T (+ bias) in this decoder's faster matmul form: for the output head's rows. With int8
+        decoding, a `name`d weight is read as int8 rows, kept on the backbone under that name."""
+        if self.int8 and name is not None:
+            return int8_linear(x, cached_int8_rows(self.model, name, weight), bias)
         return F.linear(x, weight, bias) if self.matmul_form == "linear" else matmul(x, weight, bias)
 
+    def _fused(self, owner: nn.Module, name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """A fused projection (q/k/v or gate/up) of x."""
+        if self.int8:
+            return int8_linear(x, cached_int8_rows(owner, name, weight), bias)
+        return self.project(x, weight, bias)
+
     def _linear(self, module: nn.Module, x: Tensor) -> Tensor:
-        """module(x), for a plain nn.Linear in the faster of two matmul forms (see _faster_form)."""
-        if self.matmul_form == "linear" or type(module) is not nn.Linear:
-            return module(x)  # also peft's LoRA layers: they add their own low-rank term
+        """module(x), for a plain nn.Linear in the faster of two matmul forms (see _faster_form), or as int8."""
+        if type(module) is not nn.Linear:
+            return module(x)  # peft's LoRA layers: they add their own low-rank term
+        if self.int8:
+            return int8_linear(x, cached_int8_rows(module, "weight", module.weight), module.bias)
+        if self.matmul_form == "linear":
+            return module(x)
         return matmul(x, module.weight, module.bias)
 
     def _attention_mask(self, start: int, steps: int) -> Tensor | None:

@@ -161,17 +161,17 @@ class _Rows:
         """(B, first_id + 1) logits of the next token over the LLM's own tokens, then <boi>."""
         vocab, head = self.model.vocab, self.model.causal_lm.get_output_embeddings()
         bias = None if head.bias is None else head.bias[:vocab.first_id]
-        original = self._project(head.weight[:vocab.first_id], bias)
+        original = self._project(head.weight[:vocab.first_id], bias, name="text head")
         return torch.cat([original, self._project(vocab.output[1:2], None)], dim=-1)
 
     def code_logits(self) -> Tensor:
         """(B, K) logits over the code tokens alone: all that image mode needs."""
         return self._project(self.model.vocab.code_rows(), None)
 
-    def _project(self, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def _project(self, weight: Tensor, bias: Tensor | None, name: str | None = None) -> Tensor:
         weight = weight.to(self.last.dtype)
         if self.decoder is not None:
-            return self.decoder.project(self.last, weight, bias)
+            return self.decoder.project(self.last, weight, bias, name)
         return torch.nn.functional.linear(self.last, weight, bias)
 
     def keep_first(self) -> None:

@@ -62,6 +62,7 @@ class GlyphModel(nn.Module):
         self.vq = vq.requires_grad_(False).eval()
         self.lora_merged = False  # merge_lora() folded the adapter into the LLM (inference only)
         self.use_decoder = True  # generation runs assistant.decoder where it supports the LLM
+        self.int8_decoding = False  # ... reading the LLM's plain weights as int8 rows (assistant/int8.py)
         self.layout = self._layout()
 
     def _layout(self) -> ImageLayout:
@@ -170,7 +171,9 @@ class GlyphModel(nn.Module):
 
     def decoder(self, batch: int, capacity: int):
         """generation's lean decoder over the LLM (assistant/decoder.py), or None: use backbone()."""
-        return Decoder.for_model(self.causal_lm, batch, capacity) if self.use_decoder else None
+        if not self.use_decoder:
+            return None
+        return Decoder.for_model(self.causal_lm, batch, capacity, int8=self.int8_decoding)
 
     def train(self, mode: bool = True) -> GlyphModel:
         super().train(mode)

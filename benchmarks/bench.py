@@ -92,6 +92,7 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> 
         result["inference"][dtype_name] = alternate(calls, repeats, f"{config.name} inference {dtype_name}")
         biggest = f"image {IMAGE_TOKENS[-1]} cfg"
         result["memory"][dtype_name] = {side: peak_memory(calls[biggest][side]) for side in SIDES}
+    result["inference"]["int8"] = int8_inference(pairs, repeats, config.name)
     # Training runs in the precision glyph train picks here (bf16 where the CPU has it): both sides' best, and
     # equal; fp32 training would only double the run's time.
     dtype_name = "bf16" if choose_precision("auto", torch.device("cpu")) == "bf16" else "fp32"
@@ -103,6 +104,20 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path) -> 
     print(f"{config.name}: cold starts")
     result["cold_start"] = cold_start(save_both(parts, config, root / "cold-start", prompt_ids), repeats)
     return result
+
+
+def int8_inference(pairs: dict[int, Pair], repeats: int, name: str) -> dict[str, dict[str, float]]:
+    """Glyph decoding with int8 weights (glyph chat --int8) over fp32 activations' model. The reference has no
+    int8 of its own (plain transformers), so only Glyph runs; its rows compare with the reference's best."""
+    for pair in pairs.values():
+        pair.to(torch.float32)
+        pair.glyph.int8_decoding = True
+    try:
+        calls = {work: {"glyph": sides["glyph"]} for work, sides in inference_calls(pairs).items()}
+        return alternate(calls, repeats, f"{name} inference int8 (Glyph)")
+    finally:
+        for pair in pairs.values():
+            pair.glyph.int8_decoding = False
 
 
 def fairness(pair: Pair) -> dict[str, bool]:
@@ -128,15 +143,16 @@ def inference_calls(pairs: dict[int, Pair]) -> dict[str, dict[str, callable]]:
 def alternate(calls: dict[str, dict[str, callable]], repeats: int, title: str) -> dict[str, dict[str, float]]:
     """Median seconds of each call on each side, the sides in alternating order, after a warm-up round of
     the calls that are not just longer versions of another (a 256-token drawing runs the 64-token one's code)."""
-    seconds = {name: {side: [] for side in SIDES} for name in calls}
+    sides = [side for side in SIDES if side in next(iter(calls.values()))]
+    seconds = {name: {side: [] for side in sides} for name in calls}
     warm_up = [name for name in calls if not name.startswith(f"image {IMAGE_TOKENS[-1]}")]
-    with tqdm(total=(len(warm_up) + repeats * len(calls)) * len(SIDES), desc=title, unit="run") as progress:
+    with tqdm(total=(len(warm_up) + repeats * len(calls)) * len(sides), desc=title, unit="run") as progress:
         for name in warm_up:
-            for side in SIDES:
+            for side in sides:
                 calls[name][side]()
                 progress.update(1)
         for repeat in range(repeats):
-            order = SIDES if repeat % 2 == 0 else SIDES[::-1]
+            order = sides if repeat % 2 == 0 else sides[::-1]
             for name, sides in calls.items():
                 for side in order:
                     seconds[name][side].append(timed(sides[side]))
@@ -170,7 +186,7 @@ def floor_seconds(glyph64, glyph256, machine: dict) -> dict:
     return {dtype: {"token": floors.text_token_seconds(glyph64, size, bandwidth),
                     "image 64": floors.image_seconds(glyph64, size, bandwidth),
                     "image 256": floors.image_seconds(glyph256, size, bandwidth)}
-            for dtype, size in (("fp32", 4), ("bf16", 2))}
+            for dtype, size in (("fp32", 4), ("bf16", 2), ("int8", 1))}
 
 
 if __name__ == "__main__":

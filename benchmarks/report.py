@@ -1,7 +1,8 @@
 """benchmarks/RESULTS.md and its chart, from the measurements bench.py takes.
 
-Every speed row gives both sides' medians in fp32 and in bf16, the ratio of each
-side's best (its faster dtype) and the ratios at equal dtype, the physical floor
+Every speed row gives both sides' medians in fp32 and in bf16 (and Glyph's with int8
+weights, which plain transformers has no counterpart of), the ratio of each side's
+best (its fastest dtype) and the ratios at equal dtype, the physical floor
 (benchmarks/floors.py) at Glyph's best dtype, and how far Glyph's best is above it.
 A ratio > 1 means Glyph is faster.
 """
@@ -62,12 +63,13 @@ def speed_rows(result: dict) -> list[Row]:
     targets = TARGETS.get(result["config"].name, TARGETS["default"])
     dtypes = list(inference)
 
-    def values(name: str, side: str) -> dict[str, float]:
-        return {d: inference[d][name][side] for d in dtypes}
+    def values(name: str, side: str) -> dict[str, float]:  # the dtypes this side ran (int8: Glyph's alone)
+        return {d: inference[d][name][side] for d in dtypes if side in inference[d][name]}
 
     def decode(side: str) -> dict[str, float]:
         reply = f"reply {DECODE_TOKENS + 1} tokens"
-        return {d: DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side]) for d in dtypes}
+        return {d: DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side])
+                for d in dtypes if side in inference[d][reply]}
 
     glyph_decode = decode("glyph")
     best_decode_dtype = max(glyph_decode, key=glyph_decode.get)
@@ -98,14 +100,15 @@ def _number(value: float) -> str:
 
 
 def speed_table(rows: list[Row]) -> list[str]:
-    header = ("| measure | Glyph fp32 | ref. fp32 | Glyph bf16 | ref. bf16 | best vs best | at fp32 | at bf16 | "
-              "target | floor | Glyph best ÷ floor |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ("| measure | Glyph fp32 | ref. fp32 | Glyph bf16 | ref. bf16 | Glyph int8 | best vs best | at fp32 | "
+              "at bf16 | target | floor | Glyph best ÷ floor |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         cells = [f"{row.measure} ({row.unit})"]
         for dtype in ("fp32", "bf16"):
             measured = dtype in row.glyph
             cells += [_number(row.glyph[dtype]), _number(row.reference[dtype])] if measured else ["–", "–"]
+        cells.append(_number(row.glyph["int8"]) if "int8" in row.glyph else "–")  # no reference int8 to match
         ratio = row.best_ratio()
         met = "" if row.target is None else (" ✓" if ratio >= row.target else " ✗")
         cells += [f"**{ratio:.2f}×**{met}"]

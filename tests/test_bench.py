@@ -61,6 +61,10 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
                           ("image 64", "image 64 tokens, no CFG"), ("image 256 cfg", "image 256 tokens, CFG 4")]:
         seconds = [inference[d][name][side] for d in ("fp32", "bf16") for side in SIDES]
         assert _cells(text, measure)[1:5] == [report._number(s) for s in seconds]
+    for name, measure in [("first token", "time to first token (with an image)"),
+                          ("image 256 cfg", "image 256 tokens, CFG 4")]:  # int8: Glyph's own column
+        assert _cells(text, measure)[5] == report._number(inference["int8"][name]["glyph"])
+        assert set(inference["int8"][name]) == {"glyph"}
     reply = f"reply {DECODE_TOKENS + 1} tokens"
     decode = [DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side])
               for d in ("fp32", "bf16") for side in SIDES]

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ui import terminal
+from ui.loader import load_for
 
 
 def chat(model_dir, lines: list[str], tmp_path, *extra: str) -> str:
@@ -60,3 +61,18 @@ def test_a_non_finite_sampling_flag_is_one_clear_line(tmp_path, capsys, flag, va
     code = terminal.main(["--model", str(tmp_path), flag, value], stdin=io.StringIO(""), stdout=io.StringIO())
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "must be a finite number" in err and "Traceback" not in err
+
+
+def test_int8_chats_with_the_weights_read_as_int8(tiny_assistant, tmp_path, monkeypatch):
+    loaded = []
+
+    def keep(*args):
+        loaded.append(load_for(*args))
+        return loaded[-1]
+
+    monkeypatch.setattr(terminal, "load_for", keep)
+    text = chat(tiny_assistant, ["hello", "/quit"], tmp_path, "--int8")
+    assert text.count("glyph> ") == 1 and loaded[0].int8_decoding
+    assert "weight" in vars(loaded[0].causal_lm.model.layers[0].mlp.down_proj)["_glyph_int8"]  # it was used
+    chat(tiny_assistant, ["hello", "/quit"], tmp_path)
+    assert not loaded[1].int8_decoding

@@ -273,6 +273,7 @@ def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="glyph eval assistant", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, type=Path, help="an assistant directory (stage 1 or 2 output)")
+    p.add_argument("--int8", action="store_true", help="decode with int8 weights, as glyph chat --int8 does")
     p.add_argument("--data", required=True, type=Path, help="the scene dataset")
     p.add_argument("--split", default="test")
     p.add_argument("--out", type=Path, default=None, help="where report.json and examples.png go (default: MODEL/eval)")
@@ -308,6 +309,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
         report["geneval_without_cfg"] = {"cfg_scale": 1.0, **timed(score_drawings, prompts, plain)[0]}
+    report["weights"] = "int8" if model.int8_decoding else str(model.causal_lm.dtype).removeprefix("torch.")
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError) as error:
         print(f"glyph eval assistant: {error}", file=sys.stderr)
         return 2
+    model.int8_decoding = args.int8
     report, outcomes = evaluate(model, items, args)
     out = args.out or args.model / "eval"
     write_json_atomic(out / "report.json", report)

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model, drawings = None, Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "glyph-drawings"
     if not args.no_model:
-        model = load_for("glyph ui", args.model)
+        model = load_for("glyph ui", args.model, args.int8)
         if model is None:
             return 2
     demo = build(args.data, model, drawings)

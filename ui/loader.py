@@ -1,7 +1,7 @@
 """The one way the three surfaces (glyph ui, glyph chat, glyph serve) take --model and load their assistant.
 
-    add_model_option(parser)                        # --model DIR; default: the assistant shipped in models/
-    model = load_for("glyph chat", args.model)      # None after one line on stderr saying why: exit with 2
+    add_model_option(parser)                        # --model DIR (default: the assistant shipped in models/), --int8
+    model = load_for("glyph chat", args.model, args.int8)  # None after one line on stderr saying why: exit 2
 """
 from __future__ import annotations
 
@@ -14,15 +14,21 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="the assistant directory (a build's instruct/, or the build directory itself); "
                         "default: the one shipped in models/scenes-smollm2")
+    parser.add_argument("--int8", action="store_true",
+                        help="decode with the LLM's weights read as int8 (weight-only, one scale per row): faster "
+                             "on CPUs with AVX-512-BF16, answers within a point of full precision (benchmarks/)")
 
 
-def load_for(command: str, directory: Path | None):
-    """The assistant in `directory` (None: the shipped one) with its LoRA merged, ready to chat; or None when it
-    cannot be loaded, after one line on stderr that names the command and says why and what to do."""
+def load_for(command: str, directory: Path | None, int8: bool = False):
+    """The assistant in `directory` (None: the shipped one) with its LoRA merged, ready to chat (decoding with
+    int8 weights when `int8`); or None when it cannot be loaded, after one line on stderr that names the command
+    and says why and what to do."""
     from assistant.model import load_assistant  # torch and transformers load here: `--help` stays fast
 
     try:
-        return load_assistant(directory)
+        model = load_assistant(directory)
     except (ValueError, OSError) as error:
         print(f"{command}: {error}", file=sys.stderr)
         return None
+    model.int8_decoding = int8
+    return model

@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-remote-images", action="store_true",
                         help="fetch http(s) image URLs (off: only inline data: URLs are read)")
     args = parser.parse_args(argv)
-    model = load_for("glyph serve", args.model)
+    model = load_for("glyph serve", args.model, args.int8)
     if model is None:
         return 2
     limits = Limits(max_request_bytes=int(args.max_request_mb * 2**20), max_images=args.max_images,

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     except ValueError as error:
         print(f"glyph chat: {error}", file=sys.stderr)
         return 2
-    model = load_for("glyph chat", args.model)
+    model = load_for("glyph chat", args.model, args.int8)
     if model is None:
         return 2
     chat = TerminalChat(ChatSession(model, args.system), settings, args.save_dir, stdout)
