@@ -205,7 +205,8 @@ def sample(logits: Tensor, settings: Sampling, generator: torch.Generator | None
 def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, draw: bool = False,
              unconditional: Prompt | None = None) -> Iterator[TextDelta | ImageDone | Finished]:
     """Stream a reply to `prompt` (rendered with add_generation_prompt). draw=True makes it a drawing:
-    it starts with an image, or with the description of one (DrawingConfig.describe).
+    it starts with an image, or with the description of one (DrawingConfig.describe), which the model may
+    instead use to decline the request in words (it then ends its turn, and no image follows).
 
     `unconditional` is the prompt for classifier-free guidance; without it, or at scale 1, there is none.
     """
@@ -235,9 +236,9 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             token = vocab.boi_id  # the description ran on: cut it, as draw_all does, and draw
         else:
             rows = rows or _Rows(model, [prompt], room=room_needed)
+            # An assistant that describes first and then ends its turn without opening an image has declined
+            # in words ("Sorry, I can't draw a horse."): no picture is forced after that.
             token = _next_text_token(model, rows, settings, generator, may_draw)
-            if token == tokenizer.eos_token_id and describe_first and not images and may_draw:
-                token = vocab.boi_id  # a drawing was asked for: it starts where its description ends
         if token == tokenizer.eos_token_id:
             yield Finished("stop", shown, reply, prompt.input_ids.shape[1])
             return

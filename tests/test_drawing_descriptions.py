@@ -123,6 +123,20 @@ def test_would_draw_reads_whether_the_description_opens_an_image(parts):
     assert would_draw(model, [prompt]) == [False]
 
 
+def test_a_drawing_asked_for_outright_can_be_declined_in_words(parts):
+    """A describing assistant that ends its turn without opening an image has declined ("Sorry, I can't draw
+    a horse."): the Draw box and /draw get its words and no picture forced after them."""
+    model = GlyphModel.build(dataclasses.replace(assistant_config(parts), drawing=DrawingConfig(describe=True)))
+    prompt, _ = one_turn_prompts(model, "draw a horse")
+    last = _Rows(model, [prompt], room=1).last[0]
+    with torch.no_grad():
+        model.vocab.output[1] = -last * 10
+        model.causal_lm.get_output_embeddings().weight[model.tokenizer.eos_token_id] = last * 10
+    events = list(generate(model, prompt, Sampling(temperature=0, cfg_scale=1), draw=True))
+    assert not any(isinstance(e, ImageDone) for e in events)
+    assert events[-1].reason == "stop" and model.vocab.boi_id not in events[-1].token_ids
+
+
 def test_the_setting_is_saved_and_old_configs_load_without_it(parts, tmp_path):
     model = GlyphModel.build(assistant_config(parts))
     assert model.config.drawing.describe is False
