@@ -348,9 +348,12 @@ def write_samples(model, chats: list, count: int, path: Path) -> Path:
     drawings = []
     for text in requests:
         # room for the words an assistant says before its drawing (DrawingConfig.describe), then a few more
-        events = ChatSession(model).send(text, settings=Sampling(temperature=1.0, cfg_scale=3.0, seed=0,
-                                                                 max_new_tokens=DESCRIPTION_TOKENS + 8), draw=True)
-        drawings.append(next(e.image for e in events if isinstance(e, ImageDone)))
+        events = list(ChatSession(model).send(text, settings=Sampling(temperature=1.0, cfg_scale=3.0, seed=0,
+                                                                      max_new_tokens=DESCRIPTION_TOKENS + 8),
+                                              draw=True))
+        image = next((e.image for e in events if isinstance(e, ImageDone)), None)
+        # An assistant that describes its drawings may decline in words instead: the sheet shows them.
+        drawings.append(image if image is not None else next(e.text for e in events if isinstance(e, Finished)))
     return _sheet(questions, answers, requests, drawings, path)
 
 
@@ -388,7 +391,10 @@ def _sheet(questions, answers, requests, drawings, path: Path) -> Path:
         axis.set_title(_wrap("Q: " + question), fontsize=6, loc="left")
         axis.text(0, -0.04, _wrap("A: " + answer, lines=7), transform=axis.transAxes, fontsize=6, va="top")
     for axis, request, drawing in zip(axes[1], requests, drawings):
-        axis.imshow(drawing, interpolation="nearest")
+        if isinstance(drawing, str):  # declined in words
+            axis.text(0, 0.5, _wrap("declined: " + drawing, lines=7), transform=axis.transAxes, fontsize=6)
+        else:
+            axis.imshow(drawing, interpolation="nearest")
         axis.set_title(_wrap(request), fontsize=6, loc="left")
     figure.suptitle("held-out: answers to questions about images (top), drawings for requests (bottom)")
     save_png_atomic(figure, path)
