@@ -43,7 +43,7 @@ from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
-from scenes.questions import SCENE_IN_TEXT, ask, compare, drawing_plan, drawing_request, where
+from scenes.questions import SCENE_IN_TEXT, ask, ask_count_of_present, compare, drawing_plan, drawing_request, where
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
@@ -128,8 +128,9 @@ class ChatWriter:
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
                  questions: dict[str, float] | None = None, describe_drawings: bool = False,
-                 drawings: dict[str, float] | None = None):
+                 drawings: dict[str, float] | None = None, count_present: float = 0.0):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.count_present = count_present  # share of count questions about a colour or shape the scene has
         self.describe_drawings = describe_drawings  # say drawing_plan(scene) before each requested drawing
         # drawing-prompt category → probability; None draws every category alike, as earlier recipes did
         self.drawing_kinds = drawing_weights(drawings) if drawings else None
@@ -189,9 +190,13 @@ class ChatWriter:
 
     def ask(self, scene: Scene, rng: np.random.Generator):
         """A question about `scene` of a kind drawn by --questions' weights (all kinds alike by default)."""
-        if self.question_kinds is None:
-            return ask(scene, rng)
-        return ask(scene, rng, _pick(rng, tuple(self.question_kinds), p=list(self.question_kinds.values())))
+        kind = None if self.question_kinds is None else \
+            _pick(rng, tuple(self.question_kinds), p=list(self.question_kinds.values()))
+        qa = ask(scene, rng, kind)
+        # rng is only drawn from when --count-present is given, so earlier recipes' chats stay the same
+        if qa.kind == "count" and self.count_present > 0 and rng.random() < self.count_present:
+            return ask_count_of_present(scene, rng)
+        return qa
 
     def answer(self, qa, rng: np.random.Generator) -> str:
         """The full sentence, or with probability brief_answers the answer alone ("Red.")."""
@@ -362,7 +367,8 @@ def _pick(rng: np.random.Generator, options, p=None):
 def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed: int = 0,
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
-                describe_drawings: bool = False, drawings: dict[str, float] | None = None) -> Path:
+                describe_drawings: bool = False, drawings: dict[str, float] | None = None,
+                count_present: float = 0.0) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -374,11 +380,13 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     out.parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= brief_answers <= 1:
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
+    if not 0 <= count_present <= 1:
+        raise ValueError(f"--count-present {count_present} must be a fraction between 0 and 1")
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
-                        drawings)
+                        drawings, count_present)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -410,11 +418,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drawings", action="append", default=[], metavar="CATEGORY=WEIGHT",
                    help="ask for some kinds of drawing more often (e.g. position=3; each weighs 1 unless given; "
                         f"categories: {', '.join(CATEGORIES)}; repeatable)")
+    p.add_argument("--count-present", type=float, default=0.0, metavar="FRACTION",
+                   help="ask this fraction of count questions about a colour or shape the picture has, so that "
+                        "answers of two and three come often (default 0: any colour or shape, as the "
+                        "evaluation asks)")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
-                           args.describe_drawings, parse_drawings(args.drawings))
+                           args.describe_drawings, parse_drawings(args.drawings), args.count_present)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

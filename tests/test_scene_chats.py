@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -90,6 +91,31 @@ def test_question_weights_change_which_kinds_conversations_ask(tmp_path):
     with pytest.raises(ValueError, match="--questions leaves no kind"):
         write_chats(scenes, tmp_path / "none.jsonl", "instruct", 5, questions={k: 0 for k in QUESTION_KINDS})
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_count_present_asks_counts_of_what_the_picture_has(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    only_counting = {k: 0 for k in QUESTION_KINDS if k != "count"}
+
+    def answers(name, **options):
+        out = write_chats(scenes, tmp_path / f"{name}.jsonl", "instruct", 120, seed=5,
+                          mix={"conversation": 1.0, "draw": 0.0}, questions=only_counting, **options)
+        chats = [json.loads(line) for line in out.read_text().splitlines()]
+        return [p["text"] for c in chats for m in c["messages"] if m["role"] == "assistant"
+                for p in m["content"] if p["type"] == "text"]
+
+    default, present = answers("default"), answers("present", count_present=1.0)
+    assert answers("zero", count_present=0.0) == default  # earlier recipes' chats are unchanged
+    assert sum(a.startswith("There are no") for a in default) > 20
+    assert not any(a.startswith("There are no") for a in present)  # a colour or shape the picture has
+
+    def several_of_a_kind(texts):  # "There are two red shapes." or "... two crosses.", not a count of all shapes
+        return sum(bool(re.fullmatch(r"There are (two|three|four|five) (?!shapes\.)\w+( shapes)?\.", a)) for a in texts)
+
+    assert several_of_a_kind(present) > 2 * several_of_a_kind(default) > 0
+    with pytest.raises(ValueError, match="--count-present 1.5 must be a fraction"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, count_present=1.5)
+    assert not (tmp_path / "bad.jsonl").exists()
 
 
 def test_drawings_weights_ask_for_some_categories_more_often(tmp_path):
