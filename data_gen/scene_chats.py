@@ -52,7 +52,8 @@ KINDS = ("text", "align", "instruct")
 # code tokens took about 80 % of stage 2's token-mean loss and the assistant never learned to read its images.
 INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.35, "detail": 0.08, "reasoning": 0.1, "draw": 0.25,
                 "mixed": 0.07, "chitchat": 0.03, "decline": 0.03,
-                "compare": 0.0}  # two images (--mix compare=0.05); 0 by default, so earlier recipes write the same
+                "compare": 0.0,  # two images (--mix compare=0.05); 0 by default, so earlier recipes write the same
+                "ask_then_draw": 0.0}  # questions about a picture, then a new drawing request; 0 by default, too
 
 CONVERSATION_TURNS = (2, 5)  # questions per image in a conversation, lowest and highest
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
@@ -280,6 +281,18 @@ class ChatWriter:
         qa = self.ask(scene, rng)  # draw, then answer a question about the drawing
         return [user(drawing_request(scene, rng)), self.drawing_turn(scene, row),
                 user(qa.question), assistant(self.answer(qa, rng))]
+
+    def _instruct_ask_then_draw(self, row, scene, rng):
+        """A conversation about a picture, then a request for a new, unrelated drawing, or one the world cannot
+        draw (one in five). Requests otherwise open their chats, and round 14, asked to draw after questions
+        about an attached picture, declined in-world requests or drew the wrong shapes in 6 of 10 validation
+        chats."""
+        turns = self._instruct_conversation(row, scene, rng)
+        if rng.random() < 0.2:
+            request = impossible_request(rng)
+            return turns + [user(request.text), assistant(request.reply)]
+        text, example = self.training_example(rng)
+        return turns + [user(text), self.drawing_turn(example)]
 
     def _instruct_compare(self, row, scene, rng):
         """Two training scenes and which has more of something (the images first, as LLaVA puts them)."""

@@ -200,3 +200,28 @@ def test_two_image_chats_show_both_pictures_before_the_question(tmp_path):
     default = [json.loads(line) for line in write_chats(scenes, tmp_path / "d.jsonl", "instruct", 200,
                                                         seed=2).read_text().splitlines()]
     assert not any(c["kind"] == "compare" for c in default)  # off unless a mix asks for it
+
+
+def test_ask_then_draw_chats_request_a_new_drawing_after_questions_about_a_picture(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    only_these = {kind: 0.0 for kind in INSTRUCT_MIX} | {"ask_then_draw": 1.0}
+    out = write_chats(scenes, tmp_path / "i.jsonl", "instruct", 60, seed=2, mix=only_these, drawing_size=32,
+                      describe_drawings=True)
+    chats = [json.loads(line) for line in out.read_text().splitlines()]
+    drawn = declined = 0
+    for chat in chats:
+        messages = chat["messages"]
+        kinds = [[p["type"] for p in m["content"]] for m in messages]
+        assert kinds[0] == ["image", "text"] and len(messages) >= 2 * (CONVERSATION_TURNS[0] + 1)
+        assert not any("image" in k for k in kinds[1:-1])  # one picture, asked about, and no other until the end
+        request, reply = messages[-2]["content"][0]["text"], messages[-1]["content"]
+        if [p["type"] for p in reply] == ["text", "image"]:
+            drawn += 1
+            assert reply[0]["text"].startswith("Here is")
+        else:
+            declined += 1
+            assert "I can draw circles" in reply[0]["text"], (request, reply)
+    assert drawn > 35 and declined > 3
+    default = [json.loads(line) for line in write_chats(scenes, tmp_path / "d.jsonl", "instruct", 200,
+                                                        seed=2).read_text().splitlines()]
+    assert not any(c["kind"] == "ask_then_draw" for c in default)  # off unless a mix asks for it
