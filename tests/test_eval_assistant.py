@@ -229,3 +229,60 @@ def test_two_image_questions_score_an_oracle_one_and_a_one_eyed_answerer_by_its_
     share = sum(qa.short == "first" for _, qa in questions) / len(questions)
     assert always_first["overall"] == pytest.approx(share, abs=1e-4) and always_first["by_answer"]["first"] == 1.0
     assert outcomes[0].image.width > outcomes[0].image.height  # both pictures, side by side, on the sheet
+
+
+def test_late_requests_follow_questions_about_a_picture_and_score_like_first_ones(items, tiny_assistant):
+    from assistant.model import GlyphModel
+    from training.eval_assistant import late_prompts, late_requests
+
+    prompts = geneval_prompts(per_category=6, seed=1)
+    late = late_requests(prompts, items, seed=1)
+    assert [r.prompt for r in late] == prompts and {len(r.earlier) for r in late} == {1, 2, 3}
+    assert all(r.item == items[i % len(items)] for i, r in enumerate(late))
+    unseen = {qa.question for _, qa in vqa_questions(items, seed=1, phrasing="held_out")}
+    assert sum(question in unseen for r in late for question, _ in r.earlier) > 0  # held-out wordings
+    examples = {r: r.prompt.example(scene_rng(9, i)) for i, r in enumerate(late)}
+    right, _ = score_drawings(prompts, one_at_a_time(lambda r: render_scene(examples[r])), late)
+    assert right["overall"] == 1.0
+    # A drawer carried away by the conversation draws the picture it was asked about instead.
+    confused, _ = score_drawings(prompts, one_at_a_time(lambda r: Image.open(r.item.image)), late)
+    assert confused["overall"] < 0.3
+    model = GlyphModel.from_pretrained(tiny_assistant)
+    request = next(r for r in late if len(r.earlier) == 2)
+    prompt, unconditional = late_prompts(model, request, cfg_scale=3.0)
+    text = model.tokenizer.decode(prompt.input_ids[0])
+    assert all(question in text and answer in text for question, answer in request.earlier)
+    assert text.index(request.earlier[-1][1]) < text.index(request.prompt.text)
+    assert prompt.image_features.shape[0] == 1 and request.prompt.text not in model.tokenizer.decode(
+        unconditional.input_ids[0])
+    assert torch.equal(late_prompts(model, request)[0].input_ids, prompt.input_ids)
+    assert late_prompts(model, request)[1] is None
+
+
+def long_context_copy(assistant, root):
+    """A copy of `assistant` whose (tiny, character-level) LLM attends over 1,024 positions, not 256."""
+    import shutil
+
+    config = json.loads((assistant / "config.json").read_text())
+    llm = shutil.copytree(config["llm"]["name_or_path"], root / "llm")
+    llm_config = json.loads((llm / "config.json").read_text())
+    (llm / "config.json").write_text(json.dumps(llm_config | {"max_position_embeddings": 1024}))
+    copy = shutil.copytree(assistant, root / "assistant")
+    config["llm"]["name_or_path"] = str(llm)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, tmp_path, capsys):
+    from training import eval_assistant
+
+    model = long_context_copy(tiny_assistant, tmp_path)  # late requests after three turns outgrow 256 positions
+    scenes = write_scene_dataset(tmp_path / "scenes", n=40, seed=1)
+    out = tmp_path / "eval"
+    assert eval_assistant.main(["--model", str(model), "--data", str(scenes), "--scenes", "2",
+                                "--prompts", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["late_requests"]["prompts"] == 5 and 0 <= report["late_requests"]["declined"] <= 1
+    assert set(report["late_requests"]["by_category"]) == set(report["geneval"]["by_category"])
+    assert "late       overall" in capsys.readouterr().out
+    assert (out / "examples.png").stat().st_size > 0

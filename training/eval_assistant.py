@@ -20,6 +20,9 @@
   by the scene parser; a drawing counts when it has exactly what the prompt asks for. Overall is the mean over
   categories, as in GenEval. The same prompts are also drawn without guidance (--compare-cfg), to show what
   guidance does.
+- Late requests: the GenEval prompts again, each after one to three questions (held-out wordings) about a
+  test picture, answered as the scene oracle answers: users ask for a drawing mid-conversation, not only
+  first. Scored as GenEval is, and by how many of them the model declines (it should decline none).
 - Declines: requests the world cannot satisfy (things, shapes, colours it lacks, too many objects,
   contradictions; scenes.declines, held-out things and wordings) should be declined in words, and the
   GenEval prompts should not: the share of each whose greedy first reply token is not <boi>.
@@ -29,6 +32,7 @@ Writes report.json and examples.png into --out and prints the report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import textwrap
@@ -61,6 +65,14 @@ BATCH = 20  # per call; on a scenes-tiny build, 20 rows at once made VQA 4× and
 class SceneItem:
     image: Path
     scene: Scene
+
+
+@dataclass(frozen=True)
+class LateRequest:
+    """A drawing prompt asked after `earlier` (question, answer) turns about `item`'s picture."""
+    prompt: DrawingPrompt
+    item: SceneItem
+    earlier: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -182,15 +194,29 @@ def geneval_prompts(per_category: int, seed: int, phrasing: str = "held_out") ->
             for c, category in enumerate(CATEGORIES) for i in range(per_category)]
 
 
+def late_requests(prompts: list[DrawingPrompt], items: list[SceneItem], seed: int) -> list[LateRequest]:
+    """Every prompt after one, two or three questions (in turn) about a picture of `items`, with the oracle's
+    answers."""
+    late = []
+    for i, prompt in enumerate(prompts):
+        item, rng = items[i % len(items)], scene_rng(seed + 5, i)
+        questions = [ask(item.scene, rng, phrasing="held_out") for _ in range(1 + i % 3)]
+        late.append(LateRequest(prompt, item, tuple((qa.question, qa.answer) for qa in questions)))
+    return late
+
+
 def impossible_requests(per_reason: int, seed: int) -> list[str]:
     """Requests outside the world, in things and wordings that training never uses."""
     return [impossible_request(scene_rng(seed + 3, r * 100_000 + i), "held_out", reason).text
             for r, reason in enumerate(REASONS) for i in range(per_reason)]
 
 
-def score_drawings(prompts: list[DrawingPrompt], draw: DrawAll) -> tuple[dict, list[Outcome]]:
+def score_drawings(prompts: list[DrawingPrompt], draw: DrawAll, requests: list | None = None
+                   ) -> tuple[dict, list[Outcome]]:
+    """GenEval over `prompts`; draw gets requests[i] for prompt i (its text by default; a LateRequest, say)."""
     outcomes = []
-    for prompt, drawing in zip(prompts, in_batches([p.text for p in prompts], draw, "drawings")):
+    requests = [p.text for p in prompts] if requests is None else requests
+    for prompt, drawing in zip(prompts, in_batches(requests, draw, "drawings")):
         reading = read_scene(drawing)
         right = not reading.unknown and prompt.satisfied_by(reading.objects)
         seen = ", ".join(" ".join(map(str, key[:3])) for key in reading.keys()) or "nothing"  # noqa: SIM118
@@ -220,6 +246,17 @@ def model_answerer(model, max_new_tokens: int = 96) -> AnswerAll:
 def question_prompt(model, image: Path | tuple[Path, ...], question: str, earlier: tuple[tuple[str, str], ...] = ()):
     """The prompt asking `question` about `image` (or several, in order), after `earlier` (question, reply)
     turns about it."""
+    return _chat(model, image, question, earlier).next_prompts(cfg_scale=1.0)[0]
+
+
+def late_prompts(model, late: LateRequest, cfg_scale: float = 1.0) -> tuple:
+    """The prompt asking for `late`'s drawing after its earlier turns, and its unconditional prompt for
+    guidance (None at scale 1)."""
+    return _chat(model, late.item.image, late.prompt.text, late.earlier).next_prompts(cfg_scale)
+
+
+def _chat(model, image: Path | tuple[Path, ...], text: str, earlier: tuple[tuple[str, str], ...]):
+    """A chat session about `image` that has had the `earlier` turns and now says `text`."""
     from assistant.chat import ChatSession, user_message
 
     images = list(image) if isinstance(image, tuple) else [image]
@@ -227,8 +264,8 @@ def question_prompt(model, image: Path | tuple[Path, ...], question: str, earlie
     for turn, (asked, said) in enumerate(earlier):
         session.messages += [user_message(asked, images if turn == 0 else []),
                              {"role": "assistant", "content": said}]
-    session.messages.append(user_message(question, [] if earlier else images))
-    return session.next_prompts(cfg_scale=1.0)[0]
+    session.messages.append(user_message(text, [] if earlier else images))
+    return session
 
 
 def picture_rate(model, questions: list[tuple[SceneItem, QA]]) -> float:
@@ -252,15 +289,21 @@ def _share(model, prompts: list, drawn: bool) -> float:
     return round(sum(d == drawn for d in opened) / max(1, len(opened)), 4)
 
 
-def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: int) -> DrawAll:
+def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: int, late: bool = False) -> DrawAll:
+    """Draws request texts, or LateRequests (late=True) after their earlier turns."""
     from assistant.chat import one_turn_prompts
     from assistant.generation import Sampling, draw_all
 
     settings = Sampling(temperature=temperature, top_k=top_k, cfg_scale=cfg_scale)
     count = iter(range(10 ** 9))
 
-    def draw(requests: list[str]) -> list[Image.Image]:
-        pairs = [one_turn_prompts(model, request, cfg_scale=cfg_scale) for request in requests]
+    def prompts_of(request) -> tuple:
+        if late:
+            return late_prompts(model, request, cfg_scale)
+        return one_turn_prompts(model, request, cfg_scale=cfg_scale)
+
+    def draw(requests: list) -> list[Image.Image]:
+        pairs = [prompts_of(request) for request in requests]
         unconditional = [u for _, u in pairs] if cfg_scale != 1 else None
         seeds = [seed + next(count) for _ in requests]  # drawing i has seed + i, however the batches fall
         return [done.image for done in draw_all(model, [p for p, _ in pairs], unconditional, settings, seeds)]
@@ -303,9 +346,14 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     declines = {"out_of_world": decline_rate(model, impossible_requests(args.prompts, args.seed)),
                 "in_world": decline_rate(model, [p.text for p in prompts]),
                 "requests": {"out_of_world": args.prompts * len(REASONS), "in_world": len(prompts)}}
+    late = late_requests(prompts, items, args.seed)
+    late_draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed, late=True)
+    late_geneval, late_outcomes = timed(score_drawings, prompts, late_draw, late)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
               "vqa_follow_ups": follow_ups, "vqa_two_images": two_images, "captions": captions,
-              "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines}
+              "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines,
+              "late_requests": {"after": "1-3 questions about a test picture", **late_geneval,
+                                "declined": _share(model, [late_prompts(model, r)[0] for r in late], drawn=False)}}
     if args.compare_cfg:
         plain = model_drawer(model, 1.0, args.draw_temperature, args.draw_top_k, args.seed)
         report["geneval_without_cfg"] = {"cfg_scale": 1.0, **timed(score_drawings, prompts, plain)[0]}
@@ -314,7 +362,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report, (vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + two_outcomes[:2] + caption_outcomes
-                    + draw_outcomes)
+                    + draw_outcomes + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
 
 
 def timed(score, *args) -> tuple[dict, list[Outcome]]:
@@ -349,7 +397,8 @@ def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
              ("follow-ups", "vqa_follow_ups"), ("two images", "vqa_two_images"), ("captions", "captions"),
-             ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg")) if key in report]
+             ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg"),
+             ("late requests", "late_requests")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
              + ", ".join(f"{name} {seconds} s" for name, seconds in parts) + ")",
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
@@ -372,6 +421,10 @@ def summary(report: dict) -> str:
         plain = report["geneval_without_cfg"]
         lines.append(f"           overall {plain['overall']:.2f} without CFG  "
                      + "  ".join(f"{k} {v:.2f}" for k, v in plain["by_category"].items()))
+    if "late_requests" in report:
+        late = report["late_requests"]
+        lines.append(f"late       overall {late['overall']:.2f} after {late['after']}, {late['declined']:.1%} "
+                     "declined  " + "  ".join(f"{k} {v:.2f}" for k, v in late["by_category"].items()))
     if "declines" in report:
         lines.append(f"declines   {report['declines']['out_of_world']:.1%} of out-of-world drawing requests, "
                      f"{report['declines']['in_world']:.1%} of in-world ones")
