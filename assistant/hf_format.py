@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 
 import torch
-from peft import PeftModel
 from torch import Tensor
 from transformers import (AutoModelForCausalLM, CLIPImageProcessor, CLIPVisionConfig, LlavaConfig,
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedModel)
@@ -94,7 +93,7 @@ def llava_config(glyph, text_config) -> LlavaConfig:
 def whole_vocabulary_state(glyph) -> dict[str, Tensor]:
     """The LLM's weights (LoRA merged when the model merged it), with the embedding and head grown to Glyph's
     whole vocabulary: the LLM's rows for its own ids, then the image vocabulary's new rows."""
-    if isinstance(glyph.language_model, PeftModel):
+    if glyph.has_lora:
         raise ValueError("merge the LoRA adapter first (GlyphModel.from_pretrained(..., merge_lora=True))")
     vocab, llm = glyph.vocab, glyph.causal_lm
     state = {k: v.detach().clone() for k, v in llm.state_dict().items()}

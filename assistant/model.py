@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from boltons.fileutils import atomic_save
-from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
@@ -34,10 +35,14 @@ from assistant.config import AssistantConfig, ConfigError, first_line, unreadabl
 from assistant.decoder import Decoder
 from assistant.image_vocab import SPECIALS, ImageVocabulary
 from assistant.llm import load_language_model
+from assistant.lora_merge import merge_saved_lora, plain_lora
 from assistant.projector import build_projector, slots_per_image
 from assistant.templates import IGNORE_INDEX, ImageLayout
 from assistant.vision import VisionTower
 from assistant.vq import VQModel
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 WEIGHTS_NAME = "model.safetensors"  # projector + new vocabulary rows: everything trained except LoRA
 ADAPTER_DIR = "adapter"  # peft's LoRA adapter (adapter_config.json + adapter_model.safetensors)
@@ -47,6 +52,13 @@ ADAPTER_DIR = "adapter"  # peft's LoRA adapter (adapter_config.json + adapter_mo
 class GlyphOutput:
     loss: Tensor | None  # mean cross-entropy over supervised tokens, when labels were given
     logits: Tensor | None  # (B, T, vocab) when no labels were given; training computes only the supervised ones
+
+
+def _is_peft(module: nn.Module) -> bool:
+    """Is `module` wrapped by peft? Nothing is before peft is imported: only training and loading an adapter
+    unmerged import it, so that chatting with a merged model does not pay its import at every start."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(module, peft.PeftModel)
 
 
 class GlyphModel(nn.Module):
@@ -126,9 +138,13 @@ class GlyphModel(nn.Module):
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
         model = cls.build(config)
         _load_trained(model, weights, new_codebook=swapped)
-        if (directory / ADAPTER_DIR).is_dir():
-            model.language_model = PeftModel.from_pretrained(model.language_model, directory / ADAPTER_DIR,
-                                                             is_trainable=trainable)
+        adapter = directory / ADAPTER_DIR
+        if adapter.is_dir() and merge_lora and plain_lora(adapter):
+            merge_saved_lora(model.language_model, adapter)  # peft's merge, without wrapping the LLM first
+            model.lora_merged = True
+        elif adapter.is_dir():
+            from peft import PeftModel  # noqa: PLC0415 (see _is_peft)
+            model.language_model = PeftModel.from_pretrained(model.language_model, adapter, is_trainable=trainable)
             if merge_lora:
                 model.merge_lora()
         return model.eval()
@@ -146,7 +162,7 @@ class GlyphModel(nn.Module):
                     "codebook_size": str(self.vocab.codebook_size), "vision_width": str(self.vision_tower.hidden_size)}
         with atomic_save(str(directory / WEIGHTS_NAME)) as file:  # a reader never sees half a file
             file.write(safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata))
-        if isinstance(self.language_model, PeftModel):
+        if _is_peft(self.language_model):
             self.language_model.save_pretrained(directory / ADAPTER_DIR)
         self.config.save(directory)
         return directory
@@ -154,18 +170,19 @@ class GlyphModel(nn.Module):
     @property
     def has_lora(self) -> bool:
         """Does the LLM carry a (separate, unmerged) LoRA adapter?"""
-        return isinstance(self.language_model, PeftModel)
+        return _is_peft(self.language_model)
 
     def add_lora(self, lora: LoraConfig) -> None:
         """Wrap the LLM with trainable LoRA adapters (peft); its original weights stay frozen."""
-        if isinstance(self.language_model, PeftModel):
+        if _is_peft(self.language_model):
             raise RuntimeError("this model already has a LoRA adapter")  # noqa: TRY004 (a state, not a type)
+        from peft import get_peft_model  # noqa: PLC0415 (see _is_peft)
         self.language_model = get_peft_model(self.language_model, lora)
 
     def merge_lora(self) -> None:
         """Fold the LoRA adapter into the LLM's weights for inference: the same outputs, without LoRA's two
         extra matmuls per linear at every step. A merged model cannot be trained or saved any more."""
-        if isinstance(self.language_model, PeftModel):
+        if _is_peft(self.language_model):
             self.language_model = self.language_model.merge_and_unload()
             self.lora_merged = True
 
@@ -186,7 +203,7 @@ class GlyphModel(nn.Module):
     def causal_lm(self) -> nn.Module:
         """The transformers causal LM (inside peft's wrapper once LoRA is added; LoRA layers sit in it)."""
         llm = self.language_model
-        return llm.get_base_model() if isinstance(llm, PeftModel) else llm
+        return llm.get_base_model() if _is_peft(llm) else llm
 
     @property
     def context_length(self) -> int:
