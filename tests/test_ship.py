@@ -216,7 +216,7 @@ def test_a_truncated_or_mismatched_shipped_file_is_one_clear_error(build, tmp_pa
         load_assistant()
 
 
-def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and_the_drawing_sheet(build, tmp_path):
+def test_the_model_card_shows_geneval_with_and_without_guidance_late_requests_declines_and_drawings(build, tmp_path):
     from PIL import Image
 
     into = tmp_path / "shipped"
@@ -228,7 +228,9 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and
               "geneval": {"cfg_scale": 3.0, "overall": 0.7, "by_category": categories, "prompts": 200},
               "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
               "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}},
-              "vqa_two_images": {"overall": 0.545, "questions": 200}}
+              "vqa_two_images": {"overall": 0.545, "questions": 200},
+              "late_requests": {"after": "1-3 questions about a test picture", "overall": 0.64, "prompts": 200,
+                                "by_category": categories | {"single": 0.2}, "declined": 0.035}}
     (build / "instruct" / "eval").mkdir(exist_ok=True)
     (build / "instruct" / "eval" / "report.json").write_text(json.dumps(report))
     Image.new("RGB", (8, 8)).save(build / "instruct" / "eval" / ship.DRAWING_SHEET)
@@ -239,5 +241,7 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_the_declines_and
     card = (into / "README.md").read_text()
     assert "| CFG 3 | 0.70 | 0.90 | 0.80 | 0.70 | 0.60 | 0.50 |" in card and "| CFG 1 | 0.30 |" in card
     assert "93.0% of 200 requests outside the scene world, 1.0% of the 200 GenEval prompts" in card
+    assert "| CFG 3, asked after 1-3 questions about a test picture | 0.64 | 0.20 | 0.80 |" in card
+    assert "3.5% of the GenEval prompts were declined" in card
     assert "two pictures at once" in card and "54.5% of 200" in card
     assert f"]({ship.DRAWING_SHEET})" in card and (into / ship.DRAWING_SHEET).is_file()

@@ -239,6 +239,11 @@ def _drawing_lines(report: dict) -> list[str]:
              "| guidance | overall | " + " | ".join(categories) + " |", "|---|---|" + "---|" * len(categories)]
     lines += [f"| CFG {run['cfg_scale']:g} | {run['overall']:.2f} | "
               + " | ".join(f"{run['by_category'][c]:.2f}" for c in categories) + " |" for run in runs]
+    if "late_requests" in report:  # the same prompts, each after questions about a picture
+        late = report["late_requests"]
+        lines += [f"| CFG {runs[0]['cfg_scale']:g}, asked after {late['after']} | {late['overall']:.2f} | "
+                  + " | ".join(f"{late['by_category'][c]:.2f}" for c in categories) + " |",
+                  "", f"- asked after {late['after']}, {late['declined']:.1%} of the GenEval prompts were declined"]
     if "declines" in report:
         declines = report["declines"]
         lines += ["", f"- declined (answered in words, not drawn): {declines['out_of_world']:.1%} of "
