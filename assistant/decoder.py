@@ -39,13 +39,15 @@ class Decoder:
         config = causal_lm.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        layers = len(self.model.layers)
-        self.keys = torch.zeros(layers, batch, self.kv_heads, capacity, self.head_dim, dtype=dtype)
+        layers, device = len(self.model.layers), self.model.embed_tokens.weight.device
+        self.keys = torch.zeros(layers, batch, self.kv_heads, capacity, self.head_dim, dtype=dtype, device=device)
         self.values = torch.zeros_like(self.keys)
         self.length = 0  # positions filled in every row
-        self.key_mask = torch.zeros(batch, 0, dtype=torch.bool)  # (B, length): False where a row is padding
+        self.key_mask = torch.zeros(batch, 0, dtype=torch.bool, device=device)  # (B, length): False for padding
         gate = self.model.layers[0].mlp.gate_proj
-        self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if type(gate) is nn.Linear else "linear"
+        # The slow matrix-vector path _faster_form works around is a CPU BLAS one (and it times on the CPU).
+        cpu_linear = type(gate) is nn.Linear and device.type == "cpu"
+        self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if cpu_linear else "linear"
         self.fused = [fuse_projections(layer) for layer in self.model.layers]
         self.int8 = int8  # plain weights read as int8 rows (assistant/int8.py); LoRA layers stay as they are
 
@@ -136,8 +138,8 @@ class Decoder:
         None when one new position may see every key (a decoding step without padding)."""
         if steps == 1 and bool(self.key_mask.all()):
             return None
-        query = torch.arange(start, start + steps)[:, None]
-        key = torch.arange(start + steps)[None, :]
+        query = torch.arange(start, start + steps, device=self.key_mask.device)[:, None]
+        key = torch.arange(start + steps, device=self.key_mask.device)[None, :]
         allowed = (key <= query)[None] & self.key_mask[:, None, :]  # (B, T, S)
         allowed |= (key == query)[None]
         return allowed[:, None]

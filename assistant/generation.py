@@ -118,10 +118,12 @@ class _Rows:
 
     def __init__(self, model, prompts: list[Prompt], room: int):
         self.model = model
+        device = model.causal_lm.get_input_embeddings().weight.device  # every tensor of the pass lives there
         width = max(p.input_ids.shape[1] for p in prompts)
         ids = torch.stack([torch.cat([p.input_ids[0].new_zeros(width - p.input_ids.shape[1]), p.input_ids[0]])
-                           for p in prompts])  # (B, L), left-padded with id 0 (masked out)
-        self.mask = torch.stack([torch.arange(width) >= width - p.input_ids.shape[1] for p in prompts]).long()
+                           for p in prompts]).to(device)  # (B, L), left-padded with id 0 (masked out)
+        self.mask = torch.stack([torch.arange(width, device=device) >= width - p.input_ids.shape[1]
+                                 for p in prompts]).long()
         features = [p.image_features for p in prompts if p.image_features is not None]
         embeds = model.embed(ids, torch.cat(features) if features else None)
         # The lean decoder when the LLM's architecture has one (assistant/decoder.py), else transformers' forward.
@@ -139,7 +141,8 @@ class _Rows:
     def feed(self, ids: Tensor, live: Tensor | None = None) -> None:
         """Append one token to every row: ids (B,). Rows where `live` (B,) is False are done: their token is
         masked out, so their positions stop growing."""
-        column = live.long()[:, None] if live is not None else self.mask.new_ones(len(ids), 1)
+        ids = ids.to(self.mask.device)
+        column = live.to(self.mask.device).long()[:, None] if live is not None else self.mask.new_ones(len(ids), 1)
         self.mask = torch.cat([self.mask, column], dim=1)
         vocab = self.model.vocab
         if bool((ids >= vocab.first_id).all()):  # drawing: every row is fed a code (or <boi>, <eoi>)
@@ -150,11 +153,11 @@ class _Rows:
 
     def feed_text(self, ids: tuple[int, ...]) -> None:
         """Append the same text ids (a drawing label) to every row, in one pass."""
-        block = torch.tensor(ids).expand(len(self.mask), -1)  # (B, n)
+        block = torch.tensor(ids, device=self.mask.device).expand(len(self.mask), -1)  # (B, n)
         new_mask = self.mask.new_ones(block.shape)
         self.mask = torch.cat([self.mask, new_mask], dim=1)
         embeds = self.model.vocab.embed(block, self.model.causal_lm.get_input_embeddings()).to(self.last.dtype)
-        positions = self.mask.sum(-1, keepdim=True) - len(ids) + torch.arange(len(ids))  # (B, n)
+        positions = self.mask.sum(-1, keepdim=True) - len(ids) + torch.arange(len(ids), device=self.mask.device)
         self._run(embeds, new_mask, positions)
 
     def text_logits(self) -> Tensor:
@@ -179,7 +182,7 @@ class _Rows:
         if self.decoder is not None:
             self.decoder.keep_first(1)
         else:
-            self.cache.batch_select_indices(torch.tensor([0]))
+            self.cache.batch_select_indices(torch.tensor([0], device=self.mask.device))
         self.mask, self.last = self.mask[:1], self.last[:1]
 
 
@@ -198,7 +201,10 @@ def sample(logits: Tensor, settings: Sampling, generator: torch.Generator | None
         before = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)  # probability mass ahead of each token
         ordered = ordered.masked_fill(before >= settings.top_p, float("-inf"))  # the top token always stays
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+    probabilities = logits.softmax(-1)
+    if generator is not None and generator.device != probabilities.device:  # a seed's draws are the CPU's
+        return torch.multinomial(probabilities.cpu(), 1, generator=generator)[:, 0].to(probabilities.device)
+    return torch.multinomial(probabilities, 1, generator=generator)[:, 0]
 
 
 @torch.inference_mode()
@@ -244,7 +250,7 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             return
         if token == vocab.boi_id:
             images += 1
-            so_far = Prompt(torch.cat([prompt.input_ids, torch.tensor([reply], dtype=torch.long)], dim=1),
+            so_far = Prompt(torch.cat([prompt.input_ids, prompt.input_ids.new_tensor([reply])], dim=1),
                             prompt.image_features)
             if unconditional is not None:
                 rows = None  # _draw prefills two new rows: let this cache go first
@@ -409,7 +415,7 @@ def _followed_by(prompt: Prompt, ids: list[int]) -> Prompt:
     """`prompt` with text ids appended (the reply so far)."""
     if not ids:
         return prompt
-    return Prompt(torch.cat([prompt.input_ids, torch.tensor([ids], dtype=torch.long)], dim=1), prompt.image_features)
+    return Prompt(torch.cat([prompt.input_ids, prompt.input_ids.new_tensor([ids])], dim=1), prompt.image_features)
 
 
 def _check_fits(model, prompts: list[Prompt], extra: int = 0) -> None:

@@ -54,8 +54,9 @@ class VisionTower(nn.Module):
     @torch.no_grad()
     def forward(self, pixel_values: Tensor) -> Tensor:
         """(B, 3, S, S) → (B, N, D) patch features of block `feature_layer`."""
-        out = self.encoder.forward_intermediates(pixel_values.to(self.dtype), indices=[self.layer], stop_early=True,
-                                                 intermediates_only=True, output_fmt="NLC")
+        weight = next(self.encoder.parameters())  # pixels come from preprocess() on the CPU: meet the tower
+        out = self.encoder.forward_intermediates(pixel_values.to(weight.device, weight.dtype), indices=[self.layer],
+                                                 stop_early=True, intermediates_only=True, output_fmt="NLC")
         return out["image_intermediates"][0]
 
 

@@ -3,6 +3,11 @@
     seconds = timed(fn)                      # wall time of fn()
     extra = peak_memory(fn)                  # bytes of resident memory fn() adds at its peak
     bandwidth_bytes_per_s(), matmul_flops_per_s(torch.bfloat16)
+    timed(fn, cuda), peak_memory(fn, cuda)   # on a GPU: the clock read after the GPU's work, its allocator's peak
+
+On a GPU the work is queued and runs after the call returns, so every clock reading waits for it first
+(torch.cuda.synchronize), and memory is the CUDA allocator's own peak (torch keeps those statistics for CUDA,
+not for the CPU).
 """
 from __future__ import annotations
 
@@ -17,12 +22,20 @@ from collections.abc import Callable
 import torch
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CPU = torch.device("cpu")
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def now(device: torch.device = CPU) -> float:
+    """The clock, once the work queued on `device` is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def timed(fn: Callable[[], object], device: torch.device = CPU) -> float:
+    started = now(device)
     fn()
-    return time.perf_counter() - started
+    return now(device) - started
 
 
 def median(values: list[float]) -> float:
@@ -43,7 +56,25 @@ def _release_free_memory() -> None:
         pass
 
 
-def peak_memory(fn: Callable[[], object], interval: float = 0.001) -> int:
+def peak_memory(fn: Callable[[], object], device: torch.device = CPU, interval: float = 0.001) -> int:
+    """Bytes of memory above the baseline at fn()'s peak: the GPU allocator's on CUDA, else resident memory."""
+    if device.type == "cuda":
+        return peak_cuda_memory(fn, device)
+    return peak_resident_memory(fn, interval)
+
+
+def peak_cuda_memory(fn: Callable[[], object], device: torch.device) -> int:
+    """Bytes the CUDA allocator holds for tensors above the baseline at fn()'s peak (exact: no sampling)."""
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - baseline
+
+
+def peak_resident_memory(fn: Callable[[], object], interval: float = 0.001) -> int:
     """Bytes of resident memory above the baseline at fn()'s peak, sampled every `interval` seconds.
 
     CPU tensors are ordinary heap memory, so the process's resident set is the measure (torch keeps no
@@ -68,17 +99,17 @@ def peak_memory(fn: Callable[[], object], interval: float = 0.001) -> int:
     return max(peak, resident_bytes()) - baseline
 
 
-def bandwidth_bytes_per_s(megabytes: int = 512, repeats: int = 5) -> float:
+def bandwidth_bytes_per_s(megabytes: int = 512, repeats: int = 5, device: torch.device = CPU) -> float:
     """Memory read bandwidth: the best of `repeats` sums over a buffer far larger than the caches."""
-    buffer = torch.ones(megabytes * 2 ** 20 // 4)
+    buffer = torch.ones(megabytes * 2 ** 20 // 4, device=device)
     buffer.sum()
-    best = min(timed(buffer.sum) for _ in range(repeats))
+    best = min(timed(buffer.sum, device) for _ in range(repeats))
     return buffer.numel() * 4 / best
 
 
-def matmul_flops_per_s(dtype: torch.dtype, size: int = 1024, repeats: int = 5) -> float:
+def matmul_flops_per_s(dtype: torch.dtype, size: int = 1024, repeats: int = 5, device: torch.device = CPU) -> float:
     """Matrix-multiply peak: the best of `repeats` square products, the largest work a small model's layers do."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
     a @ b
-    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    best = min(timed(lambda: a @ b, device) for _ in range(repeats))
     return 2 * size ** 3 / best

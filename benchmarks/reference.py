@@ -109,7 +109,7 @@ def generate_codes(reference, glyph, input_ids: Tensor, unconditional_ids: Tenso
     Greedy when seed is None; otherwise sampled at temperature 1. With unconditional_ids, HF's own
     classifier-free guidance at cfg_scale."""
     vocab, tokens = glyph.vocab, glyph.layout.tokens_per_image
-    boi = torch.tensor([[vocab.boi_id]])
+    boi = torch.tensor([[vocab.boi_id]], device=input_ids.device)
     ids = torch.cat([input_ids, boi], dim=1)
     guidance = {}
     if unconditional_ids is not None:

@@ -90,7 +90,8 @@ def speed_rows(result: dict) -> list[Row]:
                    for side in ("glyph", "reference")}
         best = max(samples["glyph"], key=samples["glyph"].get)
         floor = BATCH / (runs[best]["flops"] / machine["flops"][best])
-        rows.append(Row(f"stage {stage} training, batch 8 × 256", "samples/s", samples["glyph"],
+        length = runs[best]["length"]
+        rows.append(Row(f"stage {stage} training, batch {BATCH} × {length}", "samples/s", samples["glyph"],
                         samples["reference"], True, targets["stage 2"] if stage == 2 else None, floor))
     return rows
 
@@ -159,10 +160,13 @@ def machine_lines(machine: dict) -> list[str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else "?"
     packages = ", ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "peft", "open_clip_torch"))
-    return [f"- CPU: {cpu}, {os.cpu_count()} cores, torch threads {machine['threads']}",
-            (f"- measured: memory read {machine['bandwidth'] / 1e9:.1f} GB/s (sum over 512 MB); matmul peak "
-             f"{machine['flops']['fp32'] / 1e9:.0f} GFLOP/s fp32, {machine['flops']['bf16'] / 1e9:.0f} GFLOP/s bf16 "
-             "(1024² products)"),
+    gpu = [f"- GPU: {machine['gpu']} (both sides and the measurements below run on it; the cold start and "
+           "int8 decoding are CPU runs' only)"] if machine["device"] == "cuda" else []
+    size = machine["matmul_size"]
+    return [f"- CPU: {cpu}, {os.cpu_count()} cores, torch threads {machine['threads']}", *gpu,
+            (f"- measured: memory read {machine['bandwidth'] / 1e9:.1f} GB/s (sum over {machine['megabytes']} MB); "
+             f"matmul peak {machine['flops']['fp32'] / 1e9:.0f} GFLOP/s fp32, "
+             f"{machine['flops']['bf16'] / 1e9:.0f} GFLOP/s bf16 ({size}² products)"),
             f"- Python {platform.python_version()}, {packages}"]
 
 
@@ -176,7 +180,8 @@ def _commit() -> str:
 
 def write_markdown(results: list[dict], machine: dict, args, path: Path) -> Path:
     run = (f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit {_commit()}, "
-           f"`glyph bench --configs {' '.join(args.configs)} --repeats {args.repeats}`, "
+           f"`glyph bench --configs {' '.join(args.configs)} --repeats {args.repeats}"
+           f"{'' if args.device == 'cpu' else f' --device {args.device}'}`, "
            f"{machine['seconds']:.0f} s in all.")
     method = ("Medians of the timed repetitions after a warm-up, both sides alternating; a ratio > 1 means Glyph "
               "is faster. See benchmarks/README.md for the method.")
@@ -206,7 +211,7 @@ def write_chart(results: list[dict], path: Path) -> Path:
     figure, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.6), squeeze=False)
     for axis, result in zip(axes[0], results):
         rows = speed_rows(result)
-        names = [r.measure.replace(" (with an image)", "").replace(", batch 8 × 256", "") for r in rows]
+        names = [r.measure.replace(" (with an image)", "").split(", batch ")[0] for r in rows]
         ratios = [r.best_ratio() for r in rows]
         colours = ["#2a9d8f" if r.target is None or q >= r.target else "#e76f51" for r, q in zip(rows, ratios)]
         axis.barh(names, ratios, color=colours)

@@ -152,7 +152,7 @@ def measure(stage: int, root: Path, args, bf16: bool, peak: float) -> dict:
                 seconds[name].append(time.perf_counter() - started)
     timed = data[1:]
     tokens = median([int(b["attention_mask"].sum()) for b in timed])
-    flops = median([floors.training_step_flops(model, args.batch_size, b["input_ids"].shape[1],
+    flops = median([floors.training_step_flops(floors.of_model(model), args.batch_size, b["input_ids"].shape[1],
                                                int((b["labels"][:, 1:] != -100).sum())) for b in timed])
     step = {name: median(v) for name, v in seconds.items()}
     return {"stage": stage, "tokens_per_step": tokens,

@@ -7,8 +7,11 @@
 Inference starts from a rendered prompt's ids and a PIL image on both sides, so
 that time to first token includes the vision tower. Drawing is sampled at
 temperature 1 with a seed; text is greedy. Training steps run on batches of
-8 chats × 256 tokens: an image's slots after a short prompt, supervised text
+8 chats × the config's train_length (256) tokens: an image's slots after a short prompt, supervised text
 after it (all of it in stage 1, the second half in stage 2).
+
+`Pair.build(..., device=torch.device("cuda"))` puts both sides on a GPU; the inputs of every call (ids, pixels,
+training batches, cached vision features) are then made there too, outside the timed calls.
 """
 from __future__ import annotations
 
@@ -25,14 +28,15 @@ from assistant.generation import Finished, ImageDone, Prompt, Sampling, generate
 from assistant.model import GlyphModel
 from assistant.pixels import to_pil
 from assistant.templates import IGNORE_INDEX
-from benchmarks.parts import BenchConfig, Parts, assistant
+from benchmarks.parts import PROMPT_TOKENS, BenchConfig, Parts, assistant
 from benchmarks.reference import generate_codes, generate_text, llava_from, set_trainable
 
 QUESTION = "What is in this picture? Describe every shape, its colour and where it is."
 REQUEST = "Draw a red circle above a small blue square."
 SIDES = ("glyph", "reference")
-BATCH, LENGTH = 8, 256
+BATCH, LENGTH = 8, 256  # LENGTH: BenchConfig.train_length's default
 DECODE_TOKENS = 64  # timed reply length after the first token
+CPU = torch.device("cpu")
 
 
 def picture(size: int) -> Image.Image:
@@ -44,17 +48,19 @@ class Pair:
     glyph: GlyphModel
     reference: torch.nn.Module
     image: Image.Image
+    device: torch.device = CPU
 
     @classmethod
-    def build(cls, parts: Parts, config: BenchConfig, tokens: int, lora: bool = True, merged: bool = False) -> Pair:
+    def build(cls, parts: Parts, config: BenchConfig, tokens: int, lora: bool = True, merged: bool = False,
+              device: torch.device = CPU) -> Pair:
         """merged: LoRA folded into the weights on both sides, as a deployed model has it (LLaVA's own loader
-        merges too); training keeps it apart."""
+        merges too); training keeps it apart. Both sides are built on the CPU, then moved to `device`."""
         glyph = assistant(parts, config, tokens, lora=lora)
         reference = llava_from(glyph)
         if merged:
             glyph.merge_lora()
             reference = reference.merge_and_unload()
-        return cls(glyph, reference, picture(config.image_size))
+        return cls(glyph.to(device), reference.to(device), picture(config.image_size), device)
 
     def to(self, dtype: torch.dtype) -> Pair:
         self.glyph.to(dtype)
@@ -65,7 +71,10 @@ class Pair:
 
     def _question(self) -> tuple[Tensor, Tensor]:
         prompt, _ = one_turn_prompts(self.glyph, QUESTION, [self.image])
-        return prompt.input_ids, self.glyph.vision_tower.preprocess(self.image)[None]
+        return prompt.input_ids.to(self.device), self.glyph.vision_tower.preprocess(self.image)[None].to(self.device)
+
+    def _on_device(self, prompt: Prompt | None) -> Prompt | None:
+        return None if prompt is None else Prompt(prompt.input_ids.to(self.device), prompt.image_features)
 
     def reply(self, side: str, tokens: int) -> Callable[[], list[int]]:
         """Greedy text reply of `tokens` tokens to a question about the image (1 token: time to first token)."""
@@ -82,7 +91,7 @@ class Pair:
     def draw(self, side: str, cfg_scale: float, seed: int | None = 0) -> Callable[[], Tensor]:
         """One drawing for a text request, as (h, w) codes; the VQ decoder turns it into pixels on both sides.
         seed None: greedy (for the fairness check)."""
-        prompt, unconditional = one_turn_prompts(self.glyph, REQUEST, cfg_scale=cfg_scale)
+        prompt, unconditional = map(self._on_device, one_turn_prompts(self.glyph, REQUEST, cfg_scale=cfg_scale))
         if side == "reference":
             def reference() -> Tensor:
                 codes = generate_codes(self.reference, self.glyph, prompt.input_ids,
@@ -101,26 +110,38 @@ class Pair:
 
 # ---- training ------------------------------------------------------------------------------------------------
 
-def training_batches(glyph: GlyphModel, stage: int, count: int, seed: int = 0) -> list[dict]:
-    """`count` batches of BATCH chats × LENGTH tokens: a 16-token prompt, the image's slots, then text."""
+def answer_start(slots: int, stage: int, length: int) -> int:
+    """Where a training chat's supervised text starts: after the slots (stage 1), or halfway through the text
+    after them (stage 2)."""
+    return PROMPT_TOKENS + slots if stage == 1 else (PROMPT_TOKENS + slots + length) // 2
+
+
+def supervised_tokens(slots: int, stage: int, length: int) -> int:
+    """Labelled next-token targets in one batch of training_batches: the head's work in a step."""
+    return BATCH * (length - answer_start(slots, stage, length))
+
+
+def training_batches(glyph: GlyphModel, stage: int, count: int, seed: int = 0, length: int = LENGTH,
+                     device: torch.device = CPU) -> list[dict]:
+    """`count` batches of BATCH chats × `length` tokens: a 16-token prompt, the image's slots, then text. Made
+    on the CPU (the same numbers on every device), then moved to `device`."""
     generator = torch.Generator().manual_seed(seed)
-    slots, first = glyph.layout.slots_per_image, 16
+    slots, first = glyph.layout.slots_per_image, PROMPT_TOKENS
     batches = []
     for _ in range(count):
-        ids = torch.randint(3, glyph.vocab.first_id, (BATCH, LENGTH), generator=generator)
+        ids = torch.randint(3, glyph.vocab.first_id, (BATCH, length), generator=generator)
         ids[:, first:first + slots] = glyph.vocab.image_id
         labels = ids.clone()
-        answer_start = first + slots if stage == 1 else (first + slots + LENGTH) // 2
-        labels[:, :answer_start] = IGNORE_INDEX
+        labels[:, :answer_start(slots, stage, length)] = IGNORE_INDEX
         pixels = torch.stack([glyph.vision_tower.preprocess(picture(glyph.vision_tower.image_size))] * BATCH)
-        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
-                        "pixel_values": pixels})
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels, "pixel_values": pixels}
+        batches.append({k: v.to(device) for k, v in batch.items()})
     return batches
 
 
 class Trainer:
     """One side's optimizer steps as its trainer takes them: AdamW, gradient clipping, optional bf16 autocast
-    (under which Glyph's trainer keeps the frozen layers in bf16).
+    (on the batches' device; under it Glyph's trainer keeps the frozen layers in bf16).
 
     Glyph reads cached vision features (its trainer caches them per file: the tower is frozen); the reference
     runs the vision tower in every step, as LlavaForConditionalGeneration does."""
@@ -143,7 +164,8 @@ class Trainer:
 
     def step(self, batch: dict) -> float:
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
+        device_type = batch["input_ids"].device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
             loss = self._loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)

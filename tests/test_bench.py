@@ -1,13 +1,17 @@
 """The benchmark's fairness: the reference (LLaVA + peft + generate()) holds Glyph's weights and says the same."""
 from __future__ import annotations
 
+import open_clip
 import pytest
 import torch
 from PIL import Image
+from transformers import LlamaForCausalLM
 
-from benchmarks import bench, report
-from benchmarks.parts import CONFIGS, build_parts
-from benchmarks.workloads import BATCH, DECODE_TOKENS, SIDES, Pair, Trainer, training_batches
+from assistant.templates import IGNORE_INDEX
+from benchmarks import bench, floors, report, sizes
+from benchmarks.parts import CONFIGS, assistant, build_parts, build_tokenizer, clip_config, llama_config, vq_config
+from benchmarks.workloads import (BATCH, DECODE_TOKENS, SIDES, Pair, Trainer, supervised_tokens,
+                                  training_batches)
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +47,29 @@ def test_both_sides_train_alike_from_the_same_weights(parts):
 
 
 def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
-    """What bench measured (caught on its way to the report) stands in the report's rows, recomputed here."""
-    measured = []
+    """What bench measured (caught on its way to the report) stands in the report's rows, recomputed here;
+    every timing and memory reading was taken on the device asked for."""
+    measured, devices = [], []
 
     def keep(results, machine, args, path):
         measured.extend(results)
         return report.write_markdown(results, machine, args, path)
 
+    def on_device(measure):  # the device is a required argument here: a reading that leaves it out fails
+        def spy(fn, device):
+            devices.append(device)
+            return measure(fn, device)
+        return spy
+
     monkeypatch.setattr(bench, "write_markdown", keep)
+    monkeypatch.setattr(bench, "timed", on_device(bench.timed))
+    monkeypatch.setattr(bench, "peak_memory", on_device(bench.peak_memory))
     out = tmp_path / "RESULTS.md"
-    assert bench.main(["--configs", "tiny", "--repeats", "1", "--out", str(out)]) == 0
+    assert bench.main(["--configs", "tiny", "--repeats", "1", "--out", str(out), "--device", "cpu"]) == 0
     text = out.read_text()
     (result,) = measured
+    assert set(devices) == {torch.device("cpu")} and len(devices) > 20
+    assert result["machine"]["device"] == "cpu" and "GPU:" not in text and "--device" not in text
     assert "## tiny" in text and "NO" not in text.split("Same greedy tokens")[1].split("\n")[0]
     inference = result["inference"]
     for name, measure in [("first token", "time to first token (with an image)"),
@@ -83,6 +98,67 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
         assert image.format == "PNG" and image.size == (715, 506)
     assert bench.main(["--configs", "tiny", "--repeats", "0"]) == 2
     assert "--repeats 0 must be ≥ 1" in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_one_clear_error(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bench, "measure_machine", lambda device: pytest.fail("measured without a GPU"))
+    assert bench.main(["--configs", "tiny", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda" in err and "no CUDA GPU" in err and "Traceback" not in err
+
+
+def test_training_on_a_gpu_picks_bf16_without_timing_the_cpu(monkeypatch):
+    import training.precision as precision
+
+    monkeypatch.setattr(bench, "choose_precision", precision.choose_precision.__wrapped__)  # not the cached one
+    monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: pytest.fail("timed the CPU for a GPU run"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert bench.training_dtype(torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert bench.training_dtype(torch.device("cuda")) == "fp32"
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_floors_on_paper_are_the_built_models(parts):
+    """The shapes-only path (for sizes too big to build) and the built model's give the same shapes, parameter
+    counts and floors, so neither can drift from the other."""
+    config = CONFIGS["tiny"]
+    glyph = assistant(parts, config, 64)  # LoRA apart, as in stage 2 training
+    assert floors.of_model(glyph) == floors.of_config(config, lora=True)
+    lora = sum(p.numel() for n, p in glyph.causal_lm.named_parameters() if "lora_" in n)
+    built = {"vision tower": _count(glyph.vision_tower), "projector": _count(glyph.projector),
+             "new vocabulary rows": _count(glyph.vocab), "LoRA": lora, "LLM in all": _count(glyph.causal_lm) - lora}
+    assert built == {part: sizes.parameter_counts(config)[part] for part in built}
+    for stage in (1, 2):
+        labels = training_batches(glyph, stage, 1)[0]["labels"]
+        assert int((labels[:, 1:] != IGNORE_INDEX).sum()) == supervised_tokens(config.slots, stage, config.train_length)
+    glyph.merge_lora()  # inference: what bench's decode floors read
+    paper = floors.of_config(config, lora=False)
+    assert floors.of_model(glyph) == paper
+    measured = bench.floor_seconds(glyph, glyph, {"bandwidth": 1e9})
+    assert measured["bf16"]["token"] == floors.text_token_seconds(paper, 2, 1e9)
+    assert measured["int8"]["image 64"] == floors.image_seconds(paper, 64, 1, 1e9)
+
+
+def test_llava_real_is_a_real_size_that_builds_in_principle(capsys):
+    """LLaVA-1.5's CLIP and a 1.1 B Llama: its LLM and vision tower built on the meta device (shapes, no memory)
+    have the parameters the paper counts say, and its tokenizer reaches the LLM's 32,000 rows."""
+    config = CONFIGS["llava-real"].validate()
+    counts = sizes.parameter_counts(config)
+    assert 0.5e9 <= counts["LLM in all"] <= 2e9 and config.slots == 576
+    with torch.device("meta"):
+        llm = LlamaForCausalLM(llama_config(config))
+        clip = open_clip.CLIP(**clip_config(config))
+    assert _count(llm) == counts["LLM in all"] and _count(llm.model.layers) == counts["LLM layers"]
+    assert _count(clip.visual) == counts["vision tower"]
+    assert vq_config(config, 256).grid == 16 and len(build_tokenizer(config.vocab_size)) == 32000
+    assert "llava-real" not in bench.DEFAULT_CONFIGS  # minutes and GBs: asked for by name, on a GPU
+    assert floors.main(["--config", "llava-real"]) == 0
+    assert f"| LLM in all | {counts['LLM in all']:,} |" in capsys.readouterr().out
 
 
 def _cells(markdown: str, measure: str) -> list[str]:
