@@ -8,13 +8,13 @@ rendered by the same template and length-grouped as `glyph train` does, in the p
 picks on this machine:
 
 - Glyph: what `glyph train align|instruct` runs: `training.assistant_stage._forward` + backward + AdamW, with
-  the frozen layers' weights stored in bf16 under bf16 autocast, cached vision features, and logits only where a
-  label is.
+  the frozen layers' weights stored in bf16 under bf16 autocast, cached vision features, logits only where a
+  label is, and the grouped-query attention of `training.attention` (on the CPU).
 - Reference: the plain Hugging Face way: the same SmolLM2 (peft LoRA r16 on every linear in stage 2) called
   with `inputs_embeds`, the logits of every position over the whole vocabulary (its own and the image codes),
   and the image slots filled by the projector from the vision tower run in every step, as
-  LlavaForConditionalGeneration does. It shares Glyph's model object, so it also gets the bf16-stored frozen
-  weights: the comparison isolates the step's own work.
+  LlavaForConditionalGeneration does, and transformers' default attention (SDPA). It shares Glyph's model
+  object, so it also gets the bf16-stored frozen weights: the comparison isolates the step's own work.
 
 It reports tokens/s (real tokens, padding not counted), the FLOPs of Glyph's step (benchmarks.floors) as a share
 of this machine's measured matmul peak, and medians of `--steps` timed steps after one warm-up, the sides
@@ -126,6 +126,7 @@ def reference_step(model, optimizer, pixels: list[torch.Tensor | None]):
 
 def measure(stage: int, root: Path, args, bf16: bool, peak: float) -> dict:
     from training.assistant_stage import store_frozen_layers_in
+    from training.attention import use_grouped_attention
 
     kind = "align" if stage == 1 else "instruct"
     model = glyph_model(stage)
@@ -143,8 +144,11 @@ def measure(stage: int, root: Path, args, bf16: bool, peak: float) -> dict:
              "reference": reference_step(model, torch.optim.AdamW(parameters, lr=1e-5, fused=True), pixels)}
     seconds = {side: [] for side in sides}
     model.train()
+    use_grouped_attention(model.causal_lm)
+    attention = {"glyph": model.causal_lm.config._attn_implementation, "reference": "sdpa"}
     for index, batch in enumerate(data):
         for name in (list(sides) if index % 2 == 0 else list(reversed(sides))):
+            model.causal_lm.set_attn_implementation(attention[name])  # one model object: each side's own
             started = time.perf_counter()
             with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 sides[name](batch)
