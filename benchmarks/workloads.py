@@ -141,7 +141,8 @@ def training_batches(glyph: GlyphModel, stage: int, count: int, seed: int = 0, l
 
 class Trainer:
     """One side's optimizer steps as its trainer takes them: AdamW, gradient clipping, optional bf16 autocast
-    (on the batches' device; under it Glyph's trainer keeps the frozen layers in bf16).
+    (on the batches' device; under it Glyph's trainer keeps the frozen layers in bf16). On a CPU Glyph's side
+    trains with training.attention's grouped-query attention, as glyph train does; the reference with SDPA.
 
     Glyph reads cached vision features (its trainer caches them per file: the tower is frozen); the reference
     runs the vision tower in every step, as LlavaForConditionalGeneration does."""
@@ -149,12 +150,15 @@ class Trainer:
     def __init__(self, pair: Pair, stage: int, side: str, lr: float, batches: list[dict], dtype: torch.dtype):
         from training.assistant_stage import set_trainable as glyph_trainable
         from training.assistant_stage import store_frozen_layers_in
+        from training.attention import use_grouped_attention
 
         self.side, self.model, self.dtype = side, pair.glyph if side == "glyph" else pair.reference, dtype
         if side == "glyph":
             glyph_trainable(pair.glyph, stage)
             if dtype == torch.bfloat16:  # as glyph train align / instruct do under bf16
                 store_frozen_layers_in(pair.glyph, dtype)
+            if batches[0]["input_ids"].device.type == "cpu":  # and, on a CPU, grouped-query attention
+                use_grouped_attention(pair.glyph.causal_lm)
             self.parameters = [p for p in pair.glyph.parameters() if p.requires_grad]
             # The trainer caches them once per data file before training (training.chat_data); so does this.
             self.features = {id(b): pair.glyph.vision_tower(b["pixel_values"]) for b in batches}
