@@ -188,9 +188,9 @@ def alternate(calls: dict[str, dict[str, callable]], repeats: int, title: str,
                 progress.update(1)
         for repeat in range(repeats):
             order = sides if repeat % 2 == 0 else sides[::-1]
-            for name, sides in calls.items():
+            for name, per_side in calls.items():
                 for side in order:
-                    seconds[name][side].append(timed(sides[side], device))
+                    seconds[name][side].append(timed(per_side[side], device))
                     progress.update(1)
     return {name: {side: median(values) for side, values in per_side.items()} for name, per_side in seconds.items()}
 
