@@ -7,8 +7,10 @@ Each side saves its model the way its users keep one: Glyph with `GlyphModel.sav
 parts and a config naming the frozen ones), the reference with `save_pretrained` of the LLaVA model with its
 LoRA merged (what LLaVA's own loader produces). A fresh interpreter then imports what it needs, loads the
 model (Glyph merges its LoRA on load, as `glyph chat`, `serve` and `ui` do), and greedily decodes one token
-of a reply to the same prompt ids, fed from a file so that neither side renders a template. The first run of
-each side warms the file cache and is not counted; the sides alternate.
+of a reply to the same prompt ids, fed from a file so that neither side renders a template. A reply in words
+never starts a drawing: Glyph's text mode leaves out the image vocabulary, and the reference suppresses those
+ids (as its in-process text replies do; without it random-weight configs' first tokens differed). The first
+run of each side warms the file cache and is not counted; the sides alternate.
 """
 from __future__ import annotations
 
@@ -37,8 +39,10 @@ import json, sys, torch
 from transformers import LlavaForConditionalGeneration
 ids = torch.tensor([json.loads(open(sys.argv[2]).read())])
 model = LlavaForConditionalGeneration.from_pretrained(sys.argv[1]).eval()
+image_ids = list(range(int(sys.argv[3]), model.config.text_config.vocab_size))  # a reply in words never draws
 with torch.inference_mode():
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, do_sample=False)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, do_sample=False,
+                         suppress_tokens=image_ids)
 print(out[0, ids.shape[1]:].tolist())
 """
 
@@ -51,7 +55,8 @@ def save_both(parts: Parts, config: BenchConfig, root: Path, prompt_ids: list[in
     ids = root / "prompt-ids.json"
     ids.write_text(json.dumps(prompt_ids))
     return {"glyph": [sys.executable, "-c", GLYPH_CHILD, str(glyph_dir), str(ids)],
-            "reference": [sys.executable, "-c", REFERENCE_CHILD, str(root / "llava"), str(ids)]}
+            "reference": [sys.executable, "-c", REFERENCE_CHILD, str(root / "llava"), str(ids),
+                          str(glyph.vocab.first_id)]}
 
 
 def start_seconds(command: list[str]) -> tuple[float, str]:
