@@ -8,9 +8,8 @@ the tiny config's sizes, and the real-size LLM and vision tower built on the met
 """
 from __future__ import annotations
 
+from assistant.image_vocab import SPECIALS  # <image>, <boi>, <eoi>
 from benchmarks.parts import CLIP_EMBED_DIM, BenchConfig
-
-SPECIALS = 3  # <image>, <boi>, <eoi> (assistant.image_vocab)
 
 
 def _linears(config: BenchConfig) -> list[tuple[int, int]]:

@@ -126,6 +126,7 @@ def reference_step(model, optimizer, pixels: list[torch.Tensor | None]):
 
 def measure(stage: int, root: Path, args, bf16: bool, peak: float) -> dict:
     from training.assistant_stage import store_frozen_layers_in
+    from training.attention import NAME as GROUPED
     from training.attention import use_grouped_attention
 
     kind = "align" if stage == 1 else "instruct"
@@ -145,7 +146,7 @@ def measure(stage: int, root: Path, args, bf16: bool, peak: float) -> dict:
     seconds = {side: [] for side in sides}
     model.train()
     use_grouped_attention(model.causal_lm)
-    attention = {"glyph": model.causal_lm.config._attn_implementation, "reference": "sdpa"}
+    attention = {"glyph": GROUPED, "reference": "sdpa"}
     for index, batch in enumerate(data):
         for name in (list(sides) if index % 2 == 0 else list(reversed(sides))):
             model.causal_lm.set_attn_implementation(attention[name])  # one model object: each side's own

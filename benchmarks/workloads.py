@@ -34,7 +34,7 @@ from benchmarks.reference import generate_codes, generate_text, llava_from, set_
 QUESTION = "What is in this picture? Describe every shape, its colour and where it is."
 REQUEST = "Draw a red circle above a small blue square."
 SIDES = ("glyph", "reference")
-BATCH, LENGTH = 8, 256  # LENGTH: BenchConfig.train_length's default
+BATCH, LENGTH = 8, BenchConfig.train_length  # LENGTH: a config's default tokens per training chat
 DECODE_TOKENS = 64  # timed reply length after the first token
 CPU = torch.device("cpu")
 
