@@ -92,7 +92,8 @@ def measure_machine(device: torch.device) -> dict:
     machine = {"bandwidth": bandwidth_bytes_per_s(probe["megabytes"], device=device),
                "flops": {name: matmul_flops_per_s(dtype, probe["matmul_size"], device=device)
                          for name, dtype in DTYPES.items()},
-               "threads": torch.get_num_threads(), "device": device.type, **probe}
+               "threads": torch.get_num_threads(), "device": device.type, "bf16_native": training_dtype(device) == "bf16",
+               **probe}
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
     return machine
@@ -102,6 +103,12 @@ def training_dtype(device: torch.device) -> str:
     """The precision glyph train picks on `device`: bf16 where the CPU has bf16 matmuls (timed once per machine
     by training.precision) or where the GPU supports bf16 (asked of CUDA: nothing is timed); else fp32."""
     return "bf16" if choose_precision("auto", device) == "bf16" else "fp32"
+
+
+def inference_dtypes(device: torch.device) -> dict[str, torch.dtype]:
+    """fp32, and bf16 where it is native (as training_dtype decides): on an AVX2-only CPU PyTorch emulates bf16 about
+    100× slower than fp32, and a bf16 pass over the smollm2 config would take hours to say only that."""
+    return DTYPES if training_dtype(device) == "bf16" else {"fp32": DTYPES["fp32"]}
 
 
 def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path, device: torch.device) -> dict:
@@ -121,12 +128,12 @@ def run_config(config: BenchConfig, repeats: int, machine: dict, root: Path, dev
 
 
 def inference_side_by_side(parts, config: BenchConfig, repeats: int, machine: dict, device: torch.device) -> dict:
-    """Fairness, then speed and memory in fp32 and bf16 (and Glyph's int8 on the CPU), and the decode floors. Its
-    pairs are gone once it returns, so that a GPU holds the training pair alone."""
+    """Fairness, then speed and memory in fp32 and bf16 (bf16 where it is native; and Glyph's int8 on the CPU), and
+    the decode floors. Its pairs are gone once it returns, so that a GPU holds the training pair alone."""
     pairs = {tokens: Pair.build(parts, config, tokens, merged=True, device=device) for tokens in IMAGE_TOKENS}
     result = {"fairness": fairness(pairs[64]), "inference": {}, "memory": {}}
     print(f"{config.name}: same greedy tokens in fp32: {result['fairness']}")
-    for dtype_name, dtype in DTYPES.items():
+    for dtype_name, dtype in inference_dtypes(device).items():
         for pair in pairs.values():
             pair.to(dtype)
         calls = inference_calls(pairs)

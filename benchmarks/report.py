@@ -167,6 +167,9 @@ def machine_lines(machine: dict) -> list[str]:
             (f"- measured: memory read {machine['bandwidth'] / 1e9:.1f} GB/s (sum over {machine['megabytes']} MB); "
              f"matmul peak {machine['flops']['fp32'] / 1e9:.0f} GFLOP/s fp32, "
              f"{machine['flops']['bf16'] / 1e9:.0f} GFLOP/s bf16 ({size}² products)"),
+            *([] if machine.get("bf16_native", True) else
+              ["- bf16 not measured for inference: this CPU has no bf16 matmul instructions (PyTorch emulates them, "
+               "far slower than fp32), so fp32 is both sides' best here; training runs in fp32 too"]),
             f"- Python {platform.python_version()}, {packages}"]
 
 

@@ -73,18 +73,22 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
     assert result["machine"]["device"] == "cpu" and "GPU:" not in text and "--device" not in text
     assert "## tiny" in text and "NO" not in text.split("Same greedy tokens")[1].split("\n")[0]
     inference = result["inference"]
+    assert set(inference) == {*bench.inference_dtypes(torch.device("cpu")), "int8"}  # bf16 where it is native
+
+    def shown(values):  # a dtype not measured here shows a dash
+        return [report._number(v) if v is not None else "–" for v in values]
     for name, measure in [("first token", "time to first token (with an image)"),
                           ("image 64", "image 64 tokens, no CFG"), ("image 256 cfg", "image 256 tokens, CFG 4")]:
-        seconds = [inference[d][name][side] for d in ("fp32", "bf16") for side in SIDES]
-        assert _cells(text, measure)[1:5] == [report._number(s) for s in seconds]
+        seconds = [inference[d][name][side] if d in inference else None for d in ("fp32", "bf16") for side in SIDES]
+        assert _cells(text, measure)[1:5] == shown(seconds)
     for name, measure in [("first token", "time to first token (with an image)"),
                           ("image 256 cfg", "image 256 tokens, CFG 4")]:  # int8: Glyph's own column
         assert _cells(text, measure)[5] == report._number(inference["int8"][name]["glyph"])
         assert set(inference["int8"][name]) == {"glyph"}
     reply = f"reply {DECODE_TOKENS + 1} tokens"
-    decode = [DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side])
-              for d in ("fp32", "bf16") for side in SIDES]
-    assert _cells(text, "text decode")[1:5] == [report._number(v) for v in decode]
+    decode = [DECODE_TOKENS / (inference[d][reply][side] - inference[d]["first token"][side]) if d in inference
+              else None for d in ("fp32", "bf16") for side in SIDES]
+    assert _cells(text, "text decode")[1:5] == shown(decode)
     for (stage, dtype), run in result["training"].items():
         row = _cells(text, f"stage {stage} training, batch 8 × 256")
         at = 1 if dtype == "fp32" else 3
@@ -107,6 +111,17 @@ def test_cuda_without_a_gpu_is_one_clear_error(capsys, monkeypatch):
     assert bench.main(["--configs", "tiny", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "--device cuda" in err and "no CUDA GPU" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_inference_is_measured_only_where_bf16_is_native(monkeypatch, native):
+    """On an AVX2-only CPU bf16 is emulated ~100x slower than fp32: measuring it would take hours."""
+    monkeypatch.setattr(bench, "training_dtype", lambda device: "bf16" if native else "fp32")
+    assert list(bench.inference_dtypes(torch.device("cpu"))) == (["fp32", "bf16"] if native else ["fp32"])
+    machine = {"bandwidth": 1e9, "flops": {"fp32": 1e9, "bf16": 1e7}, "threads": 2, "device": "cpu",
+               "megabytes": 8, "matmul_size": 64, "bf16_native": native}
+    said = "bf16 not measured for inference" in "\n".join(report.machine_lines(machine))
+    assert said is not native
 
 
 def test_training_on_a_gpu_picks_bf16_without_timing_the_cpu(monkeypatch):
