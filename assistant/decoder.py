@@ -18,8 +18,6 @@ The tests check that both give the same logits and the same greedy tokens.
 """
 from __future__ import annotations
 
-import functools
-import time
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from assistant.int8 import cached_int8_rows, int8_linear
+from assistant.matmul_forms import fastest_form, product
 
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
 # RMSNorm → SiLU-gated MLP → residual, with every layer attending globally.
@@ -44,12 +43,12 @@ class Decoder:
         self.values = torch.zeros_like(self.keys)
         self.length = 0  # positions filled in every row
         self.key_mask = torch.zeros(batch, 0, dtype=torch.bool, device=device)  # (B, length): False for padding
-        gate = self.model.layers[0].mlp.gate_proj
-        # The slow matrix-vector path _faster_form works around is a CPU BLAS one (and it times on the CPU).
-        cpu_linear = type(gate) is nn.Linear and device.type == "cpu"
-        self.matmul_form = _faster_form(tuple(gate.weight.shape), dtype) if cpu_linear else "linear"
         self.fused = [fuse_projections(layer) for layer in self.model.layers]
         self.int8 = int8  # plain weights read as int8 rows (assistant/int8.py); LoRA layers stay as they are
+        # The slow matrix-vector paths that fastest_form works around are CPU ones (and it times on the CPU).
+        self.on_cpu = device.type == "cpu"
+        if self.on_cpu and not int8:
+            self._time_product_forms()
 
     @classmethod
     def for_model(cls, causal_lm, batch: int, capacity: int, int8: bool = False) -> Decoder | None:
@@ -60,6 +59,25 @@ class Decoder:
             return None
         dtype = causal_lm.model.embed_tokens.weight.dtype
         return cls(causal_lm, batch, capacity, dtype, int8)
+
+    def _time_product_forms(self) -> None:
+        """Time the product forms once per process for each shape of the layers' plain weights, each on all the
+        layers' weights of that shape (as a decoding step reads them), so later lookups find the answer."""
+        groups: dict[tuple, list[Tensor]] = {}
+        for layer, fused in zip(self.model.layers, self.fused):
+            attention, mlp = layer.self_attn, layer.mlp
+            modules = [attention.o_proj, mlp.down_proj]
+            if fused is None:
+                modules += [attention.q_proj, attention.k_proj, attention.v_proj, mlp.gate_proj, mlp.up_proj]
+            weights = [module.weight for module in modules if type(module) is nn.Linear]
+            weights += [] if fused is None else [fused.qkv, fused.gate_up]
+            for weight in weights:
+                groups.setdefault((tuple(weight.shape), weight.dtype), []).append(weight)
+        for weights in groups.values():
+            fastest_form(weights)
+
+    def _form(self, weight: Tensor) -> str:
+        return fastest_form([weight]) if self.on_cpu else "linear"
 
     def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
         """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
@@ -111,11 +129,11 @@ class Decoder:
         return hidden + self._linear(mlp.down_proj, F.silu(gate) * up)
 
     def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, name: str | None = None) -> Tensor:
-        """x @ weight.T (+ bias) in this decoder's faster matmul form: for the output head's rows. With int8
+        """x @ weight.T (+ bias) in this CPU's fastest form for the weight: for the output head's rows. With int8
         decoding, a `name`d weight is read as int8 rows, kept on the backbone under that name."""
         if self.int8 and name is not None:
             return int8_linear(x, cached_int8_rows(self.model, name, weight), bias)
-        return F.linear(x, weight, bias) if self.matmul_form == "linear" else matmul(x, weight, bias)
+        return product(self._form(weight), x, weight, bias)
 
     def _fused(self, owner: nn.Module, name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """A fused projection (q/k/v or gate/up) of x."""
@@ -124,14 +142,13 @@ class Decoder:
         return self.project(x, weight, bias)
 
     def _linear(self, module: nn.Module, x: Tensor) -> Tensor:
-        """module(x), for a plain nn.Linear in the faster of two matmul forms (see _faster_form), or as int8."""
+        """module(x), for a plain nn.Linear in this CPU's fastest product form (assistant/matmul_forms.py), or as
+        int8."""
         if type(module) is not nn.Linear:
             return module(x)  # peft's LoRA layers: they add their own low-rank term
         if self.int8:
             return int8_linear(x, cached_int8_rows(module, "weight", module.weight), module.bias)
-        if self.matmul_form == "linear":
-            return module(x)
-        return matmul(x, module.weight, module.bias)
+        return product(self._form(module.weight), x, module.weight, module.bias)
 
     def _attention_mask(self, start: int, steps: int) -> Tensor | None:
         """(B, 1, T, start+T) bool: causal, no padding keys; a padding query sees itself (never a NaN row).
@@ -214,48 +231,9 @@ def _still_views(fused: FusedProjections, parts: tuple[nn.Linear, ...]) -> bool:
                for weight, whole, row in expected)
 
 
-def matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x @ weight.T (+ bias) as weight @ xᵀ over at least two rows: the "few rows" form (see _faster_form)."""
-    *lead, width = x.shape
-    flat = x.reshape(-1, width)  # (n, in)
-    rows = flat.shape[0]
-    if rows == 1:
-        flat = flat.expand(2, width).contiguous()  # a real second row: a stride-0 view takes a slow path
-    out = torch.mm(weight, flat.T).T  # (n', out)
-    if rows == 1:
-        out = out[:1]
-    if bias is not None:
-        out = out + bias
-    return out.reshape(*lead, weight.shape[0])
-
-
 def _rms_norm(norm: nn.Module, x: Tensor) -> Tensor:
     """The model's RMSNorm as one fused operator (transformers' runs eight): weight · x / √(mean(x²) + ε)."""
     return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
-
-
-@functools.cache
-def _faster_form(shape: tuple[int, int], dtype: torch.dtype) -> str:
-    """"linear" or "few rows": which is faster for one or two rows times a weight of this shape, timed once.
-
-    For one or two rows, F.linear takes the BLAS library's matrix-vector path, and on some CPUs (AMD EPYC
-    with fp32 here) that reads weights at half the speed of a matrix product with the rows as a 2-column
-    right-hand side. Which wins depends on the CPU, the BLAS library and the dtype, so it is measured."""
-    # 64 MB of weights, more than a server CPU's caches hold (as a model's layers are): with 16 MB an AMD EPYC
-    # timed from its cache and picked the slow form one start in three.
-    count = max(4, 2 ** 26 // (shape[0] * shape[1] * 4))
-    weights = [torch.randn(shape).to(dtype) for _ in range(count)]
-    x = torch.randn(1, shape[1]).to(dtype)
-    forms = {"linear": lambda w: F.linear(x, w), "few rows": lambda w: matmul(x, w, None)}
-    best = dict.fromkeys(forms, float("inf"))
-    for _ in range(3):  # interleaved, best of three: a busy moment slows one pass, not one form
-        for name, form in forms.items():
-            started = time.perf_counter()
-            for weight in weights:
-                form(weight)
-            best[name] = min(best[name], time.perf_counter() - started)
-    linear, few_rows = best["linear"], best["few rows"]
-    return "few rows" if few_rows < 0.8 * linear else "linear"
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
