@@ -92,8 +92,8 @@ def measure_machine(device: torch.device) -> dict:
     machine = {"bandwidth": bandwidth_bytes_per_s(probe["megabytes"], device=device),
                "flops": {name: matmul_flops_per_s(dtype, probe["matmul_size"], device=device)
                          for name, dtype in DTYPES.items()},
-               "threads": torch.get_num_threads(), "device": device.type, "bf16_native": training_dtype(device) == "bf16",
-               **probe}
+               "threads": torch.get_num_threads(), "device": device.type,
+               "bf16_native": training_dtype(device) == "bf16", **probe}
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
     return machine
