@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from assistant.int8 import cached_int8_rows, int8_linear
+from assistant.int8 import cached_int8_rows, int8_head, int8_linear
 from assistant.matmul_forms import fastest_form, product
 
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
@@ -130,9 +130,10 @@ class Decoder:
 
     def project(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, name: str | None = None) -> Tensor:
         """x @ weight.T (+ bias) in this CPU's fastest form for the weight: for the output head's rows. With int8
-        decoding, a `name`d weight is read as int8 rows, kept on the backbone under that name."""
+        decoding, a `name`d weight is read as int8 rows (kept on the backbone under that name), its highest
+        logits recomputed in float (int8_head)."""
         if self.int8 and name is not None:
-            return int8_linear(x, cached_int8_rows(self.model, name, weight), bias)
+            return int8_head(x, cached_int8_rows(self.model, name, weight), weight, bias)
         return product(self._form(weight), x, weight, bias)
 
     def _fused(self, owner: nn.Module, name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

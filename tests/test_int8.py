@@ -8,7 +8,7 @@ from torch import nn
 
 from assistant.decoder import Decoder
 from assistant.generation import _Rows
-from assistant.int8 import cached_int8_rows, int8_linear, int8_rows
+from assistant.int8 import EXACT_ROWS, cached_int8_rows, int8_head, int8_linear, int8_rows
 
 
 def test_each_row_is_rounded_to_its_own_scale():
@@ -30,6 +30,22 @@ def test_int8_linear_is_the_float_product_within_its_rounding():
         assert ours.dtype == x.dtype and ours.shape == exact.shape
         assert F.cosine_similarity(ours.flatten(), exact.flatten(), dim=0) > 0.999
         assert (ours - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_an_int8_head_keeps_the_float_models_choice():
+    """With rows whose logits lie close together, plain int8 rows pick another top logit than the float weight
+    for some inputs; int8_head recomputes its top candidates from the float rows and picks the float one."""
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randn(1, 64, generator=generator) + 0.1 * torch.randn(500, 64, generator=generator)
+    bias = 0.01 * torch.randn(500, generator=generator)
+    x = torch.randn(200, 64, generator=generator)
+    exact, packed = F.linear(x, weight, bias), int8_rows(weight)
+    assert bool((int8_linear(x, packed, bias).argmax(-1) != exact.argmax(-1)).any())  # plain int8 flips some
+    ours = int8_head(x, packed, weight, bias)
+    assert torch.equal(ours.argmax(-1), exact.argmax(-1))
+    top = exact.topk(EXACT_ROWS // 4, dim=-1).indices  # the float model's best candidates carry its values
+    torch.testing.assert_close(ours.gather(-1, top), exact.gather(-1, top))
+    assert int8_head(x.view(4, 50, 64), packed, weight, bias).shape == (4, 50, 500)
 
 
 def test_the_packed_copy_is_kept_until_its_weight_changes():
