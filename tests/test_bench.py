@@ -1,6 +1,8 @@
 """The benchmark's fairness: the reference (LLaVA + peft + generate()) holds Glyph's weights and says the same."""
 from __future__ import annotations
 
+import sys
+
 import open_clip
 import pytest
 import torch
@@ -8,7 +10,7 @@ from PIL import Image
 from transformers import LlamaForCausalLM
 
 from assistant.templates import IGNORE_INDEX
-from benchmarks import bench, floors, report, sizes
+from benchmarks import bench, cold_start, floors, report, sizes
 from benchmarks.parts import CONFIGS, assistant, build_parts, build_tokenizer, clip_config, llama_config, vq_config
 from benchmarks.workloads import (BATCH, DECODE_TOKENS, SIDES, Pair, Trainer, supervised_tokens,
                                   training_batches)
@@ -103,6 +105,14 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
         assert image.format == "PNG" and image.size == (715, 506)
     assert bench.main(["--configs", "tiny", "--repeats", "0"]) == 2
     assert "--repeats 0 must be ≥ 1" in capsys.readouterr().err
+
+
+def test_cold_start_counts_until_the_first_token_not_the_exit():
+    """A child that has its token at once and then takes 2 s to exit started in well under those 2 s."""
+    child = "import time; print([7]); print(time.monotonic()); time.sleep(2)"
+    seconds, tokens = cold_start.start_seconds([sys.executable, "-c", child])
+    assert tokens == "[7]"
+    assert 0 < seconds < 1.5
 
 
 def test_cuda_without_a_gpu_is_one_clear_error(capsys, monkeypatch):
