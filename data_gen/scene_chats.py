@@ -43,6 +43,7 @@ from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
+from scenes.questions import MORE_KINDS
 from scenes.questions import SCENE_IN_TEXT, ask, ask_count_of_present, compare, drawing_plan, drawing_request, where
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
@@ -332,8 +333,13 @@ def parse_mix(settings: list[str]) -> dict[str, float]:
 
 
 def question_weights(changes: dict[str, float]) -> dict[str, float]:
-    """Each question kind's probability: weight 1 each, with `changes` (--questions count=2), renormalised."""
-    return _kind_weights(changes, QUESTION_KINDS, "--questions")
+    """Each question kind's probability: weight 1 each, with `changes` (--questions count=2), renormalised.
+
+    MORE_KINDS weigh 0 unless given (--questions size=1), and a kind of weight 0 is left out, so the chats of
+    recipes written before those kinds existed stay what they were."""
+    weights = _kind_weights(changes, QUESTION_KINDS + MORE_KINDS, "--questions",
+                            default={kind: 0.0 for kind in MORE_KINDS})
+    return {kind: weight for kind, weight in weights.items() if kind in QUESTION_KINDS or weight > 0}
 
 
 def drawing_weights(changes: dict[str, float]) -> dict[str, float]:
@@ -342,8 +348,9 @@ def drawing_weights(changes: dict[str, float]) -> dict[str, float]:
     return _kind_weights(changes, CATEGORIES, "--drawings")
 
 
-def _kind_weights(changes: dict[str, float], kinds, option: str) -> dict[str, float]:
-    weights = {kind: changes.get(kind, 1.0) for kind in kinds}
+def _kind_weights(changes: dict[str, float], kinds, option: str, default: dict[str, float] | None = None
+                  ) -> dict[str, float]:
+    weights = {kind: changes.get(kind, (default or {}).get(kind, 1.0)) for kind in kinds}
     if any(weight < 0 for weight in weights.values()) or set(changes) - set(kinds):
         raise ValueError(f"{option} {changes}: weights must be ≥ 0 and kinds among {', '.join(kinds)}")
     if sum(weights.values()) <= 0:
@@ -353,7 +360,7 @@ def _kind_weights(changes: dict[str, float], kinds, option: str) -> dict[str, fl
 
 def parse_questions(settings: list[str]) -> dict[str, float]:
     """["count=2", ...] → {"count": 2.0, ...}; an unknown question kind, or a weight below 0, is a ValueError."""
-    return _parse_weights(settings, QUESTION_KINDS, "--questions")
+    return _parse_weights(settings, QUESTION_KINDS + MORE_KINDS, "--questions")
 
 
 def parse_drawings(settings: list[str]) -> dict[str, float]:
@@ -421,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                         "repeatable; kinds of other --kind mixes are ignored)")
     p.add_argument("--questions", action="append", default=[], metavar="KIND=WEIGHT",
                    help="ask some question kinds more often (e.g. count=2; each kind weighs 1 unless given; "
-                        f"kinds: {', '.join(QUESTION_KINDS)}; repeatable)")
+                        f"kinds: {', '.join(QUESTION_KINDS)}; and, weighing 0 unless given: {', '.join(MORE_KINDS)}; "
+                        "repeatable)")
     p.add_argument("--drawing-size", type=int, default=None, metavar="PX",
                    help="draw every picture the assistant makes at PX pixels (the VQ-VAE's image size), each "
                         "object centred in its cell; default: the scene's own image")

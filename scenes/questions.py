@@ -10,6 +10,12 @@
 A sixth kind, `compare`, asks about two scenes at once ("Which picture has more circles?": "first",
 "second" or "same"): `compare(first, second, rng)`.
 
+MORE_KINDS are questions people ask as readily, which the five do not cover: an object's size ("How big is the
+red circle?": "large"), what is in a place ("What is in the top left corner?": "red circle" or "nothing"),
+which shapes or colours there are ("What shapes can you see?": "circle,square"), and whether anything has a
+colour or a shape ("Is anything red?": "yes"). `ask` asks them only when named, so chats written before them
+stay the same; their `short` answers read back with scenes.reading.short_answer as the five's do.
+
 Five kinds, the ones Glyph's evaluation scores by type: colour, shape, count,
 position and existence (yes/no, half of them about objects that are not there,
 as in POPE). Every question names its object so that exactly one answer is
@@ -29,6 +35,7 @@ from scenes.captions import NUMBER_WORDS, listing, object_phrase, position_phras
 from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural
 
 KINDS = ("color", "shape", "count", "position", "existence")
+MORE_KINDS = ("size", "cell", "shapes", "colors", "any")  # asked only when named (see above)
 COMPARE = "compare"  # the two-scene kind, asked by compare() rather than ask()
 PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use
 # A question about a scene given as its caption instead of a picture: text chats and `glyph eval lm` ask so.
@@ -64,6 +71,31 @@ FRAMES = {
                   "held_out": ("Any {c} {s} in this picture?", "Would you say there is {a}?",
                                "Can you spot {a} anywhere?", "Does {a} appear in the image?")},
 }
+# {named} is an object, {where} a place ("in the top left corner"), {what} "anything red" or "a circle".
+FRAMES |= {
+    "size": {"train": ("How big is {named}?", "What size is {named}?", "Is {named} large or small?",
+                       "Is {named} big or small?", "Tell me the size of {named}.", "How large is {named}?"),
+             "held_out": ("Would you call {named} big or little?", "What's the size of {named}?",
+                          "Could you tell me how big {named} is?")},
+    "cell": {"train": ("What is {where}?", "What can you see {where}?", "What is there {where}?",
+                       "Which shape is {where}?", "Tell me what is {where}.", "What do you see {where}?"),
+             "held_out": ("What's sitting {where}?", "Is there something {where}? What is it?",
+                          "What have we got {where}?")},
+    "shapes": {"train": ("What shapes are in the picture?", "Which shapes can you see?", "What shapes does the "
+                         "image show?", "Name the shapes in the image.", "Which kinds of shapes are there?",
+                         "What shapes are there?"),
+               "held_out": ("What shapes can you see here?", "List the shapes you notice.",
+                            "What figures appear in this image?")},
+    "colors": {"train": ("What colours are in the picture?", "Which colors can you see?", "What colours does "
+                         "the image have?", "Name the colors in the image.", "Which colours are there?",
+                         "What colors are used in this picture?"),
+               "held_out": ("What colours can you spot here?", "List the colors you notice.",
+                            "Which hues appear in this image?")},
+    "any": {"train": ("Is there {what}?", "Is there {what} in the image?", "Do you see {what}?",
+                      "Does the picture have {what}?", "Can you see {what}?", "Is there {what} in the picture?"),
+            "held_out": ("Would you say there is {what} here?", "Can you find {what} in this picture?",
+                         "Is {what} visible?")},
+}
 COMPARE_FRAMES = {
     "train": ("Which picture has more {what}?", "Which of the two images has more {what}?",
               "Does the first or the second picture have more {what}?", "Which image shows more {what}?",
@@ -81,14 +113,18 @@ _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right"
 
 @dataclass(frozen=True)
 class QA:
-    kind: str  # one of KINDS, or COMPARE
+    kind: str  # one of KINDS, MORE_KINDS or COMPARE
     question: str
     answer: str  # a full sentence
-    short: str  # the canonical answer: "red", "circle", "2", "top left", "yes"
+    short: str  # the canonical answer: "red", "circle", "2", "top left", "yes"; for shapes and colors the
+    # sorted names joined by commas ("circle,square"); for cell an object's colour and shape or "nothing"
+    phrase: str = ""  # MORE_KINDS: the answer as a reply of a word or phrase, for brief
 
     @property
     def brief(self) -> str:
         """The answer as a reply of a word or phrase: "Red.", "A circle.", "Two.", "In the top left corner.", "No."."""
+        if self.phrase:
+            return self.phrase
         if self.kind == "shape":
             return f"A {self.short}."
         if self.kind == "count":
@@ -108,8 +144,8 @@ def where(obj: SceneObject) -> str:
 def ask(scene: Scene, rng: np.random.Generator, kind: str | None = None, phrasing: str = "train") -> QA:
     """A question of `kind` (any when None) about `scene`, worded from the `phrasing` set of FRAMES."""
     kind = kind or KINDS[int(rng.integers(len(KINDS)))]
-    if kind not in KINDS:
-        raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind not in _ASK:
+        raise ValueError(f"unknown question kind {kind!r}; choose from {', '.join(_ASK)}")
     if phrasing not in PHRASINGS:
         raise ValueError(f"unknown phrasing {phrasing!r}; choose from {', '.join(PHRASINGS)}")
     return _ASK[kind](scene, rng, FRAMES[kind][phrasing])
@@ -234,7 +270,72 @@ def compare(first: Scene, second: Scene, rng: np.random.Generator, phrasing: str
     return QA(COMPARE, _pick(rng, COMPARE_FRAMES[phrasing]).format(what=what), answer, short)
 
 
-_ASK = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence}
+def _size(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    obj = _pick(rng, scene.objects)
+    unique = sum((o.color, o.shape) == (obj.color, obj.shape) for o in scene.objects) == 1
+    named = f"the {obj.color} {obj.shape}" if unique and rng.random() < 0.5 else _name(obj, scene, rng, hide="")
+    question = _pick(rng, frames).format(named=named)
+    return QA("size", question, f"{named[0].upper()}{named[1:]} is {obj.size}.", obj.size, f"{obj.size.capitalize()}.")
+
+
+def _cell(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    """Half the time a cell that holds an object, else an empty one (when there is one)."""
+    taken = {(o.row, o.col): o for o in scene.objects}
+    empty = [cell for cell in POSITION_NAMES if cell not in taken]
+    cell = _pick(rng, empty) if empty and rng.random() < 0.5 else _pick(rng, sorted(taken))
+    place = _WHERE[POSITION_NAMES[cell]]
+    question = _pick(rng, frames).format(where=place)
+    obj = taken.get(cell)
+    if obj is None:
+        return QA("cell", question, f"There is nothing {place}.", "nothing", "Nothing.")
+    thing = with_article(f"{obj.size} {obj.color} {obj.shape}")
+    return QA("cell", question, f"There is {thing} {place}.", f"{obj.color} {obj.shape}",
+              f"{thing[0].upper()}{thing[1:]}.")
+
+
+def _kinds_listed(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...], attribute: str) -> QA:
+    """Every shape (or colour) in the scene, each once, in reading order; shapes with their counts."""
+    objects = sorted(scene.objects, key=lambda o: (o.row, o.col))
+    names = list(dict.fromkeys(getattr(o, attribute) for o in objects))
+    if attribute == "shape":
+        counts = [sum(o.shape == name for o in objects) for name in names]
+        items = [with_article(name) if n == 1 else f"{NUMBER_WORDS[n]} {plural(name)}"
+                 for name, n in zip(names, counts)]
+    else:
+        items = names
+    listed = listing(items)
+    kind = "shapes" if attribute == "shape" else "colors"
+    return QA(kind, _pick(rng, frames), f"I can see {listed}.", ",".join(sorted(names)),
+              f"{listed[0].upper()}{listed[1:]}.")
+
+
+def _shapes(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    return _kinds_listed(scene, rng, frames, "shape")
+
+
+def _colors(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    return _kinds_listed(scene, rng, frames, "color")
+
+
+def _any(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
+    """Is anything of a colour, or is there a shape? Half the time about one the scene has."""
+    by_color = rng.random() < 0.5
+    values = COLORS if by_color else SHAPES
+    present = sorted({o.color if by_color else o.shape for o in scene.objects})
+    absent = [v for v in values if v not in present]
+    value = _pick(rng, present) if not absent or rng.random() < 0.5 else _pick(rng, absent)
+    what = f"anything {value}" if by_color else with_article(value)
+    question = _pick(rng, frames).format(what=what)
+    found = sorted((o for o in scene.objects if value in (o.color, o.shape)), key=lambda o: (o.row, o.col))
+    if not found:
+        missing = f"nothing {value}" if by_color else f"no {value}"
+        return QA("any", question, f"No, there is {missing}.", "no", "No.")
+    items = [f"{with_article(f'{o.size} {o.color} {o.shape}')} {where(o)}" for o in found]
+    return QA("any", question, f"Yes, there is {listing(items)}.", "yes", "Yes.")
+
+
+_ASK = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence,
+        "size": _size, "cell": _cell, "shapes": _shapes, "colors": _colors, "any": _any}
 
 _DRAW = ("Draw {}", "Please draw {}", "Can you draw {}", "Make a picture of {}", "Paint {}", "Show me {}",
          "Sketch {}", "Could you make an image of {}", "Draw me {}", "Create a picture with {}",

@@ -143,5 +143,29 @@ def _compare(text: str) -> str | None:
     return found[1] if found[1] in ("first", "second") else "same"
 
 
+_SIZE = re.compile(rf"\b{SIZE_WORD}\b")
+_NOTHING = re.compile(r"\b(nothing|empty|no shape|no object|no shapes|no objects)\b")
+
+
+def _size(text: str) -> str | None:
+    found = _last(_SIZE, text)
+    return SIZE_OF[found[1]] if found else None
+
+
+def _cell(text: str) -> str | None:
+    """The first object named ("There is a large red circle there."), or "nothing" when that comes first."""
+    found, nothing = _BARE_OBJECT.search(text), _NOTHING.search(text)
+    if nothing and (found is None or nothing.start() < found.start()):
+        return "nothing"
+    return f"{found[1]} {found[2]}" if found else None
+
+
+def _every(pattern: re.Pattern, text: str) -> str | None:
+    """Every name the pattern finds, each once, sorted and joined by commas; None when there is none."""
+    names = sorted({match[1] for match in pattern.finditer(text)})
+    return ",".join(names) or None
+
+
 _SHORT = {"color": _color, "shape": _shape, "count": _count, "position": _position, "existence": _existence,
-          COMPARE: _compare}
+          COMPARE: _compare, "size": _size, "cell": _cell, "shapes": lambda text: _every(_SHAPE, text),
+          "colors": lambda text: _every(_COLOR, text), "any": _existence}

@@ -9,7 +9,7 @@ from PIL import Image
 
 from data_gen.scene_dataset import write_scene_dataset
 from scenes.captions import describe
-from scenes.questions import SCENE_IN_TEXT
+from scenes.questions import FRAMES, MORE_KINDS, SCENE_IN_TEXT
 from scenes.render import render_scene
 from scenes.world import BACKGROUND, scene_rng
 from training.eval_assistant import (
@@ -17,6 +17,7 @@ from training.eval_assistant import (
     follow_up_questions,
     geneval_prompts,
     load_scenes,
+    more_kind_questions,
     one_at_a_time,
     score_captions,
     score_drawings,
@@ -273,6 +274,18 @@ def long_context_copy(assistant, root):
     return copy
 
 
+def test_more_kinds_of_question_score_an_oracle_one_and_a_stock_answer_by_its_share(items):
+    questions = more_kind_questions(items, seed=1)
+    assert [qa.kind for _, qa in questions[:5]] == list(MORE_KINDS)
+    assert not {qa.question for _, qa in questions} & {frame for kind in MORE_KINDS for frame in FRAMES[kind]["train"]}
+    vqa, _ = score_vqa(questions, oracle_answerer(items, questions))
+    assert vqa["overall"] == 1.0 and list(vqa["by_type"]) == list(MORE_KINDS) and "yes_no" not in vqa
+    stock, _ = score_vqa(questions, one_at_a_time(lambda image, question: "No, it is large and there is nothing."))
+    expected = {kind: sum(qa.short == short for _, qa in questions if qa.kind == kind) / len(items)
+                for kind, short in (("size", "large"), ("cell", "nothing"), ("any", "no"))}
+    assert stock["by_type"] == pytest.approx(expected | {"shapes": 0.0, "colors": 0.0}, abs=1e-4)
+
+
 def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, tmp_path, capsys):
     from training import eval_assistant
 
@@ -284,5 +297,7 @@ def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, 
     report = json.loads((out / "report.json").read_text())
     assert report["late_requests"]["prompts"] == 5 and 0 <= report["late_requests"]["declined"] <= 1
     assert set(report["late_requests"]["by_category"]) == set(report["geneval"]["by_category"])
-    assert "late       overall" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "late       overall" in printed and "more kinds overall" in printed
+    assert report["vqa_more_kinds"]["questions"] == 2 * 5
     assert (out / "examples.png").stat().st_size > 0

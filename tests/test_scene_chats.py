@@ -9,7 +9,9 @@ import pytest
 from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
+from scenes.questions import FRAMES
 from scenes.questions import KINDS as QUESTION_KINDS
+from scenes.reading import short_answer
 from scenes.world import plural
 
 
@@ -91,6 +93,25 @@ def test_question_weights_change_which_kinds_conversations_ask(tmp_path):
     with pytest.raises(ValueError, match="--questions leaves no kind"):
         write_chats(scenes, tmp_path / "none.jsonl", "instruct", 5, questions={k: 0 for k in QUESTION_KINDS})
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_more_question_kinds_come_only_when_given_a_weight(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def chats(weights: dict, name: str) -> str:
+        return write_chats(scenes, tmp_path / f"{name}.jsonl", "instruct", 80, seed=5,
+                           mix={"conversation": 1.0, "draw": 0.0}, questions=weights).read_text()
+
+    before = chats({"count": 2}, "before")
+    assert before == chats({"count": 2, "size": 0, "any": 0}, "zero")  # recipes written before them: unchanged
+    sizes = [c for line in chats({k: 0 for k in QUESTION_KINDS} | {"size": 1}, "sizes").splitlines()
+             if (c := json.loads(line))["kind"] == "conversation"]
+    frames = [frame.split("{")[0] for frame in FRAMES["size"]["train"]]
+    asked = [p["text"] for c in sizes for m in c["messages"] if m["role"] == "user" for p in m["content"]
+             if p["type"] == "text"]
+    assert len(asked) > 50 and all(q.startswith(tuple(frames)) for q in asked), asked[:5]
+    replies = [p["text"] for c in sizes for m in c["messages"] if m["role"] == "assistant" for p in m["content"]]
+    assert all(short_answer("size", reply) in ("small", "large") for reply in replies), replies[:5]
 
 
 def test_count_present_asks_counts_of_what_the_picture_has(tmp_path):

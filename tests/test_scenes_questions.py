@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from scenes.questions import FRAMES, KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
+from scenes.questions import _WHERE, FRAMES, KINDS, MORE_KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
 from scenes.reading import short_answer
 from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural, sample_scene, scene_rng
 
@@ -69,7 +69,7 @@ def test_held_out_phrasings_are_never_training_phrasings():
     for kind, frames in FRAMES.items():
         assert frames["train"] and frames["held_out"] and not set(frames["train"]) & set(frames["held_out"]), kind
     for i, scene in enumerate(SCENES):
-        for kind in KINDS:
+        for kind in KINDS + MORE_KINDS:
             seen = ask(scene, scene_rng(4, i), kind, "train")
             unseen = ask(scene, scene_rng(4, i), kind, "held_out")
             assert unseen.short == seen.short and unseen.question != seen.question  # same answer, other words
@@ -113,6 +113,39 @@ def test_every_kind_is_asked_and_unknown_kinds_refused():
     assert kinds == set(KINDS)
     with pytest.raises(ValueError, match="unknown question kind"):
         ask(SCENES[0], scene_rng(0, 0), "mood")
+
+
+def expected_short(kind: str, question: str, scene) -> str:
+    """The answer to one of MORE_KINDS, worked out from the question's words and the scene spec alone."""
+    if kind == "size":
+        found = named_objects(question, scene)
+        assert len(found) == 1, (question, scene)
+        return found[0].size
+    if kind == "cell":
+        place = next(name for name, words in sorted(_WHERE.items(), key=lambda item: -len(item[1]))
+                     if words in question)
+        cell = next(cell for cell, name in POSITION_NAMES.items() if name == place)
+        there = [o for o in scene.objects if (o.row, o.col) == cell]
+        return f"{there[0].color} {there[0].shape}" if there else "nothing"
+    if kind in ("shapes", "colors"):
+        return ",".join(sorted({o.shape if kind == "shapes" else o.color for o in scene.objects}))
+    asked = re.search(r"\b(?:anything (\w+)|an? (\w+))\b", question)
+    color, shape = asked.groups()
+    return "yes" if any(o.color == color or o.shape == shape for o in scene.objects) else "no"
+
+
+@pytest.mark.parametrize("kind", MORE_KINDS)
+def test_more_kinds_answer_from_the_spec_and_read_back(kind):
+    shorts = []
+    for phrasing in PHRASINGS:
+        for i, scene in enumerate(SCENES):
+            qa = ask(scene, scene_rng(15, i), kind, phrasing)
+            assert qa.kind == kind and qa.short == expected_short(kind, qa.question, scene), (qa, scene)
+            assert short_answer(kind, qa.answer) == qa.short and short_answer(kind, qa.brief) == qa.short, qa
+            shorts.append(qa.short)
+    if kind in ("cell", "any"):  # about half the places are empty, half the things absent
+        negative = "nothing" if kind == "cell" else "no"
+        assert 0.3 < shorts.count(negative) / len(shorts) < 0.6
 
 
 def test_drawing_requests_name_every_object():

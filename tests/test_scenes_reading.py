@@ -115,6 +115,17 @@ def test_answers_without_a_fact_are_none(kind):
     assert short_answer(kind, "I don't know.") is None
 
 
+@pytest.mark.parametrize(("kind", "reply", "short"), [
+    ("size", "It is a big one.", "large"), ("size", "Little.", "small"),
+    ("cell", "Nothing is there; the red circle is in the center.", "nothing"),
+    ("cell", "In that corner sits a small blue ring.", "blue ring"), ("cell", "I don't know.", None),
+    ("shapes", "Two crosses, a circle and another cross.", "circle,cross"), ("shapes", "Hmm.", None),
+    ("colors", "Mostly red, with some blue and red again.", "blue,red"),
+    ("any", "Yes, the square at the top is red.", "yes"), ("any", "No, nothing is green.", "no")])
+def test_more_kinds_read_from_free_replies(kind, reply, short):
+    assert short_answer(kind, reply) == short
+
+
 def test_unknown_kinds_are_refused():
     with pytest.raises(ValueError, match="unknown question kind"):
-        short_answer("size", "It is small.")
+        short_answer("mood", "It is happy.")

@@ -7,6 +7,10 @@
   Asked three ways: in the wordings training chats use; in held-out wordings that no training chat uses
   (scenes.questions.FRAMES); and as follow-ups, each question the second turn of a chat whose first turn
   was another question about the same image, answered by the model itself.
+- More kinds of question, in held-out wordings, one of each per scene: an object's size, what is in a place
+  (or that nothing is), which shapes and which colours the picture has, whether anything has a colour or a
+  shape (scenes.questions.MORE_KINDS). No recipe before round 19 trained on them: the row shows how far
+  the five kinds' training carries.
 - Two images: "Which picture has more circles?" about each scene and the next, both pictures in one
   message (scenes.questions.compare): right when the reply names the right one, or says they have as many.
 - Words, not pictures: how often the model, free to start a drawing, would open its answer to a question
@@ -49,7 +53,7 @@ from assistant.config import ConfigError, write_json_atomic
 from scenes.declines import REASONS, impossible_request
 from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
-from scenes.questions import COMPARE, KINDS, QA, ask, compare
+from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, compare
 from scenes.reading import read_caption, short_answer
 from scenes.world import Scene, scene_rng
 from training.pictures import save_png_atomic
@@ -100,6 +104,12 @@ def vqa_questions(items: list[SceneItem], seed: int, phrasing: str = "train") ->
             for i, item in enumerate(items) for k, kind in enumerate(KINDS)]
 
 
+def more_kind_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA]]:
+    """One question of each of MORE_KINDS per scene, in held-out wordings."""
+    return [(item, ask(item.scene, scene_rng(seed + 11, i * len(MORE_KINDS) + k), kind, "held_out"))
+            for i, item in enumerate(items) for k, kind in enumerate(MORE_KINDS)]
+
+
 def follow_up_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA, QA]]:
     """(scene, first question, follow-up) triples: every kind as a follow-up, after a question of the next kind."""
     return [(item, ask(item.scene, scene_rng(seed + 1, i * len(KINDS) + k), KINDS[(k + 1) % len(KINDS)]),
@@ -134,10 +144,11 @@ def score_vqa(questions: list[tuple[SceneItem, QA]], answer: AnswerAll, desc: st
     replies = in_batches([(item.image, qa.question) for item, qa in questions], answer, desc)
     outcomes = [Outcome(qa.kind, qa.question, reply, short_answer(qa.kind, reply) == qa.short, item.image)
                 for (item, qa), reply in zip(questions, replies)]
-    by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in KINDS}
+    kinds = dict.fromkeys(qa.kind for _, qa in questions)  # in the order asked: KINDS' order for the five
+    by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in kinds}
     existence = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "existence"]
-    return {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes),
-            "yes_no": _pope(existence)}, outcomes
+    scores = {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes)}
+    return scores | ({"yes_no": _pope(existence)} if existence else {}), outcomes
 
 
 def score_two_images(questions: list[tuple[tuple[SceneItem, SceneItem], QA]], answer: AnswerAll
@@ -337,6 +348,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     vqa, vqa_outcomes = timed(score_vqa, questions, answer)
     unseen, unseen_outcomes = timed(score_vqa, vqa_questions(items, args.seed + 7, "held_out"), answer, "VQA unseen")
     follow_ups, follow_outcomes = timed(score_follow_ups, follow_up_questions(items, args.seed), answer)
+    more_kinds, more_outcomes = timed(score_vqa, more_kind_questions(items, args.seed), answer, "VQA more kinds")
     two_images, two_outcomes = timed(score_two_images, two_image_questions(items, args.seed), answer)
     vqa["picture_rate"] = picture_rate(model, questions)
     captions, caption_outcomes = timed(score_captions, items, answer)
@@ -350,7 +362,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     late_draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed, late=True)
     late_geneval, late_outcomes = timed(score_drawings, prompts, late_draw, late)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
-              "vqa_follow_ups": follow_ups, "vqa_two_images": two_images, "captions": captions,
+              "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds, "vqa_two_images": two_images,
+              "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines,
               "late_requests": {"after": "1-3 questions about a test picture", **late_geneval,
                                 "declined": _share(model, [late_prompts(model, r)[0] for r in late], drawn=False)}}
@@ -361,8 +374,9 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    return report, (vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + two_outcomes[:2] + caption_outcomes
-                    + draw_outcomes + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
+    return report, (vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + more_outcomes[:5] + two_outcomes[:2]
+                    + caption_outcomes + draw_outcomes
+                    + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
 
 
 def timed(score, *args) -> tuple[dict, list[Outcome]]:
@@ -396,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
-             ("follow-ups", "vqa_follow_ups"), ("two images", "vqa_two_images"), ("captions", "captions"),
+             ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"), ("two images", "vqa_two_images"),
+             ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg"),
              ("late requests", "late_requests")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
@@ -404,7 +419,8 @@ def summary(report: dict) -> str:
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
              *[f"{label} overall {report[key]['overall']:.1%}  "
                + "  ".join(f"{k} {v:.1%}" for k, v in report[key]["by_type"].items())
-               for label, key in (("  unseen", "vqa_unseen_phrasings"), ("follow-up", "vqa_follow_ups"))
+               for label, key in (("  unseen", "vqa_unseen_phrasings"), ("follow-up", "vqa_follow_ups"),
+                                  ("more kinds", "vqa_more_kinds"))
                if key in report],
              (f"two images overall {report['vqa_two_images']['overall']:.1%}  "
               + "  ".join(f"{k} {v:.1%}" for k, v in report["vqa_two_images"]["by_answer"].items()))

@@ -223,6 +223,11 @@ def _score_lines(report: dict) -> list[str]:
               f"- captions exact: {report['captions']['exact']:.1%}"]
     if "picture_rate" in vqa:
         lines.append(f"- questions it would answer with a drawing: {vqa['picture_rate']:.1%}")
+    if "vqa_more_kinds" in report:
+        more = report["vqa_more_kinds"]
+        lines.append(f"- other kinds of question, in unseen wordings (size, what is in a place, which shapes, which "
+                     f"colours, whether anything is a colour or shape): {more['overall']:.1%} ("
+                     + ", ".join(f"{kind} {rate:.1%}" for kind, rate in more["by_type"].items()) + ")")
     if "vqa_two_images" in report:
         two = report["vqa_two_images"]
         lines.append(f"- questions about two pictures at once (\"Which picture has more circles?\"): "
