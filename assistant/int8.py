@@ -12,8 +12,8 @@ and torchao's int8 weight-only). The product runs in PyTorch's own int8 weight k
 
 An output head is where int8's rounding shows: the next token is chosen among logits that often differ by
 less than that rounding (on the shipped assistant's captions, an int8 text head alone flipped 44 of 3,513
-greedy tokens against 13 for every layer's weights together). `int8_head` reads the head as int8 to find
-the top `EXACT_ROWS` candidates, then recomputes those from the float rows: the choice among them, and so
+greedy tokens; every layer's weights in int8 with the head in float, 18). `int8_head` reads the head as int8
+to find the top `EXACT_ROWS` candidates, then recomputes those from the float rows: the choice among them, and so
 greedy decoding, is the float model's whenever its best token is among them.
 
 `cached_int8_rows(owner, name, weight)` keeps one packed copy per weight on the module that owns it, made on

@@ -9,8 +9,8 @@
   was another question about the same image, answered by the model itself.
 - More kinds of question, in held-out wordings, one of each per scene: an object's size, what is in a place
   (or that nothing is), which shapes and which colours the picture has, whether anything has a colour or a
-  shape (scenes.questions.MORE_KINDS). No recipe before round 19 trained on them: the row shows how far
-  the five kinds' training carries.
+  shape (scenes.questions.MORE_KINDS). The shipped round 18 never trained on them: for it the row shows how
+  far the five kinds' training carries.
 - Two images: "Which picture has more circles?" about each scene and the next, both pictures in one
   message (scenes.questions.compare): right when the reply names the right one, or says they have as many.
 - Words, not pictures: how often the model, free to start a drawing, would open its answer to a question
