@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from assistant.config import first_line
+from assistant.machine import cache_root
 
 
 class ModelLoadError(ValueError):
@@ -92,7 +93,7 @@ PACKAGE_PREFIX = "package:"  # "package:NAME": the one .gguf file the installed 
 
 
 def dense_cache_dir() -> Path:
-    return Path(os.environ.get("GLYPH_CACHE", ".cache/glyph")) / "llm"
+    return cache_root() / "llm"
 
 
 def _dense_copy_of(gguf_path: str, name_or_path: str, gguf_file: str | None

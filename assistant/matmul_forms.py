@@ -15,7 +15,7 @@ core, at about 14 GB/s of fp32 weights where two cores read 32 GB/s. Two other f
 
 Which is fastest depends on the CPU, the BLAS build, the dtype (oneDNN has no bf16 kernel on an AVX2-only
 CPU) and the weight's shape (oneDNN's fixed cost of ~25 µs a call loses on small weights), so it is measured
-once per shape and dtype, on the model's own weights.
+once per machine, shape and dtype, on the model's own weights.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from assistant.machine import machine_key, remembered
 
 FORMS = ("linear", "few rows", "onednn")
 # Bytes of weights each form is timed over: more than a server CPU's caches hold, as a model's layers are.
@@ -64,19 +66,25 @@ _FASTEST: dict[tuple[tuple[int, ...], torch.dtype], str] = {}  # (shape, dtype) 
 
 def fastest_form(weights: Sequence[Tensor]) -> str:
     """The fastest of FORMS for one row times each of `weights` (CPU tensors of one shape and dtype), timed on
-    them the first time this process meets that shape and dtype.
+    them the first time this machine meets that shape and dtype with this many threads (assistant/machine.py
+    keeps the answer, so a later process starts without timing: a third of a second for SmolLM2's shapes).
 
     Pass every weight of that shape that a decoding step reads (all the layers' gate/up weights, say): the
     timing then reads memory as decoding does, not from the CPU's caches (with 16 MB of weights an AMD EPYC
     timed from its cache and picked the slow form one start in three). It reads SAMPLE_BYTES of them."""
     key = (tuple(weights[0].shape), weights[0].dtype)
     if key not in _FASTEST:
-        x = torch.randn(1, key[0][1]).to(key[1])
-        forms = {name: functools.partial(product, name, x) for name in FORMS if _works(name, x, weights[0])}
-        seconds = _best_seconds(forms, weights)
-        fastest = min(seconds, key=seconds.get)
-        _FASTEST[key] = fastest if seconds[fastest] < MARGIN * seconds["linear"] else "linear"
+        machine = machine_key("matmul form", *key, torch.get_num_threads())
+        _FASTEST[key] = remembered("matmul_forms", machine, lambda: _time_forms(weights))
     return _FASTEST[key]
+
+
+def _time_forms(weights: Sequence[Tensor]) -> str:
+    x = torch.randn(1, weights[0].shape[1]).to(weights[0].dtype)
+    forms = {name: functools.partial(product, name, x) for name in FORMS if _works(name, x, weights[0])}
+    seconds = _best_seconds(forms, weights)
+    fastest = min(seconds, key=seconds.get)
+    return fastest if seconds[fastest] < MARGIN * seconds["linear"] else "linear"
 
 
 def _works(form: str, x: Tensor, weight: Tensor) -> bool:

@@ -8,8 +8,9 @@ from assistant.matmul_forms import FORMS, fastest_form, product
 
 
 @pytest.fixture(autouse=True)
-def fresh_choices(monkeypatch):
+def fresh_choices(monkeypatch, tmp_path):
     monkeypatch.setattr(matmul_forms, "_FASTEST", {})
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path))  # an empty per-machine cache (assistant/machine.py)
 
 
 def working_forms(x, weight):
@@ -70,6 +71,27 @@ def test_each_shape_and_dtype_is_timed_once(monkeypatch):
         assert fastest_form([torch.randn(shape)]) in FORMS
     fastest_form([torch.randn(8, 4).bfloat16()])
     assert timed == [((8, 4), torch.float32), ((4, 8), torch.float32), ((8, 4), torch.bfloat16)]
+
+
+def test_a_later_process_on_this_machine_reads_the_answer_instead_of_timing(monkeypatch):
+    timed = []
+
+    def best_seconds(forms, weights):
+        timed.append(torch.get_num_threads())
+        return {name: {"few rows": 0.5}.get(name, 1.0) for name in forms}
+    monkeypatch.setattr(matmul_forms, "_best_seconds", best_seconds)
+    assert fastest_form([torch.randn(8, 4)]) == "few rows"
+    monkeypatch.setattr(matmul_forms, "_FASTEST", {})  # what a new process starts with
+    assert fastest_form([torch.randn(8, 4)]) == "few rows"
+    assert len(timed) == 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(1, threads - 1) if threads > 1 else 2)  # another thread count: timed again
+        monkeypatch.setattr(matmul_forms, "_FASTEST", {})
+        fastest_form([torch.randn(8, 4)])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(timed) == 2
 
 
 def test_a_real_timing_picks_a_form_that_works():
