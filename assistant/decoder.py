@@ -61,7 +61,7 @@ class Decoder:
         return cls(causal_lm, batch, capacity, dtype, int8)
 
     def _time_product_forms(self) -> None:
-        """Time the product forms once per process for each shape of the layers' plain weights, each on all the
+        """Time the product forms once per machine for each shape of the layers' plain weights, each on all the
         layers' weights of that shape (as a decoding step reads them), so later lookups find the answer."""
         groups: dict[tuple, list[Tensor]] = {}
         for layer, fused in zip(self.model.layers, self.fused):
