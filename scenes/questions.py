@@ -83,12 +83,16 @@ FRAMES |= {
                           "What have we got {where}?")},
     "shapes": {"train": ("What shapes are in the picture?", "Which shapes can you see?", "What shapes does the "
                          "image show?", "Name the shapes in the image.", "Which kinds of shapes are there?",
-                         "What shapes are there?"),
+                         "What shapes are there?", "Which shapes are in this image?", "Tell me which shapes appear.",
+                         "What types of shape are there?", "Which forms does the picture contain?",
+                         "What shapes are drawn here?"),
                "held_out": ("What shapes can you see here?", "List the shapes you notice.",
                             "What figures appear in this image?")},
     "colors": {"train": ("What colours are in the picture?", "Which colors can you see?", "What colours does "
                          "the image have?", "Name the colors in the image.", "Which colours are there?",
-                         "What colors are used in this picture?"),
+                         "What colors are used in this picture?", "Which colours are in this image?",
+                         "Tell me which colors appear.", "What colours are the shapes?",
+                         "Which colors does the picture contain?", "What colours are drawn here?"),
                "held_out": ("What colours can you spot here?", "List the colors you notice.",
                             "Which hues appear in this image?")},
     "any": {"train": ("Is there {what}?", "Is there {what} in the image?", "Do you see {what}?",
@@ -294,7 +298,13 @@ def _cell(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA
 
 
 def _kinds_listed(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...], attribute: str) -> QA:
-    """Every shape (or colour) in the scene, each once, in reading order; shapes with their counts."""
+    """Every object in reading order, then every shape (or colour) once, in that order; shapes with counts:
+    "I can see a red circle, a yellow ring and a red square: a circle, a ring and a square."
+
+    Why the objects first: answers that went straight to the kinds ("I can see red and yellow.") had to
+    gather the scene's objects silently, and a trial round got only 76-79 % of them right on validation,
+    where the same model's captions, which name every object in reading order, were 94 % exact. Naming the
+    objects first turns the question into a caption the model already writes, then a copy of its words."""
     objects = sorted(scene.objects, key=lambda o: (o.row, o.col))
     names = list(dict.fromkeys(getattr(o, attribute) for o in objects))
     if attribute == "shape":
@@ -304,8 +314,9 @@ def _kinds_listed(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...
     else:
         items = names
     listed = listing(items)
+    seen = listing([with_article(f"{o.color} {o.shape}") for o in objects])
     kind = "shapes" if attribute == "shape" else "colors"
-    return QA(kind, _pick(rng, frames), f"I can see {listed}.", ",".join(sorted(names)),
+    return QA(kind, _pick(rng, frames), f"I can see {seen}: {listed}.", ",".join(sorted(names)),
               f"{listed[0].upper()}{listed[1:]}.")
 
 

@@ -148,6 +148,17 @@ def test_more_kinds_answer_from_the_spec_and_read_back(kind):
         assert 0.3 < shorts.count(negative) / len(shorts) < 0.6
 
 
+@pytest.mark.parametrize("kind", ["shapes", "colors"])
+def test_lists_of_kinds_name_every_object_in_reading_order_first(kind):
+    for i, scene in enumerate(SCENES[:100]):
+        qa = ask(scene, scene_rng(16, i), kind)
+        seen, summary = qa.answer.removeprefix("I can see ").removesuffix(".").split(": ")
+        in_order = sorted(scene.objects, key=lambda o: (o.row, o.col))
+        assert re.findall(rf"\b({'|'.join(COLORS)}) ({'|'.join(SHAPES)})\b", seen) == \
+            [(o.color, o.shape) for o in in_order], qa.answer
+        assert short_answer(kind, summary) == qa.short and f"{summary[0].upper()}{summary[1:]}." == qa.brief
+
+
 def test_drawing_requests_name_every_object():
     for i, scene in enumerate(SCENES[:100]):
         request = drawing_request(scene, scene_rng(12, i))
