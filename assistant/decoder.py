@@ -94,6 +94,17 @@ class Decoder:
             hidden = self._layer(index, layer, hidden, cos, sin, mask, start)
         return _rms_norm(self.model.norm, hidden)
 
+    def adopt(self, other: Decoder, count: int) -> None:
+        """Start this empty one-row cache from the first `count` positions of `other`'s first row (a pass over
+        the same start of a prompt with the same weights: assistant/prompt_reuse.py)."""
+        if self.length or self.keys.shape[1] != 1:
+            raise ValueError("only an empty one-row decoder can adopt another's positions")
+        self._reserve(count)
+        self.keys[:, :, :, :count] = other.keys[:, :1, :, :count]
+        self.values[:, :, :, :count] = other.values[:, :1, :, :count]
+        self.length = count
+        self.key_mask = torch.ones(1, count, dtype=torch.bool, device=self.key_mask.device)
+
     def keep_first(self, count: int) -> None:
         """Keep only the first `count` rows of the cache: views, so no copy of the cache is ever made."""
         self.keys, self.values = self.keys[:, :count], self.values[:, :count]

@@ -42,6 +42,7 @@ from torch import Tensor
 from transformers import DynamicCache
 
 from assistant.pixels import to_pil
+from assistant.prompt_reuse import remember, restore
 
 FLOAT32_MAX = torch.finfo(torch.float32).max
 # A drawing's description (DrawingConfig.describe) is one sentence, about 40 tokens for five objects; one that
@@ -129,7 +130,10 @@ class _Rows:
         # The lean decoder when the LLM's architecture has one (assistant/decoder.py), else transformers' forward.
         self.decoder = model.decoder(len(prompts), capacity=min(width + room, model.context_length))
         self.cache = DynamicCache() if self.decoder is None else None
-        self._run(embeds, self.mask, (self.mask.cumsum(-1) - 1).clamp(min=0))
+        # A one-row pass starts from the positions it shares with the last one (a chat's earlier turns).
+        self.reused = restore(model, self.decoder, embeds) if self.decoder is not None else 0
+        self._run(embeds[:, self.reused:], self.mask[:, self.reused:], (self.mask.cumsum(-1) - 1).clamp(min=0))
+        self.kept = remember(model, self.decoder, embeds) if self.decoder is not None else None
 
     def _run(self, embeds: Tensor, new_mask: Tensor, positions: Tensor) -> None:
         if self.decoder is not None:
@@ -150,6 +154,8 @@ class _Rows:
         else:
             embeds = vocab.embed(ids[:, None], self.model.causal_lm.get_input_embeddings())
         self._run(embeds, column, self.mask.sum(-1, keepdim=True) - 1)
+        if self.kept is not None:
+            self.kept.fed(embeds)
 
     def feed_text(self, ids: tuple[int, ...]) -> None:
         """Append the same text ids (a drawing label) to every row, in one pass."""
@@ -159,6 +165,8 @@ class _Rows:
         embeds = self.model.vocab.embed(block, self.model.causal_lm.get_input_embeddings()).to(self.last.dtype)
         positions = self.mask.sum(-1, keepdim=True) - len(ids) + torch.arange(len(ids), device=self.mask.device)
         self._run(embeds, new_mask, positions)
+        if self.kept is not None:
+            self.kept.fed(embeds)
 
     def text_logits(self) -> Tensor:
         """(B, first_id + 1) logits of the next token over the LLM's own tokens, then <boi>."""

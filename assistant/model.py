@@ -75,6 +75,9 @@ class GlyphModel(nn.Module):
         self.lora_merged = False  # merge_lora() folded the adapter into the LLM (inference only)
         self.use_decoder = True  # generation runs assistant.decoder where it supports the LLM
         self.int8_decoding = False  # ... reading the LLM's plain weights as int8 rows (assistant/int8.py)
+        # A one-row generation starts from the positions its prompt shares with the last one (a chat's earlier
+        # turns: assistant/prompt_reuse.py); False prefills every prompt whole.
+        self.reuse_prompt_prefix = True
         self.layout = self._layout()
 
     def _layout(self) -> ImageLayout:

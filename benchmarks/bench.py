@@ -24,6 +24,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -174,6 +175,7 @@ def fairness(pair: Pair) -> dict[str, bool]:
 def inference_calls(pairs: dict[int, Pair]) -> dict[str, dict[str, callable]]:
     small = pairs[IMAGE_TOKENS[0]]
     calls = {"first token": {s: small.reply(s, 1) for s in SIDES},
+             "follow-up first token": {s: small.follow_up(s) for s in SIDES},
              f"reply {DECODE_TOKENS + 1} tokens": {s: small.reply(s, DECODE_TOKENS + 1) for s in SIDES}}
     for tokens, pair in pairs.items():
         calls[f"image {tokens}"] = {s: pair.draw(s, 1.0) for s in SIDES}
@@ -191,15 +193,24 @@ def alternate(calls: dict[str, dict[str, callable]], repeats: int, title: str,
     with tqdm(total=(len(warm_up) + repeats * len(calls)) * len(sides), desc=title, unit="run") as progress:
         for name in warm_up:
             for side in sides:
+                _prepare(calls[name][side])
                 calls[name][side]()
                 progress.update(1)
         for repeat in range(repeats):
             order = sides if repeat % 2 == 0 else sides[::-1]
             for name, per_side in calls.items():
                 for side in order:
+                    _prepare(per_side[side])
                     seconds[name][side].append(timed(per_side[side], device))
                     progress.update(1)
     return {name: {side: median(values) for side, values in per_side.items()} for name, per_side in seconds.items()}
+
+
+def _prepare(call: Callable) -> None:
+    """What a call needs done first and not timed (a follow-up's earlier exchange: Pair.follow_up)."""
+    prepare = getattr(call, "prepare", None)
+    if prepare is not None:
+        prepare()
 
 
 def train_side_by_side(parts, config: BenchConfig, stage: int, dtype: torch.dtype, steps: int,

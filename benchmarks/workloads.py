@@ -23,15 +23,18 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from assistant.chat import one_turn_prompts
+from assistant.chat import ChatSession, one_turn_prompts, user_message
 from assistant.generation import Finished, ImageDone, Prompt, Sampling, generate
 from assistant.model import GlyphModel
 from assistant.pixels import to_pil
+from assistant.prompt_reuse import forget
 from assistant.templates import IGNORE_INDEX
 from benchmarks.parts import PROMPT_TOKENS, BenchConfig, Parts, assistant
 from benchmarks.reference import generate_codes, generate_text, llava_from, set_trainable
 
 QUESTION = "What is in this picture? Describe every shape, its colour and where it is."
+FOLLOW_UP = "Which of them is the biggest?"
+EARLIER_REPLY = 32  # tokens of the reply to QUESTION that a follow-up comes after
 REQUEST = "Draw a red circle above a small blue square."
 SIDES = ("glyph", "reference")
 BATCH, LENGTH = 8, BenchConfig.train_length  # LENGTH: a config's default tokens per training chat
@@ -56,6 +59,9 @@ class Pair:
         """merged: LoRA folded into the weights on both sides, as a deployed model has it (LLaVA's own loader
         merges too); training keeps it apart. Both sides are built on the CPU, then moved to `device`."""
         glyph = assistant(parts, config, tokens, lora=lora)
+        # Each timed reply repeats the same prompt: reusing the last one's keys and values would time a
+        # cache lookup, not a first question (assistant/prompt_reuse.py; the follow-up row times that).
+        glyph.reuse_prompt_prefix = False
         reference = llava_from(glyph)
         if merged:
             glyph.merge_lora()
@@ -86,6 +92,50 @@ class Pair:
         def glyph() -> list[int]:
             prompt = Prompt(ids, self.glyph.image_features(pixels))
             return next(e for e in generate(self.glyph, prompt, settings) if isinstance(e, Finished)).token_ids
+        return glyph
+
+    def follow_up(self, side: str) -> Callable[[], list[int]]:
+        """The first token of a follow-up question (greedy), after QUESTION about the image and the side's own
+        EARLIER_REPLY-token reply to it. That first exchange is the call's `prepare` (untimed, before each timed
+        call): on Glyph's side it leaves the keys and values that the follow-up's prompt starts with
+        (assistant/prompt_reuse.py); the reference's generate() prefills the whole conversation again."""
+        ids, pixels = self._question()
+        state = {}
+
+        def conversation(reply_ids: list[int]) -> Tensor:
+            said = self.glyph.tokenizer.decode(reply_ids, skip_special_tokens=True)
+            session = ChatSession(self.glyph)
+            session.messages += [user_message(QUESTION, [self.image]),
+                                 {"role": "assistant", "content": [{"type": "text", "text": said}]},
+                                 user_message(FOLLOW_UP)]
+            return session.next_prompts(1.0)[0].input_ids.to(self.device)
+
+        if side == "reference":
+            def prepare() -> None:
+                state["ids"] = conversation(generate_text(self.reference, self.glyph, ids, pixels,
+                                                          EARLIER_REPLY).tolist())
+
+            def reference() -> list[int]:
+                return generate_text(self.reference, self.glyph, state["ids"], pixels, 1).tolist()
+            reference.prepare = prepare
+            return reference
+
+        def glyph_prepare() -> None:
+            self.glyph.reuse_prompt_prefix = True  # on for this exchange and its follow-up alone
+            forget(self.glyph)
+            earlier = Sampling(temperature=0, max_new_tokens=EARLIER_REPLY, max_images=0)
+            first = Prompt(ids, self.glyph.image_features(pixels))
+            said = next(e for e in generate(self.glyph, first, earlier) if isinstance(e, Finished)).token_ids
+            state["ids"] = conversation(said)
+
+        def glyph() -> list[int]:
+            settings = Sampling(temperature=0, max_new_tokens=1, max_images=0)
+            try:  # the features are computed again, as in the first-token row (a chat would keep them)
+                prompt = Prompt(state["ids"], self.glyph.image_features(pixels))
+                return next(e for e in generate(self.glyph, prompt, settings) if isinstance(e, Finished)).token_ids
+            finally:
+                self.glyph.reuse_prompt_prefix = False
+        glyph.prepare = glyph_prepare
         return glyph
 
     def draw(self, side: str, cfg_scale: float, seed: int | None = 0) -> Callable[[], Tensor]:

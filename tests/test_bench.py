@@ -38,6 +38,24 @@ def test_both_sides_give_the_same_greedy_tokens(parts, merged):
     assert len(text["glyph"]) == 12 and text["glyph"] == text["reference"]
 
 
+def test_a_follow_up_gets_the_same_token_and_reuses_the_first_exchange_on_glyphs_side(parts, monkeypatch):
+    from assistant import generation, prompt_reuse
+
+    reused = []
+    monkeypatch.setattr(generation, "restore", lambda *a: reused.append(prompt_reuse.restore(*a)) or reused[-1])
+    pair = Pair.build(parts, CONFIGS["tiny"], 64, merged=True)
+    tokens = {}
+    for side in SIDES:
+        call = pair.follow_up(side)
+        call.prepare()
+        tokens[side] = call()
+    assert tokens["glyph"] == tokens["reference"] and len(tokens["glyph"]) == 1
+    first, follow_up = reused  # the first exchange prefilled whole; the follow-up started from it
+    assert first == 0 and follow_up > 20
+    assert not pair.glyph.reuse_prompt_prefix  # the other rows still time whole prompts
+    assert pair.reply("glyph", 1)() and reused[2] == 0
+
+
 def test_both_sides_train_alike_from_the_same_weights(parts):
     pair = Pair.build(parts, CONFIGS["tiny"], 64)
     batches = training_batches(pair.glyph, 2, 3)
@@ -80,6 +98,7 @@ def test_bench_report_holds_the_measured_rows(tmp_path, capsys, monkeypatch):
     def shown(values):  # a dtype not measured here shows a dash
         return [report._number(v) if v is not None else "–" for v in values]
     for name, measure in [("first token", "time to first token (with an image)"),
+                          ("follow-up first token", "time to first token, follow-up after a 32-token reply"),
                           ("image 64", "image 64 tokens, no CFG"), ("image 256 cfg", "image 256 tokens, CFG 4")]:
         seconds = [inference[d][name][side] if d in inference else None for d in ("fp32", "bf16") for side in SIDES]
         assert _cells(text, measure)[1:5] == shown(seconds)
