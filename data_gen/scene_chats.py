@@ -28,6 +28,7 @@ the file, and only those whose content falls in the training split are kept.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -44,7 +45,8 @@ from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.questions import MORE_KINDS
-from scenes.questions import SCENE_IN_TEXT, ask, ask_count_of_present, compare, drawing_plan, drawing_request, where
+from scenes.questions import (SCENE_IN_TEXT, ask, ask_count_of_present, casually, compare, drawing_plan,
+                              drawing_request, where)
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
@@ -130,8 +132,9 @@ class ChatWriter:
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
                  questions: dict[str, float] | None = None, describe_drawings: bool = False,
-                 drawings: dict[str, float] | None = None, count_present: float = 0.0):
+                 drawings: dict[str, float] | None = None, count_present: float = 0.0, casual: float = 0.0):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.casual = casual  # share of questions typed casually (scenes.questions.casually)
         self.count_present = count_present  # share of count questions about a colour or shape the scene has
         self.describe_drawings = describe_drawings  # say drawing_plan(scene) before each requested drawing
         # drawing-prompt category → probability; None draws every category alike, as earlier recipes did
@@ -197,7 +200,9 @@ class ChatWriter:
         qa = ask(scene, rng, kind)
         # rng is only drawn from when --count-present is given, so earlier recipes' chats stay the same
         if qa.kind == "count" and self.count_present > 0 and rng.random() < self.count_present:
-            return ask_count_of_present(scene, rng)
+            qa = ask_count_of_present(scene, rng)
+        if self.casual > 0 and rng.random() < self.casual:  # likewise only drawn from with --casual
+            qa = dataclasses.replace(qa, question=casually(qa.question, rng))
         return qa
 
     def answer(self, qa, rng: np.random.Generator) -> str:
@@ -388,7 +393,7 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
                 describe_drawings: bool = False, drawings: dict[str, float] | None = None,
-                count_present: float = 0.0) -> Path:
+                count_present: float = 0.0, casual: float = 0.0) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -402,11 +407,13 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
     if not 0 <= count_present <= 1:
         raise ValueError(f"--count-present {count_present} must be a fraction between 0 and 1")
+    if not 0 <= casual <= 1:
+        raise ValueError(f"--casual {casual} must be a fraction between 0 and 1")
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
-                        drawings, count_present)
+                        drawings, count_present, casual)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -443,11 +450,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="ask this fraction of count questions about a colour or shape the picture has, so that "
                         "answers of two and three come often (default 0: any colour or shape, as the "
                         "evaluation asks)")
+    p.add_argument("--casual", type=float, default=0.0, metavar="FRACTION",
+                   help="type this fraction of questions as people do in a chat box: in lower case, without "
+                        "the question mark, or both (default 0)")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
-                           args.describe_drawings, parse_drawings(args.drawings), args.count_present)
+                           args.describe_drawings, parse_drawings(args.drawings), args.count_present,
+                           args.casual)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

@@ -71,7 +71,9 @@ FRAMES = {
                   "held_out": ("Any {c} {s} in this picture?", "Would you say there is {a}?",
                                "Can you spot {a} anywhere?", "Does {a} appear in the image?")},
 }
-# {named} is an object, {where} a place ("in the top left corner"), {what} "anything red" or "a circle".
+# {named} is an object, {where} a place ("in the top left corner"), {what} "anything red" or "a circle", {whats}
+# the same in the plural ("red shapes", "circles"): people ask "Any triangles here?" as often as "Is there a
+# triangle?", and a round trained only on the singular answered the plural "No" with a triangle in sight.
 FRAMES |= {
     "size": {"train": ("How big is {named}?", "What size is {named}?", "Is {named} large or small?",
                        "Is {named} big or small?", "Tell me the size of {named}.", "How large is {named}?"),
@@ -96,9 +98,11 @@ FRAMES |= {
                "held_out": ("What colours can you spot here?", "List the colors you notice.",
                             "Which hues appear in this image?")},
     "any": {"train": ("Is there {what}?", "Is there {what} in the image?", "Do you see {what}?",
-                      "Does the picture have {what}?", "Can you see {what}?", "Is there {what} in the picture?"),
+                      "Does the picture have {what}?", "Can you see {what}?", "Is there {what} in the picture?",
+                      "Are there any {whats}?", "Any {whats} here?", "Do you see any {whats}?",
+                      "Are there {whats} in the picture?", "Can you see any {whats} in the image?"),
             "held_out": ("Would you say there is {what} here?", "Can you find {what} in this picture?",
-                         "Is {what} visible?")},
+                         "Is {what} visible?", "Do you notice any {whats}?")},
 }
 COMPARE_FRAMES = {
     "train": ("Which picture has more {what}?", "Which of the two images has more {what}?",
@@ -153,6 +157,16 @@ def ask(scene: Scene, rng: np.random.Generator, kind: str | None = None, phrasin
     if phrasing not in PHRASINGS:
         raise ValueError(f"unknown phrasing {phrasing!r}; choose from {', '.join(PHRASINGS)}")
     return _ASK[kind](scene, rng, FRAMES[kind][phrasing])
+
+
+def casually(question: str, rng: np.random.Generator) -> str:
+    """The question as people type it into a chat box: in lower case, without its question mark (or full
+    stop), or both ("any triangles here", "what colour is the circle?"). Without a question mark a question
+    reads like a request, and rounds never trained on such questions answered "any yellow circle in this
+    picture" with a caption or by declining to draw a circle."""
+    how = int(rng.integers(3))
+    lowered = question[0].lower() + question[1:] if how != 1 else question
+    return lowered.rstrip("?.") if how != 0 else lowered
 
 
 def _pick(rng: np.random.Generator, options):
@@ -335,12 +349,13 @@ def _any(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
     present = sorted({o.color if by_color else o.shape for o in scene.objects})
     absent = [v for v in values if v not in present]
     value = _pick(rng, present) if not absent or rng.random() < 0.5 else _pick(rng, absent)
-    what = f"anything {value}" if by_color else with_article(value)
-    question = _pick(rng, frames).format(what=what)
+    frame = _pick(rng, frames)
+    what, whats = (f"anything {value}", f"{value} shapes") if by_color else (with_article(value), plural(value))
+    question = frame.format(what=what, whats=whats)
     found = sorted((o for o in scene.objects if value in (o.color, o.shape)), key=lambda o: (o.row, o.col))
     if not found:
-        missing = f"nothing {value}" if by_color else f"no {value}"
-        return QA("any", question, f"No, there is {missing}.", "no", "No.")
+        missing = f"are no {whats}" if "{whats}" in frame else f"is nothing {value}" if by_color else f"is no {value}"
+        return QA("any", question, f"No, there {missing}.", "no", "No.")
     items = [f"{with_article(f'{o.size} {o.color} {o.shape}')} {where(o)}" for o in found]
     return QA("any", question, f"Yes, there is {listing(items)}.", "yes", "Yes.")
 

@@ -9,11 +9,12 @@ from PIL import Image
 
 from data_gen.scene_dataset import write_scene_dataset
 from scenes.captions import describe
-from scenes.questions import FRAMES, MORE_KINDS, SCENE_IN_TEXT
+from scenes.questions import FRAMES, KINDS, MORE_KINDS, SCENE_IN_TEXT
 from scenes.render import render_scene
 from scenes.world import BACKGROUND, scene_rng
 from training.eval_assistant import (
     CAPTION_REQUEST,
+    casual_questions,
     follow_up_questions,
     geneval_prompts,
     load_scenes,
@@ -175,6 +176,11 @@ def test_follow_ups_and_unseen_wordings_score_an_oracle_one_and_a_forgetful_answ
     assert not {qa.question for _, qa in unseen} & {qa.question for _, qa in vqa_questions(items, seed=1)}
     vqa, _ = score_vqa(unseen, oracle_answerer(items, unseen))
     assert vqa["overall"] == 1.0
+    casual = casual_questions(items, seed=1)  # held-out wordings, typed in lower case or without a question mark
+    assert all(qa.question[0].islower() or not qa.question.endswith("?") for _, qa in casual)
+    assert {qa.kind for _, qa in casual} == set(KINDS)
+    vqa, _ = score_vqa(casual, oracle_answerer(items, casual))
+    assert vqa["overall"] == 1.0
 
 
 def test_drawing_prompts_and_impossible_requests_come_in_wordings_training_never_uses():
@@ -298,6 +304,6 @@ def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, 
     assert report["late_requests"]["prompts"] == 5 and 0 <= report["late_requests"]["declined"] <= 1
     assert set(report["late_requests"]["by_category"]) == set(report["geneval"]["by_category"])
     printed = capsys.readouterr().out
-    assert "late       overall" in printed and "more kinds overall" in printed
-    assert report["vqa_more_kinds"]["questions"] == 2 * 5
+    assert "late       overall" in printed and "more kinds overall" in printed and "  casual overall" in printed
+    assert report["vqa_more_kinds"]["questions"] == report["vqa_casual"]["questions"] == 2 * 5
     assert (out / "examples.png").stat().st_size > 0

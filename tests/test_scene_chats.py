@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
-from scenes.questions import FRAMES
+from scenes.questions import FRAMES, casually
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.reading import short_answer
 from scenes.world import plural
@@ -246,3 +247,29 @@ def test_ask_then_draw_chats_request_a_new_drawing_after_questions_about_a_pictu
     default = [json.loads(line) for line in write_chats(scenes, tmp_path / "d.jsonl", "instruct", 200,
                                                         seed=2).read_text().splitlines()]
     assert not any(c["kind"] == "ask_then_draw" for c in default)  # off unless a mix asks for it
+
+
+def test_casual_questions_are_lower_case_or_unmarked(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def chats(casual: float, name: str) -> list[dict]:
+        text = write_chats(scenes, tmp_path / f"{name}.jsonl", "instruct", 80, seed=5,
+                           mix={"conversation": 1.0, "draw": 0.0}, casual=casual).read_text()
+        return [json.loads(line) for line in text.splitlines()]
+
+    assert chats(0.0, "plain") == chats(0.0, "again")  # without --casual nothing more is drawn: unchanged
+    asked = [p["text"] for c in chats(0.5, "half") for m in c["messages"] if m["role"] == "user"
+             for p in m["content"] if p["type"] == "text"]
+    unmarked = sum(not q.endswith(("?", ".")) for q in asked) / len(asked)
+    lowered = sum(q[0].islower() for q in asked) / len(asked)
+    assert 0.15 < unmarked < 0.5 and 0.15 < lowered < 0.5, (unmarked, lowered)
+    with pytest.raises(ValueError, match="--casual 2"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, casual=2)
+
+
+def test_a_casual_question_differs_from_its_frame_only_in_case_and_question_mark():
+    rng = np.random.default_rng(0)
+    for question in ("What colour is the red circle?", "Any triangles here?", "Count the squares in the image."):
+        typed = {casually(question, rng) for _ in range(60)}
+        assert question not in typed and len(typed) == 3, typed
+        assert all(t.rstrip("?.").lower() == question.rstrip("?.").lower() for t in typed)

@@ -129,9 +129,22 @@ def expected_short(kind: str, question: str, scene) -> str:
         return f"{there[0].color} {there[0].shape}" if there else "nothing"
     if kind in ("shapes", "colors"):
         return ",".join(sorted({o.shape if kind == "shapes" else o.color for o in scene.objects}))
-    asked = re.search(r"\b(?:anything (\w+)|an? (\w+))\b", question)
-    color, shape = asked.groups()
-    return "yes" if any(o.color == color or o.shape == shape for o in scene.objects) else "no"
+    words = set(re.findall(r"\w+", question))  # one colour or one shape, singular or plural
+    asked = [c for c in COLORS if c in words] + [s for s in SHAPES if {s, plural(s)} & words]
+    assert len(asked) == 1, question
+    return "yes" if any(asked[0] in (o.color, o.shape) for o in scene.objects) else "no"
+
+
+def test_plural_questions_of_anything_get_plural_answers():
+    plural_questions = 0
+    for phrasing in PHRASINGS:
+        for i, scene in enumerate(SCENES[:200]):
+            qa = ask(scene, scene_rng(17, i), "any", phrasing)
+            if re.search(r"\bany (?!thing)", qa.question) or qa.question.startswith("Are there"):
+                plural_questions += 1
+                assert qa.short == "yes" or re.fullmatch(r"No, there are no \w+s\.|No, there are no \w+ shapes\.",
+                                                         qa.answer), qa
+    assert plural_questions > 50
 
 
 @pytest.mark.parametrize("kind", MORE_KINDS)

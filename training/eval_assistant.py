@@ -53,7 +53,7 @@ from assistant.config import ConfigError, write_json_atomic
 from scenes.declines import REASONS, impossible_request
 from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
-from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, compare
+from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, casually, compare
 from scenes.reading import read_caption, short_answer
 from scenes.world import Scene, scene_rng
 from training.pictures import save_png_atomic
@@ -108,6 +108,13 @@ def more_kind_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneIt
     """One question of each of MORE_KINDS per scene, in held-out wordings."""
     return [(item, ask(item.scene, scene_rng(seed + 11, i * len(MORE_KINDS) + k), kind, "held_out"))
             for i, item in enumerate(items) for k, kind in enumerate(MORE_KINDS)]
+
+
+def casual_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA]]:
+    """The five kinds in held-out wordings, typed as people type into a chat box: in lower case, without the
+    question mark, or both (scenes.questions.casually)."""
+    return [(item, dataclasses.replace(qa, question=casually(qa.question, scene_rng(seed + 13, i))))
+            for i, (item, qa) in enumerate(vqa_questions(items, seed + 13, "held_out"))]
 
 
 def follow_up_questions(items: list[SceneItem], seed: int) -> list[tuple[SceneItem, QA, QA]]:
@@ -347,6 +354,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     questions = vqa_questions(items, args.seed)
     vqa, vqa_outcomes = timed(score_vqa, questions, answer)
     unseen, unseen_outcomes = timed(score_vqa, vqa_questions(items, args.seed + 7, "held_out"), answer, "VQA unseen")
+    casual, casual_outcomes = timed(score_vqa, casual_questions(items, args.seed), answer, "VQA casual")
     follow_ups, follow_outcomes = timed(score_follow_ups, follow_up_questions(items, args.seed), answer)
     more_kinds, more_outcomes = timed(score_vqa, more_kind_questions(items, args.seed), answer, "VQA more kinds")
     two_images, two_outcomes = timed(score_two_images, two_image_questions(items, args.seed), answer)
@@ -362,7 +370,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     late_draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed, late=True)
     late_geneval, late_outcomes = timed(score_drawings, prompts, late_draw, late)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
-              "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds, "vqa_two_images": two_images,
+              "vqa_casual": casual, "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds, "vqa_two_images": two_images,
               "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines,
               "late_requests": {"after": "1-3 questions about a test picture", **late_geneval,
@@ -374,7 +382,7 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    return report, (vqa_outcomes + unseen_outcomes[:1] + follow_outcomes[:1] + more_outcomes[:5] + two_outcomes[:2]
+    return report, (vqa_outcomes + unseen_outcomes[:1] + casual_outcomes[:1] + follow_outcomes[:1] + more_outcomes[:5] + two_outcomes[:2]
                     + caption_outcomes + draw_outcomes
                     + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
 
@@ -410,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
-             ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"), ("two images", "vqa_two_images"),
+             ("casual", "vqa_casual"), ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"), ("two images", "vqa_two_images"),
              ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg"),
              ("late requests", "late_requests")) if key in report]
@@ -419,7 +427,8 @@ def summary(report: dict) -> str:
              f"VQA        overall {vqa['overall']:.1%}  " + "  ".join(f"{k} {v:.1%}" for k, v in vqa["by_type"].items()),
              *[f"{label} overall {report[key]['overall']:.1%}  "
                + "  ".join(f"{k} {v:.1%}" for k, v in report[key]["by_type"].items())
-               for label, key in (("  unseen", "vqa_unseen_phrasings"), ("follow-up", "vqa_follow_ups"),
+               for label, key in (("  unseen", "vqa_unseen_phrasings"), ("  casual", "vqa_casual"),
+                                  ("follow-up", "vqa_follow_ups"),
                                   ("more kinds", "vqa_more_kinds"))
                if key in report],
              (f"two images overall {report['vqa_two_images']['overall']:.1%}  "
