@@ -370,7 +370,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     late_draw = model_drawer(model, args.cfg_scale, args.draw_temperature, args.draw_top_k, args.seed, late=True)
     late_geneval, late_outcomes = timed(score_drawings, prompts, late_draw, late)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
-              "vqa_casual": casual, "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds, "vqa_two_images": two_images,
+              "vqa_casual": casual, "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds,
+              "vqa_two_images": two_images,
               "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines,
               "late_requests": {"after": "1-3 questions about a test picture", **late_geneval,
@@ -382,7 +383,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     report["sampling"] = {"answers": "greedy", "drawings": {"temperature": args.draw_temperature,
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    return report, (vqa_outcomes + unseen_outcomes[:1] + casual_outcomes[:1] + follow_outcomes[:1] + more_outcomes[:5] + two_outcomes[:2]
+    return report, (vqa_outcomes + unseen_outcomes[:1] + casual_outcomes[:1] + follow_outcomes[:1]
+                    + more_outcomes[:5] + two_outcomes[:2]
                     + caption_outcomes + draw_outcomes
                     + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
 
@@ -418,8 +420,8 @@ def main(argv: list[str] | None = None) -> int:
 def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
-             ("casual", "vqa_casual"), ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"), ("two images", "vqa_two_images"),
-             ("captions", "captions"),
+             ("casual", "vqa_casual"), ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"),
+             ("two images", "vqa_two_images"), ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg"),
              ("late requests", "late_requests")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
