@@ -229,6 +229,7 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_late_requests_de
               "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
               "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}},
               "vqa_two_images": {"overall": 0.545, "questions": 200},
+              "vqa_casual": {"overall": 0.75, "by_type": by_type | {"existence": 0.25}},
               "late_requests": {"after": "1-3 questions about a test picture", "overall": 0.64, "prompts": 200,
                                 "by_category": categories | {"single": 0.2}, "declined": 0.035}}
     (build / "instruct" / "eval").mkdir(exist_ok=True)
@@ -244,4 +245,6 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_late_requests_de
     assert "| CFG 3, asked after 1-3 questions about a test picture | 0.64 | 0.20 | 0.80 |" in card
     assert "3.5% of the GenEval prompts were declined" in card
     assert "two pictures at once" in card and "54.5% of 200" in card
+    assert "| VQA, unseen wordings typed casually (lower case, no question mark) | 75.0% | 50.0% |" in card
+    assert card.split("typed casually")[1].split("\n")[0].endswith("| 25.0% |")  # existence, the last column
     assert f"]({ship.DRAWING_SHEET})" in card and (into / ship.DRAWING_SHEET).is_file()

@@ -212,6 +212,7 @@ def model_card(build: Path, config: AssistantConfig, report: dict, dtype: torch.
 def _score_lines(report: dict) -> list[str]:
     vqa = report["vqa"]
     rows = [("VQA, training wordings", vqa), ("VQA, unseen wordings", report.get("vqa_unseen_phrasings")),
+            ("VQA, unseen wordings typed casually (lower case, no question mark)", report.get("vqa_casual")),
             ("VQA, follow-up turns", report.get("vqa_follow_ups"))]
     kinds = list(vqa["by_type"])
     lines = [f"{report['scenes']} scenes of the {report['split']} split.", "",
