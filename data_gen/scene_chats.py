@@ -45,7 +45,8 @@ from scenes.declines import impossible_request
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.questions import MORE_KINDS
-from scenes.questions import (SCENE_IN_TEXT, ask, ask_count_of_present, casually, compare, drawing_plan,
+from scenes.questions import (SCENE_IN_TEXT, ask, ask_any_of_present, ask_count_of_present, casually, compare,
+                              drawing_plan,
                               drawing_request, where)
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
@@ -132,8 +133,11 @@ class ChatWriter:
     def __init__(self, scenes_dir: Path, out: Path, seed: int, brief_answers: float = 0.0,
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
                  questions: dict[str, float] | None = None, describe_drawings: bool = False,
-                 drawings: dict[str, float] | None = None, count_present: float = 0.0, casual: float = 0.0):
+                 drawings: dict[str, float] | None = None, count_present: float = 0.0, casual: float = 0.0,
+                 any_present: float = 0.0, more_wordings: float = 0.0):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.any_present = any_present  # share of `any` questions about a colour or shape the scene has
+        self.more_wordings = more_wordings  # share of questions worded from scenes.questions.MORE_FRAMES
         self.casual = casual  # share of questions typed casually (scenes.questions.casually)
         self.count_present = count_present  # share of count questions about a colour or shape the scene has
         self.describe_drawings = describe_drawings  # say drawing_plan(scene) before each requested drawing
@@ -195,15 +199,23 @@ class ChatWriter:
 
     def ask(self, scene: Scene, rng: np.random.Generator):
         """A question about `scene` of a kind drawn by --questions' weights (all kinds alike by default)."""
+        phrasing = self.phrasing(rng)
         kind = None if self.question_kinds is None else \
             _pick(rng, tuple(self.question_kinds), p=list(self.question_kinds.values()))
-        qa = ask(scene, rng, kind)
+        qa = ask(scene, rng, kind, phrasing)
         # rng is only drawn from when --count-present is given, so earlier recipes' chats stay the same
         if qa.kind == "count" and self.count_present > 0 and rng.random() < self.count_present:
-            qa = ask_count_of_present(scene, rng)
+            qa = ask_count_of_present(scene, rng, phrasing)
+        if qa.kind == "any" and self.any_present > 0 and rng.random() < self.any_present:  # likewise
+            qa = ask_any_of_present(scene, rng, phrasing)
         if self.casual > 0 and rng.random() < self.casual:  # likewise only drawn from with --casual
             qa = dataclasses.replace(qa, question=casually(qa.question, rng))
         return qa
+
+    def phrasing(self, rng: np.random.Generator) -> str:
+        """Which wordings a question takes: the more ones with probability --more-wordings, else the training
+        ones (rng is only drawn from when --more-wordings is given)."""
+        return "more" if self.more_wordings > 0 and rng.random() < self.more_wordings else "train"
 
     def answer(self, qa, rng: np.random.Generator) -> str:
         """The full sentence, or with probability brief_answers the answer alone ("Red.")."""
@@ -303,7 +315,7 @@ class ChatWriter:
     def _instruct_compare(self, row, scene, rng):
         """Two training scenes and which has more of something (the images first, as LLaVA puts them)."""
         other = self.rows[int(rng.integers(len(self.rows)))]
-        qa = compare(scene, Scene.from_dict(other), rng)
+        qa = compare(scene, Scene.from_dict(other), rng, self.phrasing(rng))
         return [user(qa.question, self.image(row), self.image(other)), assistant(self.answer(qa, rng))]
 
     def _instruct_chitchat(self, row, scene, rng):
@@ -393,7 +405,8 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
                 brief_answers: float = 0.0, mix: dict[str, float] | None = None,
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
                 describe_drawings: bool = False, drawings: dict[str, float] | None = None,
-                count_present: float = 0.0, casual: float = 0.0) -> Path:
+                count_present: float = 0.0, casual: float = 0.0, any_present: float = 0.0,
+                more_wordings: float = 0.0) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -405,15 +418,15 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     out.parent.mkdir(parents=True, exist_ok=True)
     if not 0 <= brief_answers <= 1:
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
-    if not 0 <= count_present <= 1:
-        raise ValueError(f"--count-present {count_present} must be a fraction between 0 and 1")
-    if not 0 <= casual <= 1:
-        raise ValueError(f"--casual {casual} must be a fraction between 0 and 1")
+    for option, fraction in (("--count-present", count_present), ("--casual", casual),
+                             ("--any-present", any_present), ("--more-wordings", more_wordings)):
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"{option} {fraction} must be a fraction between 0 and 1")
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
-                        drawings, count_present, casual)
+                        drawings, count_present, casual, any_present, more_wordings)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -453,12 +466,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--casual", type=float, default=0.0, metavar="FRACTION",
                    help="type this fraction of questions as people do in a chat box: in lower case, without "
                         "the question mark, or both (default 0)")
+    p.add_argument("--any-present", type=float, default=0.0, metavar="FRACTION",
+                   help="ask this fraction of `any` questions ('Are there any triangles?') about a colour or "
+                        "shape the picture has (default 0: half of them, as the evaluation asks)")
+    p.add_argument("--more-wordings", type=float, default=0.0, metavar="FRACTION",
+                   help="word this fraction of questions from a further set of training wordings "
+                        "(scenes.questions.MORE_FRAMES; default 0)")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
                            args.describe_drawings, parse_drawings(args.drawings), args.count_present,
-                           args.casual)
+                           args.casual, args.any_present, args.more_wordings)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

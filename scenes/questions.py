@@ -37,7 +37,8 @@ from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural
 KINDS = ("color", "shape", "count", "position", "existence")
 MORE_KINDS = ("size", "cell", "shapes", "colors", "any")  # asked only when named (see above)
 COMPARE = "compare"  # the two-scene kind, asked by compare() rather than ask()
-PHRASINGS = ("train", "held_out")  # which question wordings: the ones chats train on, or ones they never use
+# which question wordings: the ones chats train on, ones they never use, and more training ones (see MORE_FRAMES)
+PHRASINGS = ("train", "held_out", "more")
 # A question about a scene given as its caption instead of a picture: text chats and `glyph eval lm` ask so.
 SCENE_IN_TEXT = "Here is a scene: {caption}\n{question}"
 
@@ -104,13 +105,44 @@ FRAMES |= {
             "held_out": ("Would you say there is {what} here?", "Can you find {what} in this picture?",
                          "Is {what} visible?", "Do you notice any {whats}?")},
 }
+# More training wordings, added at refine round 23 and used only by chats written with --more-wordings, so that
+# earlier recipes' chats stay the same. Each is one a person typed at the shipped round 22 that it got wrong, or
+# one like them ("Do you see a ring or not?" → "No" beside a ring; "Which part of the image is the ring in?" →
+# "The ring in is in ..."). None repeats or nears a "held_out" wording, which stay unseen.
+MORE_FRAMES = {
+    "color": ("What colour does {name} have?", "Do you know what colour {name} is?", "Say the colour of {name}.",
+              "Which colour is used for {name}?", "What colour is {name} in this picture?"),
+    "shape": ("What shape does {thing} have?", "Do you know what shape {thing} is?",
+              "Tell me which shape {thing} is.", "Is {thing} a circle, a square, a triangle, a ring or a cross?",
+              "What is {thing} shaped like?"),
+    "count": ("How many {what} are drawn?", "How many {what} are in the picture?", "Can you count the {what}?",
+              "How many {what} does this image have?", "How many {what} are shown?", "Count the {what}."),
+    "position": ("Which part of the image is {named} in?", "Where's {named}?", "Where does {named} appear?",
+                 "Where is {named} in the picture?", "Where would I find {named}?", "Where is {named} placed?"),
+    "existence": ("Do you see {a} or not?", "Is there {a} at all?", "Is there {a} in this picture?",
+                  "Does it have {a}?", "Is {a} in the image?", "Has the picture got {a}?"),
+    "size": ("Is {named} drawn large or small?", "What size does {named} have?", "How big is {named} drawn?",
+             "Is {named} a large or a small one?"),
+    "cell": ("What's {where}?", "What is shown {where}?", "Which object is {where}?",
+             "Tell me what you see {where}.", "Anything {where}?"),
+    "shapes": ("What shapes make up the picture?", "Which shapes are in it?", "What kinds of shapes does it have?",
+               "Can you name the shapes?", "What shapes are shown?"),
+    "colors": ("What colours make up the picture?", "Which colours are in it?", "What colors are the objects?",
+               "Can you name the colours?", "What colours are shown?"),
+    "any": ("Do you see {what} or not?", "Is there {what} at all?", "Are there any {whats} in it?",
+            "Any {whats}?", "Is there {what} in this image?", "Are any {whats} in the picture?"),
+}
+for _kind, _frames in MORE_FRAMES.items():
+    FRAMES[_kind]["more"] = _frames
 COMPARE_FRAMES = {
     "train": ("Which picture has more {what}?", "Which of the two images has more {what}?",
               "Does the first or the second picture have more {what}?", "Which image shows more {what}?",
               "Compare the two pictures: which one has more {what}?", "In which image are there more {what}?"),
     "held_out": ("Of these two pictures, which contains more {what}?",
                  "Where are there more {what}, in the first image or the second?",
-                 "Looking at both images, which one holds a greater number of {what}?")}
+                 "Looking at both images, which one holds a greater number of {what}?"),
+    "more": ("Which one has more {what}, the first picture or the second?", "Which picture shows more {what}?",
+             "First or second picture: which has more {what}?")}
 POSITION_NAMES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "center",
                   (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
 _WHERE = {"top left": "in the top left corner", "top": "at the top", "top right": "in the top right corner",
@@ -232,6 +264,15 @@ def ask_count_of_present(scene: Scene, rng: np.random.Generator, phrasing: str =
     return _count_qa(n, what, _pick(rng, FRAMES["count"][phrasing]).format(what=what))
 
 
+def ask_any_of_present(scene: Scene, rng: np.random.Generator, phrasing: str = "train") -> QA:
+    """An `any` question about a colour or a shape that `scene` has ("Are there any triangles?": yes).
+
+    The shipped round 22 answered "Is there a triangle?" with "No" beside 9 of 32 triangles on validation
+    scenes, small ones most often; chats mix these in (glyph data chats --any-present) to train the "yes" side
+    more, while the evaluation keeps asking as ask() does, half about what is not there."""
+    return _any(scene, rng, FRAMES["any"][phrasing], present_only=True)
+
+
 def _count_qa(n: int, what: str, question: str) -> QA:
     if n == 0:
         answer = f"There are no {what}."
@@ -342,13 +383,14 @@ def _colors(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> 
     return _kinds_listed(scene, rng, frames, "color")
 
 
-def _any(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...]) -> QA:
-    """Is anything of a colour, or is there a shape? Half the time about one the scene has."""
+def _any(scene: Scene, rng: np.random.Generator, frames: tuple[str, ...], present_only: bool = False) -> QA:
+    """Is anything of a colour, or is there a shape? Half the time (always with present_only) about one the
+    scene has."""
     by_color = rng.random() < 0.5
     values = COLORS if by_color else SHAPES
     present = sorted({o.color if by_color else o.shape for o in scene.objects})
     absent = [v for v in values if v not in present]
-    value = _pick(rng, present) if not absent or rng.random() < 0.5 else _pick(rng, absent)
+    value = _pick(rng, present) if present_only or not absent or rng.random() < 0.5 else _pick(rng, absent)
     frame = _pick(rng, frames)
     what, whats = (f"anything {value}", f"{value} shapes") if by_color else (with_article(value), plural(value))
     question = frame.format(what=what, whats=whats)

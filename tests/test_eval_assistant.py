@@ -9,9 +9,9 @@ from PIL import Image
 
 from data_gen.scene_dataset import write_scene_dataset
 from scenes.captions import describe
-from scenes.questions import FRAMES, KINDS, MORE_KINDS, SCENE_IN_TEXT
+from scenes.questions import FRAMES, KINDS, MORE_KINDS, SCENE_IN_TEXT, ask
 from scenes.render import render_scene
-from scenes.world import BACKGROUND, scene_rng
+from scenes.world import BACKGROUND, COLORS, scene_rng
 from training.eval_assistant import (
     CAPTION_REQUEST,
     casual_questions,
@@ -290,6 +290,21 @@ def test_more_kinds_of_question_score_an_oracle_one_and_a_stock_answer_by_its_sh
     expected = {kind: sum(qa.short == short for _, qa in questions if qa.kind == kind) / len(items)
                 for kind, short in (("size", "large"), ("cell", "nothing"), ("any", "no"))}
     assert stock["by_type"] == pytest.approx(expected | {"shapes": 0.0, "colors": 0.0}, abs=1e-4)
+
+
+def test_any_questions_are_scored_apart_by_colour_or_shape_and_by_the_truth(items):
+    questions = [(item, ask(item.scene, scene_rng(5, i), "any", "held_out")) for i, item in enumerate(items * 10)]
+    always_no, _ = score_vqa(questions, one_at_a_time(lambda image, question: "No."))
+    groups = always_no["any_by"]
+    assert set(groups) == {"colour, there", "colour, not there", "shape, there", "shape, not there"}
+    assert sum(g["questions"] for g in groups.values()) == len(questions)
+    assert groups["colour, there"]["right"] == groups["shape, there"]["right"] == 0.0
+    assert groups["colour, not there"]["right"] == groups["shape, not there"]["right"] == 1.0
+    for group, score in groups.items():  # each group's questions are about what it says
+        about, truth = group.split(", ")
+        asked = [qa for _, qa in questions if (qa.short == "yes") == (truth == "there")
+                 and any(c in qa.question for c in COLORS) == (about == "colour")]
+        assert len(asked) == score["questions"], group
 
 
 def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, tmp_path, capsys):

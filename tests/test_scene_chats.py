@@ -140,6 +140,49 @@ def test_count_present_asks_counts_of_what_the_picture_has(tmp_path):
     assert not (tmp_path / "bad.jsonl").exists()
 
 
+def test_any_present_asks_any_questions_about_what_the_picture_has(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    only_any = {k: 0 for k in QUESTION_KINDS} | {"any": 1}
+
+    def answers(name, **options):
+        out = write_chats(scenes, tmp_path / f"{name}.jsonl", "instruct", 120, seed=5,
+                          mix={"conversation": 1.0, "draw": 0.0}, questions=only_any, **options)
+        chats = [c for line in out.read_text().splitlines() if (c := json.loads(line))["kind"] == "conversation"]
+        return [p["text"] for c in chats for m in c["messages"] if m["role"] == "assistant"
+                for p in m["content"] if p["type"] == "text"]
+
+    default, present = answers("default"), answers("present", any_present=1.0)
+    assert answers("zero", any_present=0.0) == default  # earlier recipes' chats are unchanged
+    replies = [a for a in default if a.startswith(("Yes", "No"))]  # (a conversation may open with a caption)
+    assert len(replies) > 150 and 0.3 < sum(a.startswith("No") for a in replies) / len(replies) < 0.7
+    replies = [a for a in present if a.startswith(("Yes", "No"))]
+    assert len(replies) > 150 and all(a.startswith("Yes, there is") for a in replies)
+    with pytest.raises(ValueError, match="--any-present -0.1 must be a fraction"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, any_present=-0.1)
+
+
+def test_more_wordings_ask_in_the_further_training_wordings_only_when_given(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def questions(name, **options):
+        out = write_chats(scenes, tmp_path / f"{name}.jsonl", "instruct", 120, seed=5,
+                          mix={"conversation": 1.0, "compare": 0.3, "draw": 0.0}, **options)
+        chats = [json.loads(line) for line in out.read_text().splitlines()]
+        return [p["text"] for c in chats for m in c["messages"][::2] for p in m["content"] if p["type"] == "text"]
+
+    def openings(phrasing):  # each wording's words before its first slot, e.g. "Which part of the image is"
+        return tuple(f.split("{")[0] for kind in FRAMES.values() for f in kind[phrasing] if f.split("{")[0])
+
+    more, trained = openings("more"), set(openings("train"))
+    only_more = tuple(o for o in more if not any(t.startswith(o) or o.startswith(t) for t in trained))
+    default, reworded = questions("default"), questions("reworded", more_wordings=1.0)
+    assert questions("zero", more_wordings=0.0) == default  # earlier recipes' chats are unchanged
+    assert not any(q.startswith(only_more) for q in default)
+    assert sum(q.startswith(only_more) for q in reworded) > len(reworded) / 3
+    with pytest.raises(ValueError, match="--more-wordings 2.0 must be a fraction"):
+        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, more_wordings=2.0)
+
+
 def test_drawings_weights_ask_for_some_categories_more_often(tmp_path):
     from scenes.prompts import RELATIONS
 

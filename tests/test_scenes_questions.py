@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from scenes.questions import _WHERE, FRAMES, KINDS, MORE_KINDS, PHRASINGS, POSITION_NAMES, ask, drawing_request
+from scenes.questions import (_WHERE, COMPARE_FRAMES, FRAMES, KINDS, MORE_KINDS, PHRASINGS, POSITION_NAMES, ask,
+                              drawing_request)
 from scenes.reading import short_answer
 from scenes.world import COLORS, SHAPES, Scene, SceneObject, plural, sample_scene, scene_rng
 
@@ -66,13 +67,16 @@ def test_count_answers_say_the_number_with_the_right_noun():
 
 
 def test_held_out_phrasings_are_never_training_phrasings():
-    for kind, frames in FRAMES.items():
-        assert frames["train"] and frames["held_out"] and not set(frames["train"]) & set(frames["held_out"]), kind
+    for kind, frames in (FRAMES | {"compare": COMPARE_FRAMES}).items():
+        trained = set(frames["train"]) | set(frames["more"])  # either set is a training one
+        assert frames["train"] and frames["more"] and frames["held_out"], kind
+        assert not trained & set(frames["held_out"]) and not set(frames["train"]) & set(frames["more"]), kind
     for i, scene in enumerate(SCENES):
         for kind in KINDS + MORE_KINDS:
             seen = ask(scene, scene_rng(4, i), kind, "train")
-            unseen = ask(scene, scene_rng(4, i), kind, "held_out")
-            assert unseen.short == seen.short and unseen.question != seen.question  # same answer, other words
+            for other in ("held_out", "more"):
+                reworded = ask(scene, scene_rng(4, i), kind, other)
+                assert reworded.short == seen.short and reworded.question != seen.question  # other words
     with pytest.raises(ValueError, match="phrasing"):
         ask(SCENES[0], scene_rng(4, 0), "color", "test")
 

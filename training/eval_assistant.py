@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import textwrap
 import time
@@ -55,7 +56,7 @@ from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
 from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, casually, compare
 from scenes.reading import read_caption, short_answer
-from scenes.world import Scene, scene_rng
+from scenes.world import COLORS, Scene, scene_rng
 from training.pictures import save_png_atomic
 
 CAPTION_REQUEST = "Describe this image."
@@ -155,7 +156,21 @@ def score_vqa(questions: list[tuple[SceneItem, QA]], answer: AnswerAll, desc: st
     by_type = {kind: _rate([o for o in outcomes if o.task == kind]) for kind in kinds}
     existence = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "existence"]
     scores = {"overall": _rate(outcomes), "by_type": by_type, "questions": len(outcomes)}
-    return scores | ({"yes_no": _pope(existence)} if existence else {}), outcomes
+    anything = [(o, qa) for o, (_, qa) in zip(outcomes, questions) if qa.kind == "any"]
+    return scores | ({"yes_no": _pope(existence)} if existence else {}) | \
+        ({"any_by": _any_breakdown(anything)} if anything else {}), outcomes
+
+
+def _any_breakdown(pairs: list[tuple[Outcome, QA]]) -> dict:
+    """`any` questions scored apart by what they ask about (a colour or a shape) and the truth (there or not):
+    one rate hides a model that says "No" beside small triangles but never misses a colour."""
+    def group(qa: QA) -> str:
+        about = "colour" if set(re.findall(r"[a-z]+", qa.question.lower())) & set(COLORS) else "shape"
+        return f"{about}, {'there' if qa.short == 'yes' else 'not there'}"
+
+    groups = sorted({group(qa) for _, qa in pairs})
+    return {g: {"right": _rate([o for o, qa in pairs if group(qa) == g]),
+                "questions": sum(group(qa) == g for _, qa in pairs)} for g in groups}
 
 
 def score_two_images(questions: list[tuple[tuple[SceneItem, SceneItem], QA]], answer: AnswerAll
@@ -436,6 +451,9 @@ def summary(report: dict) -> str:
              (f"two images overall {report['vqa_two_images']['overall']:.1%}  "
               + "  ".join(f"{k} {v:.1%}" for k, v in report["vqa_two_images"]["by_answer"].items()))
              if "vqa_two_images" in report else "",
+             ("  any      " + "  ".join(f"{group} {score['right']:.1%}" for group, score
+                                    in report["vqa_more_kinds"]["any_by"].items()))
+             if "any_by" in report.get("vqa_more_kinds", {}) else "",
              f"pictures   {vqa['picture_rate']:.1%} of questions would be answered with a drawing"
              if "picture_rate" in vqa else "",
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "

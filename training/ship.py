@@ -228,7 +228,9 @@ def _score_lines(report: dict) -> list[str]:
         more = report["vqa_more_kinds"]
         lines.append(f"- other kinds of question, in unseen wordings (size, what is in a place, which shapes, which "
                      f"colours, whether anything is a colour or shape): {more['overall']:.1%} ("
-                     + ", ".join(f"{kind} {rate:.1%}" for kind, rate in more["by_type"].items()) + ")")
+                     + ", ".join(f"{kind} {rate:.1%}" for kind, rate in more["by_type"].items()) + ")"
+                     + ("; whether anything is: " + ", ".join(f"{group} {score['right']:.1%}" for group, score
+                                                             in more["any_by"].items()) if "any_by" in more else ""))
     if "vqa_two_images" in report:
         two = report["vqa_two_images"]
         lines.append(f"- questions about two pictures at once (\"Which picture has more circles?\"): "
