@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from assistant.int8 import cached_int8_rows, int8_head, int8_linear
+from assistant.int8 import INT8_MAX_ROWS, cached_int8_rows, int8_head, int8_linear
 from assistant.matmul_forms import fastest_form, product
 
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
@@ -77,7 +77,9 @@ class Decoder:
             fastest_form(weights)
 
     def _form(self, weight: Tensor) -> str:
-        return fastest_form([weight]) if self.on_cpu else "linear"
+        """The product form for `weight`: the timed one (for few rows) except with int8 decoding, which times
+        none and reaches the float product only for many rows, where plain F.linear is the form to use."""
+        return fastest_form([weight]) if self.on_cpu and not self.int8 else "linear"
 
     def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
         """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
@@ -143,13 +145,13 @@ class Decoder:
         """x @ weight.T (+ bias) in this CPU's fastest form for the weight: for the output head's rows. With int8
         decoding, a `name`d weight is read as int8 rows (kept on the backbone under that name), its highest
         logits recomputed in float (int8_head)."""
-        if self.int8 and name is not None:
+        if self._reads_int8(x) and name is not None:
             return int8_head(x, cached_int8_rows(self.model, name, weight), weight, bias)
         return product(self._form(weight), x, weight, bias)
 
     def _fused(self, owner: nn.Module, name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """A fused projection (q/k/v or gate/up) of x."""
-        if self.int8:
+        if self._reads_int8(x):
             return int8_linear(x, cached_int8_rows(owner, name, weight), bias)
         return self.project(x, weight, bias)
 
@@ -158,9 +160,15 @@ class Decoder:
         int8."""
         if type(module) is not nn.Linear:
             return module(x)  # peft's LoRA layers: they add their own low-rank term
-        if self.int8:
+        if self._reads_int8(x):
             return int8_linear(x, cached_int8_rows(module, "weight", module.weight), module.bias)
         return product(self._form(module.weight), x, module.weight, module.bias)
+
+    def _reads_int8(self, x: Tensor) -> bool:
+        """With int8 decoding, a product of a few rows (a decoding step: its time is reading the weights) reads
+        them as int8; one of more rows than INT8_MAX_ROWS (a prompt: its time is arithmetic) stays in float,
+        where the float GEMM outruns the int8 kernel."""
+        return self.int8 and x.numel() // x.shape[-1] <= INT8_MAX_ROWS
 
     def _attention_mask(self, start: int, steps: int) -> Tensor | None:
         """(B, 1, T, start+T) bool: causal, no padding keys; a padding query sees itself (never a NaN row).

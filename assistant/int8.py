@@ -8,7 +8,18 @@ Why: a decoding step multiplies one or two rows by every weight of the model, so
 read those weights from memory. Int8 values read four times faster than fp32 (twice bf16), and per-row
 symmetric scales keep each row's largest weight exact (the scheme of LLM.int8's vector-wise quantisation
 and torchao's int8 weight-only). The product runs in PyTorch's own int8 weight kernel
-(`aten._weight_int8pack_mm`), with the activations in bf16: its fast path on CPUs with AVX-512-BF16.
+(`aten._weight_int8pack_mm`), with the activations in bf16, its fast path even on an AVX2-only CPU: there, with
+fp32 activations, the same kernel ran 5-50x slower (python -m benchmarks.int8_crossover, 2026-12-06, AMD
+EPYC, 2 AVX2-only cores).
+
+A product of many rows (a prompt's) is arithmetic, not reading weights, and there the float GEMM outruns the
+int8 kernel, so products of more than INT8_MAX_ROWS rows stay in float (assistant/decoder.py). On SmolLM2's
+shapes, 2 AVX2 cores, median of 20, fp32 GEMM against the int8 kernel, in ms:
+
+    rows           1             8             16            64
+    1536 × 576     0.109 / 0.084 0.460 / 0.359 0.645 / 0.366 1.01 / 3.15
+    576 × 1536     0.102 / 0.049 0.272 / 0.183 0.362 / 0.374 1.16 / 2.15
+    49152 × 576    10.1 / 3.37   22.7 / 8.60   24.6 / 17.2   48.8 / 71.7
 
 An output head is where int8's rounding shows: the next token is chosen among logits that often differ by
 less than that rounding (on the shipped assistant's captions, an int8 text head alone flipped 44 of 3,513
@@ -52,6 +63,7 @@ def int8_linear(x: Tensor, packed: Int8Rows, bias: Tensor | None = None) -> Tens
     return out if bias is None else out + bias
 
 
+INT8_MAX_ROWS = 8  # products of more rows stay in float (see above): at 16 rows, 576 × 1536 is already even
 EXACT_ROWS = 16  # candidates an int8 head recomputes in float: their float values are what sampling sees
 
 

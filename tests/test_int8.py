@@ -8,7 +8,7 @@ from torch import nn
 
 from assistant.decoder import Decoder
 from assistant.generation import _Rows
-from assistant.int8 import EXACT_ROWS, cached_int8_rows, int8_head, int8_linear, int8_rows
+from assistant.int8 import EXACT_ROWS, INT8_MAX_ROWS, cached_int8_rows, int8_head, int8_linear, int8_rows
 
 
 def test_each_row_is_rounded_to_its_own_scale():
@@ -85,6 +85,18 @@ def test_int8_decoding_follows_the_float_model(tmp_path):
         assert set(layer.self_attn._glyph_int8) == {"qkv"} and set(layer.mlp._glyph_int8) == {"gate_up"}
         assert "weight" in layer.self_attn.o_proj._glyph_int8 and "weight" in layer.mlp.down_proj._glyph_int8
     assert "text head" in model.causal_lm.model._glyph_int8
+
+
+def test_a_prompt_runs_in_float_and_decoding_steps_in_int8(tmp_path):
+    """A prompt (3 rows × several positions, more than INT8_MAX_ROWS) is arithmetic-bound: it runs on the float
+    weights and gives the float model's states exactly; a step of 3 rows reads the weights as int8."""
+    model = build(tmp_path, "llama", lora=True)
+    model.merge_lora()
+    ours, exact = last_states(model, True), last_states(model, False)
+    longest = max(prompt.input_ids.shape[1] for prompt in prompts(model))
+    assert 3 <= INT8_MAX_ROWS < 3 * longest  # the padded prompt is 3 × longest rows
+    torch.testing.assert_close(ours[0], exact[0], rtol=0, atol=0)
+    assert not torch.equal(ours[1], exact[1])
 
 
 def test_unmerged_lora_layers_are_left_to_peft(tmp_path):
