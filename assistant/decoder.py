@@ -47,7 +47,7 @@ class Decoder:
         self.int8 = int8  # plain weights read as int8 rows (assistant/int8.py); LoRA layers stay as they are
         # The slow matrix-vector paths that fastest_form works around are CPU ones (and it times on the CPU).
         self.on_cpu = device.type == "cpu"
-        if self.on_cpu and not int8:
+        if self.on_cpu:  # (int8 decoding too: its prompts run on the float weights)
             self._time_product_forms()
 
     @classmethod
@@ -77,9 +77,7 @@ class Decoder:
             fastest_form(weights)
 
     def _form(self, weight: Tensor) -> str:
-        """The product form for `weight`: the timed one (for few rows) except with int8 decoding, which times
-        none and reaches the float product only for many rows, where plain F.linear is the form to use."""
-        return fastest_form([weight]) if self.on_cpu and not self.int8 else "linear"
+        return fastest_form([weight]) if self.on_cpu else "linear"
 
     def __call__(self, embeds: Tensor, key_mask: Tensor) -> Tensor:
         """embeds (B, T, H) at the next T positions; key_mask (B, T) bool, False for padding (which then
