@@ -322,3 +322,19 @@ def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, 
     assert "late       overall" in printed and "more kinds overall" in printed and "  casual overall" in printed
     assert report["vqa_more_kinds"]["questions"] == report["vqa_casual"]["questions"] == 2 * 5
     assert (out / "examples.png").stat().st_size > 0
+
+
+def test_int8_evaluation_decodes_in_groups_small_enough_to_read_int8():
+    """A decoding step of more than INT8_MAX_ROWS rows runs on the float weights, so an int8 evaluation that
+    batched 20 questions would test float: it groups them (and guided drawings, two rows each) to fit."""
+    from types import SimpleNamespace
+
+    from assistant.int8 import INT8_MAX_ROWS
+    from training.eval_assistant import int8_sized
+
+    items = list(range(20))
+    assert int8_sized(SimpleNamespace(int8_decoding=False), items) == [items]
+    groups = int8_sized(SimpleNamespace(int8_decoding=True), items)
+    assert [i for g in groups for i in g] == items and max(map(len, groups)) == INT8_MAX_ROWS
+    guided = int8_sized(SimpleNamespace(int8_decoding=True), items, rows_each=2)
+    assert [i for g in guided for i in g] == items and max(2 * len(g) for g in guided) <= INT8_MAX_ROWS

@@ -271,9 +271,20 @@ def model_answerer(model, max_new_tokens: int = 96) -> AnswerAll:
     greedy = Sampling(temperature=0, max_new_tokens=max_new_tokens)
 
     def answer(batch: list[tuple]) -> list[str]:
-        return [reply.text for reply in reply_all(model, [question_prompt(model, *q) for q in batch], greedy)]
+        return [reply.text for group in int8_sized(model, batch)
+                for reply in reply_all(model, [question_prompt(model, *q) for q in group], greedy)]
 
     return answer
+
+
+def int8_sized(model, items: list, rows_each: int = 1) -> list[list]:
+    """`items` in groups of at most INT8_MAX_ROWS decoding rows when the model decodes in int8 (`rows_each` per
+    item: 2 for a guided drawing), so that its steps read int8 as a chat's do: a step of more rows runs on the
+    float weights (assistant/int8.py). One group otherwise."""
+    from assistant.int8 import INT8_MAX_ROWS
+
+    size = max(1, INT8_MAX_ROWS // rows_each) if model.int8_decoding else max(1, len(items))
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def question_prompt(model, image: Path | tuple[Path, ...], question: str, earlier: tuple[tuple[str, str], ...] = ()):
@@ -336,6 +347,10 @@ def model_drawer(model, cfg_scale: float, temperature: float, top_k: int, seed: 
         return one_turn_prompts(model, request, cfg_scale=cfg_scale)
 
     def draw(requests: list) -> list[Image.Image]:
+        return [image for group in int8_sized(model, requests, rows_each=1 if cfg_scale == 1 else 2)
+                for image in draw_group(group)]
+
+    def draw_group(requests: list) -> list[Image.Image]:
         pairs = [prompts_of(request) for request in requests]
         unconditional = [u for _, u in pairs] if cfg_scale != 1 else None
         seeds = [seed + next(count) for _ in requests]  # drawing i has seed + i, however the batches fall
