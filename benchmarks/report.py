@@ -233,6 +233,6 @@ def write_chart(results: list[dict], path: Path) -> Path:
     figure.suptitle("Glyph against LlavaForConditionalGeneration + peft + generate()")
     figure.tight_layout()
     with atomic_save(str(path)) as file:
-        figure.savefig(file, dpi=110, format="png", bbox_inches="tight")  # one config's axis label is wider than it
+        figure.savefig(file, dpi=110, format="png")
     plt.close(figure)
     return path
