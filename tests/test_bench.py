@@ -227,3 +227,28 @@ def test_frozen_layers_in_bf16_train_as_autocast_does(parts):
     assert store_frozen_layers_in(pairs[1].glyph, torch.bfloat16) == 2 * 7  # every frozen linear of 2 layers
     for batch in batches:
         assert stored.step(batch) == pytest.approx(plain.step(batch), rel=1e-4)
+
+
+def test_decode_step_leaves_out_the_parts_it_names(parts, capsys):
+    """benchmarks/decode_step.py: with the products left out every layer adds nothing, so the step's hidden
+    state is the fed token's embedding through the final norm; with the norms left out too, the embedding itself."""
+    from assistant.generation import Prompt, _Rows
+    from benchmarks import decode_step
+
+    pair = Pair.build(parts, CONFIGS["tiny"], 64, merged=True)
+    model, (ids, pixels) = pair.glyph, pair._question()
+    token = ids[0, -1:]
+    with torch.inference_mode():
+        rows = _Rows(model, [Prompt(ids, model.image_features(pixels))], room=8)
+        embedding = model.causal_lm.get_input_embeddings()(token)
+        with decode_step.stand_ins(1):
+            rows.feed(token)
+        torch.testing.assert_close(rows.last[0], model.causal_lm.model.norm(embedding)[0])
+        with decode_step.stand_ins(3):
+            rows.feed(token)
+        torch.testing.assert_close(rows.last[0], embedding[0])
+        rows.feed(token)  # the patches are gone again: the layers add to the embedding
+        assert not torch.allclose(rows.last[0], model.causal_lm.model.norm(embedding)[0])
+    assert decode_step.main(["--config", "tiny", "--context", "40", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in decode_step.LEFT_OUT + ("matrix products", "output head (text)"))
