@@ -165,6 +165,16 @@ def test_a_later_refine_round_goes_on_from_the_round_before_on_its_own_chats(tmp
     assert eval_argv[eval_argv.index("--model") + 1] == str(tmp_path / "refine-10")  # by number, not by name
 
 
+def test_a_refine_round_can_average_its_weights_with_an_earlier_rounds(tmp_path):
+    step = {"step": "refine", "round": 23, "chats": "instruct-23", "average_with": 22, "steps": 10}
+    (_, argv), = build.step_runs(step, tmp_path, 1.0)
+    assert argv[argv.index("--average-with") + 1] == str(tmp_path / "refine-22")
+    assert argv[argv.index("--init") + 1] == str(tmp_path / "refine-22")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "refine-23")
+    (_, argv), = build.step_runs({"step": "refine", "round": 2}, tmp_path, 1.0)
+    assert "--average-with" not in argv
+
+
 def test_steps_scale_also_scales_the_steps_a_config_file_sets(tmp_path):
     """A smoke run (--steps-scale) of a step whose steps come from its config file (the 6,000-step vq-3x3) runs
     a few steps, not the whole config; at scale 1 the config's own steps stand, unrepeated on the command line."""

@@ -149,6 +149,36 @@ def test_a_second_stage2_phase_goes_on_training_the_first_ones_adapter(world, tm
     assert json.loads((second / "adapter" / "adapter_config.json").read_text())["r"] == 4  # its rank, not --lora-r
 
 
+def test_a_stage2_run_can_write_the_average_of_its_weights_and_an_earlier_rounds(world, tmp_path, capsys):
+    """--average-with (a model soup): with lr 0 the run keeps --init's weights, so what it writes is exactly the
+    mean of --init's and the other round's. Another assistant's weights are refused before any training."""
+    stage1, first, other, soup = (tmp_path / name for name in ("align", "first", "other", "soup"))
+    stage2 = ["--data", str(world["instruct"]), "--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples",
+              "1", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache"), "--lora-r", "4",
+              "--lora-alpha", "8"]
+    assert train_align.main(stage1_args(world, stage1, "--steps", "2")) == 0
+    assert train_instruct.main(stage2 + ["--init", str(stage1), "--out", str(first), "--lr", "1e-2"]) == 0
+    assert train_instruct.main(stage2 + ["--init", str(stage1), "--out", str(other), "--lr", "3e-2", "--seed",
+                                         "5"]) == 0
+    assert train_instruct.main(stage2 + ["--init", str(first), "--out", str(soup), "--lr", "0", "--average-with",
+                                         str(other)]) == 0
+    for name in ("adapter/adapter_model.safetensors", "model.safetensors"):
+        a, b, mean = (load_file(folder / name) for folder in (first, other, soup))
+        assert a.keys() == b.keys() == mean.keys()
+        assert any(not torch.equal(a[k], b[k]) for k in a)  # two different rounds
+        for k in a:
+            torch.testing.assert_close(mean[k], (a[k].float() + b[k].float()).div(2).to(a[k].dtype))
+    assert json.loads((soup / "report.json").read_text())["averaged_with"] == str(other)
+    narrower, refused = tmp_path / "narrower", tmp_path / "refused"
+    assert train_instruct.main(stage2[:-4] + ["--lora-r", "2", "--lora-alpha", "4", "--init", str(stage1),
+                                              "--out", str(narrower)]) == 0
+    capsys.readouterr()
+    assert train_instruct.main(stage2 + ["--init", str(first), "--out", str(refused), "--average-with",
+                                         str(narrower)]) == 2
+    assert f"--average-with {narrower} trains other weights" in capsys.readouterr().err
+    assert not (refused / "model.safetensors").exists()
+
+
 def test_resume_gives_the_weights_of_an_uninterrupted_run(world, tmp_path):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     assert train_align.main(stage1_args(world, whole, "--steps", "4", "--save-every", "100")) == 0

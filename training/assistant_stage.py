@@ -97,6 +97,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
                        help="the stage 1 assistant directory, or a stage 2 one to train further")
         p.add_argument("--vq", default=None, help="draw with this VQ-VAE instead of --init's (a new image "
                        "tokenizer); a different codebook gets fresh code-token output rows")
+        p.add_argument("--average-with", type=Path, default=None,
+                       help="a stage 2 assistant of the same parts (an earlier round): what is written is the "
+                       "average of its trained weights and this run's (a model soup)")
         lora = p.add_argument_group("LoRA (peft)")
         lora.add_argument("--lora-r", type=int, default=64)
         lora.add_argument("--lora-alpha", type=int, default=128)
@@ -256,6 +259,7 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, train_ids:
         store_frozen_layers_in(model, torch.bfloat16)
     if accelerator.device.type == "cpu":  # PyTorch's CPU flash attention is 2-3x slower here (training.attention)
         use_grouped_attention(model.causal_lm)
+    soup = soup_weights(args, stage, model)  # read before training: a wrong directory fails now, not at the end
     model, optimizer = run.prepare(model, optimizer)
     plan = LengthGroupedBatches([len(data.examples[i].input_ids) for i in train_ids], args.batch_size, args.seed)
     pad_id = run.inner_model.tokenizer.pad_token_id
@@ -267,6 +271,12 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, train_ids:
     def held_out_and_samples() -> None:
         evaluate(run, [data.examples[i] for i in held_ids], data.features, pad_id,
                  [chats.chats[data.examples[i].chat] for i in held_ids], args)
+
+    def averaged_then_evaluated() -> None:  # the last held-out loss and samples are the written model's
+        if soup is not None:
+            average_into(run.inner_model, soup)
+            print(f"averaged the trained weights with {args.average_with}'s")
+        held_out_and_samples()
 
     with run.interruptible():
         for step in run.steps():
@@ -284,7 +294,37 @@ def train_loop(args, stage: int, model, data: ChatData, chats: Chats, train_ids:
                 held_out_and_samples()
             run.end_step()
     return run.finish(lambda: finish(args, run.inner_model, run.state, counts, precision, len(train_ids), steps),
-                      evaluate=held_out_and_samples)
+                      evaluate=averaged_then_evaluated)
+
+
+def soup_weights(args, stage: int, model) -> dict[str, torch.Tensor] | None:
+    """--average-with's trainable weights, by parameter name, checked against `model`'s; None without it.
+
+    Averaging two fine-tuned models' weights (a "model soup", Wortsman et al. 2022) kept what each round of the
+    scene assistant learned: a round trained on from round 22 traded some kinds of question for others on
+    validation scenes, and its average with round 22 was as good as round 22 or better on every kind (README,
+    "A gentler round 24")."""
+    if stage != 2 or args.average_with is None:
+        return None
+    from assistant.model import GlyphModel
+
+    other = GlyphModel.from_pretrained(args.average_with, trainable=True, vq=args.vq)
+    set_trainable(other, stage)
+    weights = {name: p.detach().clone() for name, p in other.named_parameters() if p.requires_grad}
+    mine = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+    if mine != {name: tuple(w.shape) for name, w in weights.items()}:
+        raise ConfigError(f"--average-with {args.average_with} trains other weights than --init {args.init} "
+                          "(another LoRA rank or targets, projector or codebook); pass an earlier round of the "
+                          "same assistant")
+    return weights
+
+
+def average_into(model, weights: dict[str, torch.Tensor]) -> None:
+    """Each trainable weight of `model` becomes the mean of its own and the one of the same name in `weights`."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_((p.float() + weights[name].to(p.device).float()) / 2)
 
 
 def train_step(accelerator, model, batch: list[Example], grad_accum: int, pad_id: int,
@@ -419,6 +459,8 @@ def finish(args, model, state: dict, counts: dict, precision: str, train_size: i
               "train_seconds": round(state["seconds"], 1), "precision": "bf16" if precision == "bf16" else "fp32",
               "parameters": counts, "final_loss": state["history"][-1]["loss"] if state["history"] else None,
               "held_out": state["evals"][-1] if state["evals"] else None, "history": state["evals"]}
+    if getattr(args, "average_with", None) is not None:
+        report["averaged_with"] = str(args.average_with)
     write_json_atomic(args.out / "report.json", report)
     if state["history"]:
         loss_curves(state["history"], ["loss", "lr", "tokens_per_s"], args.out / "curves.png",

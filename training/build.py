@@ -62,8 +62,9 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
                                       "--out", str(out / "chats" / f"{chat_kind}{suffix}.jsonl")] + flags)
                 for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
     if kind == "refine":  # vq: draw with that VQ of the build from this round on (the round before used another)
-        vq = options.pop("vq", None)
+        vq, soup = options.pop("vq", None), options.pop("average_with", None)  # average_with: an earlier round
         swap = ["--vq", str(out / vq)] if vq else []
+        swap += ["--average-with", str(out / stage_2_folder(soup))] if soup else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
                  + swap + _flags(options))]
     if kind == "vq":  # its folder is its name (ship.part_folder), not an option of the trainer
