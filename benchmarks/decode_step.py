@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
@@ -25,7 +24,7 @@ import torch
 
 import assistant.decoder as decoder
 from assistant.generation import Prompt, _Rows
-from benchmarks.measure import median
+from benchmarks.measure import median, timed
 from benchmarks.parts import CONFIGS, build_parts
 from benchmarks.workloads import Pair
 
@@ -66,12 +65,7 @@ def median_seconds(call, times: int) -> float:
     """Median seconds of `call()` over `times` calls, after two untimed ones."""
     for _ in range(2):
         call()
-    seconds = []
-    for _ in range(times):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return median(seconds)
+    return median([timed(call) for _ in range(times)])
 
 
 def main(argv: list[str] | None = None) -> int:
