@@ -10,7 +10,7 @@ writes, residual adds, the gate, Python). The output head is timed apart. Leavin
 that flow on, not the work the other parts do, so the rows still add up.
 
 Why not torch.profiler (benchmarks/profile_step.py): it adds a few microseconds to every operator, and a
-decoding step of this model runs about 1,500 small ones, so it inflates the small ones several times over.
+decoding step of this model runs hundreds of small ones, so it inflates the small ones several times over.
 """
 from __future__ import annotations
 
