@@ -89,12 +89,12 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has twenty-two refine rounds: seven that each after the first read chats of their
-    # own, three that draw with a second VQ on one set of drawing-heavy chats, then twelve that describe each
-    # drawing first (two on one set of chats, then one each on its own; the last eight also learn drawing
-    # requests late in a chat, the last four more kinds of question, the last two casually typed ones). The
-    # drawing experiment has four, the fourth on drawing-heavy chats.
-    chats, vqs, rounds = {"scenes-smollm2": (19, 2, 22), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
+    # The shipped assistant has twenty-three refine rounds: seven that each after the first read chats of their
+    # own, three that draw with a second VQ on one set of drawing-heavy chats, then thirteen that describe each
+    # drawing first (two on one set of chats, then one each on its own; the last nine also learn drawing
+    # requests late in a chat, the last five more kinds of question, the last three casually typed ones; the
+    # last is averaged with the one before). The drawing experiment has four, the fourth on drawing-heavy chats.
+    chats, vqs, rounds = {"scenes-smollm2": (20, 2, 23), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
     assert steps == ["scenes", *["chats"] * chats, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
                      *["refine"] * rounds, "eval"]
 
