@@ -216,7 +216,7 @@ def test_a_truncated_or_mismatched_shipped_file_is_one_clear_error(build, tmp_pa
         load_assistant()
 
 
-def test_the_model_card_shows_geneval_with_and_without_guidance_late_requests_declines_and_drawings(build, tmp_path):
+def test_the_model_card_shows_geneval_late_requests_declines_and_drawings_and_keeps_its_notes(build, tmp_path):
     from PIL import Image
 
     into = tmp_path / "shipped"
@@ -235,11 +235,14 @@ def test_the_model_card_shows_geneval_with_and_without_guidance_late_requests_de
     (build / "instruct" / "eval").mkdir(exist_ok=True)
     (build / "instruct" / "eval" / "report.json").write_text(json.dumps(report))
     Image.new("RGB", (8, 8)).save(build / "instruct" / "eval" / ship.DRAWING_SHEET)
+    (into / "README.md").write_text("# an older card\n\n| CFG 3 | 0.10 |\n\n## Notes\n\n- round 2 trained by hand\n")
     try:
         ship.ship_report(build, into)
     finally:
         shutil.rmtree(build / "instruct" / "eval")
     card = (into / "README.md").read_text()
+    assert card.endswith("\n## Notes\n\n- round 2 trained by hand\n")  # the hand-written notes stay, once
+    assert "| CFG 3 | 0.10 |" not in card and card.count("## Notes") == 1
     assert "| CFG 3 | 0.70 | 0.90 | 0.80 | 0.70 | 0.60 | 0.50 |" in card and "| CFG 1 | 0.30 |" in card
     assert "93.0% of 200 requests outside the scene world, 1.0% of the 200 GenEval prompts" in card
     assert "| CFG 3, asked after 1-3 questions about a test picture | 0.64 | 0.20 | 0.80 |" in card

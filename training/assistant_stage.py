@@ -303,7 +303,7 @@ def soup_weights(args, stage: int, model) -> dict[str, torch.Tensor] | None:
     Averaging two fine-tuned models' weights (a "model soup", Wortsman et al. 2022) kept what each round of the
     scene assistant learned: a round trained on from round 22 traded some kinds of question for others on
     validation scenes, and its average with round 22 was as good as round 22 or better on every kind (README,
-    "A gentler round 24")."""
+    "Round 23, shipped")."""
     if stage != 2 or args.average_with is None:
         return None
     from assistant.model import GlyphModel

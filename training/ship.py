@@ -43,6 +43,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 STEP_FILE = "recipe_step.json"
 TIMINGS_FILE = "build.json"  # seconds per build step, in a build folder and beside the parts it shipped
 DRAWING_SHEET = "drawings.png"  # glyph eval assistant's drawings of fixed requests, shown in the model card
+NOTES_HEADING = "## Notes\n"  # the model card's last section, written by hand and kept by each new card
 ASSISTANT_FILES = ("config.json", WEIGHTS_NAME, f"{ADAPTER_DIR}/adapter_config.json",
                    f"{ADAPTER_DIR}/adapter_model.safetensors")
 # part → (the build's folder it comes from, the files it needs there, where it goes in SHIP)
@@ -103,9 +104,18 @@ def ship_report(build: Path, ship: Path, dtype: torch.dtype = torch.bfloat16) ->
     if sheet.is_file():
         shutil.copyfile(sheet, ship / DRAWING_SHEET)
     card = model_card(build, AssistantConfig.load(ship), report, dtype, _size(ship))
+    notes = _card_notes(ship / "README.md")
     with atomic_save(str(ship / "README.md"), text_mode=True) as readme:
-        readme.write(card)
+        readme.write(card + notes)
     return ship
+
+
+def _card_notes(card: Path) -> str:
+    """The hand-written NOTES_HEADING section that ends a shipped card (how rounds trained apart from one build
+    were made, what each changed): a build cannot know it, so a new card keeps it."""
+    text = card.read_text() if card.is_file() else ""
+    start = text.find(NOTES_HEADING)
+    return "\n" + text[start:] if start >= 0 else ""
 
 
 def _other_parts(ship: Path) -> tuple[str, ...]:
