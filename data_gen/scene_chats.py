@@ -12,7 +12,8 @@ Kinds:
   requests have their text dropped (an empty user turn), so the model also learns the unconditional
   distribution that classifier-free guidance needs. With --describe-drawings the assistant says what it draws
   before each drawing ("Here is a large red circle in the top left corner." then the image; the unconditional
-  ones stay bare), so that it settles the layout in words first.
+  ones stay bare), so that it settles the layout in words first. With --mix no_image=W, questions about a
+  picture come before any picture is attached and are answered by asking for one (scenes.no_picture).
 
 One chat per line, in Hugging Face's messages format:
 
@@ -42,6 +43,7 @@ from tqdm import tqdm
 from data_gen.scene_dataset import split_of
 from scenes.captions import NUMBER_WORDS, SIZE_WORDS, describe
 from scenes.declines import impossible_request
+from scenes.no_picture import NO_PICTURE_REPLY
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.questions import MORE_KINDS
@@ -57,7 +59,8 @@ KINDS = ("text", "align", "instruct")
 INSTRUCT_MIX = {"describe": 0.12, "conversation": 0.35, "detail": 0.08, "reasoning": 0.1, "draw": 0.25,
                 "mixed": 0.07, "chitchat": 0.03, "decline": 0.03,
                 "compare": 0.0,  # two images (--mix compare=0.05); 0 by default, so earlier recipes write the same
-                "ask_then_draw": 0.0}  # questions about a picture, then a new drawing request; 0 by default, too
+                "ask_then_draw": 0.0,  # questions about a picture, then a new drawing request; 0 by default, too
+                "no_image": 0.0}  # a question about a picture before one is attached (scenes.no_picture); likewise
 
 CONVERSATION_TURNS = (2, 5)  # questions per image in a conversation, lowest and highest
 TEXT_MIX = {"qa": 0.55, "caption": 0.15, "detail": 0.1, "reasoning": 0.1, "chitchat": 0.1}
@@ -66,6 +69,7 @@ UNCONDITIONAL_FRACTION = 0.1  # drawing requests whose text is dropped, for clas
 DESCRIBE = ("Describe this image.", "What do you see?", "Write a caption for this picture.",
             "What is in this image?", "Describe the picture briefly.", "What does this image show?")
 DETAIL = ("Describe the image in detail.", "List every shape in the picture.", "Describe each object you see.")
+ATTACHED = ("Here it is.", "Here you go.", "Sorry, here is the picture.", "Attached.")  # after NO_PICTURE_REPLY
 AGAIN = ("Now draw it.", "Draw this picture.", "Can you draw it?", "Draw the same scene.")
 CHITCHAT = [
     ("Hello!", "Hello! I can describe pictures of shapes and draw new ones. What would you like to do?"),
@@ -317,6 +321,28 @@ class ChatWriter:
         other = self.rows[int(rng.integers(len(self.rows)))]
         qa = compare(scene, Scene.from_dict(other), rng, self.phrasing(rng))
         return [user(qa.question, self.image(row), self.image(other)), assistant(self.answer(qa, rng))]
+
+    def _instruct_no_image(self, row, scene, rng):
+        """A question about a picture before any is in the chat, answered by asking for one (a guess would be
+        about a picture nobody has seen: the shipped round 23 answered "The circle is yellow."); in half of
+        them the user then attaches the picture, and the question is answered about it."""
+        question, answer = self.question_and_answer(scene, rng)
+        turns = [user(question), assistant(NO_PICTURE_REPLY)]
+        if rng.random() < 0.5:
+            return turns
+        again = question if rng.random() < 0.3 else _pick(rng, ATTACHED)
+        return turns + [user(again, self.image(row)), assistant(answer)]
+
+    def question_and_answer(self, scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+        """A question about `scene` and its answer: most often a scene question, else a request to describe it
+        briefly or in detail."""
+        roll = rng.random()
+        if roll < 0.6:
+            qa = self.ask(scene, rng)
+            return qa.question, self.answer(qa, rng)
+        if roll < 0.85:
+            return _pick(rng, DESCRIBE), describe(scene, rng)
+        return _pick(rng, DETAIL), detailed_description(scene, rng)
 
     def _instruct_chitchat(self, row, scene, rng):
         return _chitchat(rng)

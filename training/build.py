@@ -12,10 +12,12 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
 A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
-OUT/chats/NAME.jsonl (default instruct); a chats step's `suffix: -2` writes OUT/chats/instruct-2.jsonl etc.,
-other questions about the same scenes when its seed differs. A vq step's `name: vq-3x3` trains a second
-image tokenizer into OUT/vq-3x3 (stage 1 draws with OUT/vq), and a refine step's `vq: vq-3x3` draws with
-OUT/vq-3x3 from that round on: the round learns fresh code rows for the new codebook.
+OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
+LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies); a chats step's
+`suffix: -2` writes OUT/chats/instruct-2.jsonl etc., other questions about the same scenes when its seed
+differs. A vq step's `name: vq-3x3` trains a second image tokenizer into OUT/vq-3x3 (stage 1 draws with
+OUT/vq), and a refine step's `vq: vq-3x3` draws with OUT/vq-3x3 from that round on: the round learns fresh
+code rows for the new codebook.
 
 Every step skips work that is done (a finished run is never trained again, a written file is kept), so
 running the same command after a kill resumes where it stopped, and running it on a finished build returns
@@ -61,6 +63,10 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
                                       str(max(40, round(n * scale))),
                                       "--out", str(out / "chats" / f"{chat_kind}{suffix}.jsonl")] + flags)
                 for chat_kind, n in options.items() if chat_kind in CHAT_KINDS and n]
+    if kind == "replies":  # the LLM's own replies, into OUT/chats/NAME.jsonl (default replies)
+        name = options.pop("name", "replies")
+        options["n"] = max(8, round(options.get("n", 1000) * scale))
+        return [(STEP_MODULES[kind], ["--out", str(out / "chats" / f"{name}.jsonl")] + _flags(options))]
     if kind == "refine":  # vq: draw with that VQ of the build from this round on (the round before used another)
         vq, soup = options.pop("vq", None), options.pop("average_with", None)  # average_with: an earlier round
         swap = ["--vq", str(out / vq)] if vq else []
@@ -83,10 +89,12 @@ def _config_steps(config: Path) -> int | None:
     return steps if isinstance(steps, int) else None
 
 
-def _refine_paths(round_number: int, chats: str, out: Path) -> list[str]:
-    """Refine round N goes on from round N-1 (round 1 from instruct/), on OUT/chats/CHATS.jsonl."""
+def _refine_paths(round_number: int, chats: str | list[str], out: Path) -> list[str]:
+    """Refine round N goes on from round N-1 (round 1 from instruct/), on OUT/chats/CHATS.jsonl (or on each of
+    a list of chat files, mixed)."""
     before = stage_2_folder(round_number - 1) if round_number > 1 else FIRST_STAGE_2
-    return ["--data", str(out / "chats" / f"{chats}.jsonl"), "--init", str(out / before),
+    files = [str(out / "chats" / f"{name}.jsonl") for name in ([chats] if isinstance(chats, str) else chats)]
+    return ["--data", *files, "--init", str(out / before),
             "--out", str(out / stage_2_folder(round_number)), "--cache-dir", str(out / "cache")]
 
 
@@ -146,6 +154,8 @@ def done(step: dict, out: Path) -> bool:
         return all((out / "chats" / f"{k}{suffix}.jsonl").is_file() for k, n in step.items() if k in CHAT_KINDS and n)
     if kind == "eval":
         return (ship.assistant_dir(out) / "eval" / "report.json").is_file()
+    if kind == "replies":
+        return (out / "chats" / f"{step.get('name', 'replies')}.jsonl").is_file()
     if kind == "eval_lm":
         return (out / "lm" / "context_qa.json").is_file()
     return False

@@ -27,6 +27,10 @@
 - Late requests: the GenEval prompts again, each after one to three questions (held-out wordings) about a
   test picture, answered as the scene oracle answers: users ask for a drawing mid-conversation, not only
   first. Scored as GenEval is, and by how many of them the model declines (it should decline none).
+- No picture: one question per scene in held-out wordings, and requests such as "What's in the photo I sent?",
+  asked before any picture is in the chat: right when the reply asks for a picture (scenes.no_picture) instead
+  of answering about one nobody has seen. And questions that have nothing to do with pictures ("What is the
+  capital of France?"): right when the reply does not ask for one.
 - Declines: requests the world cannot satisfy (things, shapes, colours it lacks, too many objects,
   contradictions; scenes.declines, held-out things and wordings) should be declined in words, and the
   GenEval prompts should not: the share of each whose greedy first reply token is not <boi>.
@@ -52,6 +56,7 @@ from tqdm import tqdm
 
 from assistant.config import ConfigError, write_json_atomic
 from scenes.declines import REASONS, impossible_request
+from scenes.no_picture import asks_for_picture
 from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
 from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, casually, compare
@@ -63,6 +68,7 @@ CAPTION_REQUEST = "Describe this image."
 # Scorers hand their answerer and drawer a batch at a time: the model answers a batch as the rows of one pass.
 AnswerAll = Callable[[list[tuple[Path, str]]], list[str]]  # [(image file, question)] → replies
 DrawAll = Callable[[list[str]], list[Image.Image]]  # requests → drawings
+BLANK = Image.new("RGB", (48, 48), "white")  # the example sheet's picture for a question asked without one
 BATCH = 20  # per call; on a scenes-tiny build, 20 rows at once made VQA 4× and drawing 11–17× faster than 1
 
 
@@ -130,6 +136,49 @@ def two_image_questions(items: list[SceneItem], seed: int, phrasing: str = "trai
     """One question about two scenes per scene: it and the next one (the last with the first)."""
     pairs = [(item, items[(i + 1) % len(items)]) for i, item in enumerate(items)] if len(items) > 1 else []
     return [((a, b), compare(a.scene, b.scene, scene_rng(seed + 3, i), phrasing)) for i, (a, b) in enumerate(pairs)]
+
+
+# Asked with no picture in the chat: requests for one in wordings no training chat uses, and questions that
+# need no picture at all, hand-written apart from data_gen.everyday_requests' templates (the assistant should
+# answer those as its LLM does on its own).
+PICTURE_REQUESTS = ("What's in the photo I sent?", "Can you tell me what you see in my image?",
+                    "How many shapes are in this picture?", "Look at my picture and tell me the colours.",
+                    "what is in the top left corner of the image", "Is the square in my picture big or small?")
+GENERAL_QUESTIONS = ("What is the tallest mountain in the world?", "Write a limerick about a cat who loves fish.",
+                     "How many days are there in a leap year?", "What is 15 divided by 3?",
+                     "Who painted the Mona Lisa?", "Suggest a good book for a long flight.",
+                     "What is the boiling point of water in Celsius?", "How do bees make honey?",
+                     "Can you recommend a healthy breakfast?", "What are the three states of matter?",
+                     "Write a motivational quote.", "How far is the Moon from the Earth?",
+                     "What's the difference between weather and climate?", "Give me a word that rhymes with light.",
+                     "How can I improve my handwriting?", "In which year did people first walk on the Moon?")
+
+
+def no_picture_questions(items: list[SceneItem], seed: int) -> list[str]:
+    """One question per scene in held-out wordings (the five kinds in turn), then PICTURE_REQUESTS: to be asked
+    with no picture in the chat."""
+    return [ask(item.scene, scene_rng(seed + 17, i), KINDS[i % len(KINDS)], "held_out").question
+            for i, item in enumerate(items)] + list(PICTURE_REQUESTS)
+
+
+def score_no_picture(questions: list[str], answer: AnswerAll) -> tuple[dict, list[Outcome]]:
+    """Questions about a picture with none in the chat: right when the reply asks for one."""
+    replies = in_batches([((), question) for question in questions], answer, "no picture")
+    outcomes = [Outcome("no picture", question, reply, asks_for_picture(reply), BLANK)
+                for question, reply in zip(questions, replies)]
+    return {"asked_for_picture": _rate(outcomes), "questions": len(outcomes)}, outcomes
+
+
+def score_text_only(questions: list[str], answer: AnswerAll, llm_answer: AnswerAll) -> tuple[dict, list[Outcome]]:
+    """Questions that need no picture: right when the reply is, word for word, the one the LLM gives on its own
+    (`llm_answer`: the same frozen LLM without anything trained); also how often the reply asks for a picture."""
+    asked = [((), question) for question in questions]
+    replies, own = in_batches(asked, answer, "text only"), in_batches(asked, llm_answer, "the LLM alone")
+    outcomes = [Outcome("text only", question, reply, reply.strip() == theirs.strip(), BLANK)
+                for question, reply, theirs in zip(questions, replies, own)]
+    return {"same_as_llm": _rate(outcomes), "asked_for_picture": round(sum(map(asks_for_picture, replies))
+                                                                       / max(1, len(replies)), 4),
+            "questions": len(outcomes)}, outcomes
 
 
 def one_at_a_time(answer: Callable) -> Callable:
@@ -388,6 +437,11 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     follow_ups, follow_outcomes = timed(score_follow_ups, follow_up_questions(items, args.seed), answer)
     more_kinds, more_outcomes = timed(score_vqa, more_kind_questions(items, args.seed), answer, "VQA more kinds")
     two_images, two_outcomes = timed(score_two_images, two_image_questions(items, args.seed), answer)
+    no_picture, no_picture_outcomes = timed(score_no_picture, no_picture_questions(items, args.seed), answer)
+    from assistant.model import GlyphModel
+
+    llm_alone = model_answerer(GlyphModel.build(model.config))  # nothing trained: the LLM's own replies
+    text_only, text_outcomes = timed(score_text_only, list(GENERAL_QUESTIONS), answer, llm_alone)
     vqa["picture_rate"] = picture_rate(model, questions)
     captions, caption_outcomes = timed(score_captions, items, answer)
     prompts = geneval_prompts(args.prompts, args.seed)
@@ -401,7 +455,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
     late_geneval, late_outcomes = timed(score_drawings, prompts, late_draw, late)
     report = {"split": args.split, "scenes": len(items), "vqa": vqa, "vqa_unseen_phrasings": unseen,
               "vqa_casual": casual, "vqa_follow_ups": follow_ups, "vqa_more_kinds": more_kinds,
-              "vqa_two_images": two_images,
+              "vqa_two_images": two_images, "no_picture": no_picture,
+              "text_only": text_only,
               "captions": captions,
               "geneval": {"cfg_scale": args.cfg_scale, "phrasing": "held_out", **geneval}, "declines": declines,
               "late_requests": {"after": "1-3 questions about a test picture", **late_geneval,
@@ -414,7 +469,8 @@ def evaluate(model, items: list[SceneItem], args: argparse.Namespace) -> tuple[d
                                                             "top_k": args.draw_top_k, "seed": args.seed}}
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report, (vqa_outcomes + unseen_outcomes[:1] + casual_outcomes[:1] + follow_outcomes[:1]
-                    + more_outcomes[:5] + two_outcomes[:2]
+                    + more_outcomes[:5] + two_outcomes[:2] + no_picture_outcomes[:1]
+                    + text_outcomes[:1]
                     + caption_outcomes + draw_outcomes
                     + [dataclasses.replace(o, task=f"late {o.task}") for o in late_outcomes])
 
@@ -451,7 +507,8 @@ def summary(report: dict) -> str:
     vqa, pope, geneval = report["vqa"], report["vqa"]["yes_no"], report["geneval"]
     parts = [(name, report[key]["seconds"]) for name, key in (("VQA", "vqa"), ("unseen", "vqa_unseen_phrasings"),
              ("casual", "vqa_casual"), ("follow-ups", "vqa_follow_ups"), ("more kinds", "vqa_more_kinds"),
-             ("two images", "vqa_two_images"), ("captions", "captions"),
+             ("two images", "vqa_two_images"), ("no picture", "no_picture"),
+             ("text only", "text_only"), ("captions", "captions"),
              ("drawings", "geneval"), ("drawings without CFG", "geneval_without_cfg"),
              ("late requests", "late_requests")) if key in report]
     lines = [f"held-out {report['split']} split, {report['scenes']} scenes ({report['seconds']} s: "
@@ -469,6 +526,11 @@ def summary(report: dict) -> str:
              ("  any      " + "  ".join(f"{group} {score['right']:.1%}" for group, score
                                     in report["vqa_more_kinds"]["any_by"].items()))
              if "any_by" in report.get("vqa_more_kinds", {}) else "",
+             (f"no picture {report['no_picture']['asked_for_picture']:.1%} of questions asked with no picture got "
+              "a request for one") if "no_picture" in report else "",
+             (f"text only  {report['text_only']['same_as_llm']:.1%} of questions that need no picture got the "
+              f"LLM's own reply word for word, {report['text_only']['asked_for_picture']:.1%} a request for a "
+              "picture") if "text_only" in report else "",
              f"pictures   {vqa['picture_rate']:.1%} of questions would be answered with a drawing"
              if "picture_rate" in vqa else "",
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
