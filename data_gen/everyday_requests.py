@@ -39,6 +39,15 @@ LISTS = ("fruits", "vegetables", "planets", "musical instruments", "European cap
          "programming languages", "board games", "kinds of clouds", "birds", "rivers", "breakfast ideas",
          "hobbies you can do at home", "things to pack for a picnic")
 
+GENRES = ("science fiction", "mystery", "fantasy", "history", "comedy", "adventure", "romance", "poetry",
+          "biography", "horror")
+OCCASIONS = ("a birthday", "a wedding", "a retirement", "a new job", "a graduation", "a new baby", "a farewell")
+WORDS = ("cat", "tree", "rain", "blue", "night", "stone", "dream", "sing", "moon", "day", "bread", "fun")
+PLACES = ("a park", "a museum", "a beach", "a small town", "a train station", "a bakery", "a library",
+          "a market", "a garden", "a desert")
+CHARACTERS = ("a brave mouse", "a lost robot", "a sleepy dragon", "a young wizard", "a clever fox",
+              "an old fisherman", "a shy giraffe", "a talking tree")
+
 # (template, {blank: fillers}); every template is used, so the requests vary in kind as well as in detail.
 TEMPLATES = (
     ("What is the capital of {country}?", {"country": COUNTRIES}),
@@ -93,6 +102,32 @@ TEMPLATES = (
                                  "the sun hot", "the night dark")}),
     ("Summarise the idea of {concept} in one sentence.", {"concept": CONCEPTS}),
     ("Give me a fun fact about {animal}.", {"animal": ANIMALS}),
+    ("Recommend a {genre} book.", {"genre": GENRES}),
+    ("Can you suggest a good {genre} film?", {"genre": GENRES}),
+    ("What makes a good {genre} story?", {"genre": GENRES}),
+    ("Write a birthday message for {who}.", {"who": ("my sister", "a colleague", "my grandfather", "a friend",
+                                                     "my teacher")}),
+    ("What is a nice gift for {occasion}?", {"occasion": OCCASIONS}),
+    ("Write a short speech for {occasion}.", {"occasion": OCCASIONS}),
+    ("Give me three words that rhyme with '{word}'.", {"word": WORDS}),
+    ("Use the word '{word}' in a sentence.", {"word": WORDS}),
+    ("How many letters are in the word '{word}'?", {"word": WORDS}),
+    ("Write a short story about {character}.", {"character": CHARACTERS}),
+    ("Tell me a bedtime story about {character}.", {"character": CHARACTERS}),
+    ("Describe {place} in three sentences.", {"place": PLACES}),
+    ("What can I do at {place}?", {"place": PLACES}),
+    ("Plan a one-day trip to {country}.", {"country": COUNTRIES}),
+    ("What food is {country} famous for?", {"country": COUNTRIES}),
+    ("Should I learn {language} or {other}?", {"language": LANGUAGES, "other": ("Japanese", "Chinese", "Arabic",
+                                                                                 "Russian", "Korean")}),
+    ("What are the pros and cons of {thing}?", {"thing": THINGS}),
+    ("Give me a healthy recipe with {food}.", {"food": ("lentils", "spinach", "oats", "chickpeas", "salmon",
+                                                        "sweet potatoes", "yoghurt", "apples")}),
+    ("How can I be more {trait}?", {"trait": ("patient", "productive", "confident", "organised", "creative",
+                                              "calm", "kind")}),
+    ("What is the difference between {pair}?", {"pair": ("a virus and a bacterium", "a lake and a sea",
+                                                         "speed and velocity", "a fruit and a vegetable",
+                                                         "a planet and a star", "an ape and a monkey")}),
 )
 
 

@@ -369,6 +369,14 @@ def test_questions_with_no_picture_score_a_request_for_one_and_text_only_ones_th
         return f"My own answer to {question}"
 
     same, _ = score_text_only(list(GENERAL_QUESTIONS), one_at_a_time(llm), one_at_a_time(llm))
-    assert same == {"same_as_llm": 1.0, "asked_for_picture": 0.0, "questions": len(GENERAL_QUESTIONS)}
+    assert same == {"same_as_llm": 1.0, "same_first_sentence": 1.0, "asked_for_picture": 0.0, "scene_talk": 0.0,
+                    "questions": len(GENERAL_QUESTIONS)}
     overeager, _ = score_text_only(list(GENERAL_QUESTIONS), one_at_a_time(asks_without_picture), one_at_a_time(llm))
     assert overeager["same_as_llm"] == 0.0 and overeager["asked_for_picture"] == 1.0
+    assert overeager["scene_talk"] == 0.0  # "The circle is red." only ever answers a picture
+
+    def shapes_everywhere(image, question):
+        return f"My own answer to {question} There is a red cross in the top right corner."
+
+    drifted, _ = score_text_only(list(GENERAL_QUESTIONS), one_at_a_time(shapes_everywhere), one_at_a_time(llm))
+    assert drifted["scene_talk"] == 1.0 and drifted["same_first_sentence"] == 1.0 and drifted["same_as_llm"] == 0.0

@@ -61,7 +61,7 @@ from scenes.parser import read_scene
 from scenes.prompts import CATEGORIES, DrawingPrompt, drawing_prompt
 from scenes.questions import COMPARE, KINDS, MORE_KINDS, QA, ask, casually, compare
 from scenes.reading import read_caption, short_answer
-from scenes.world import COLORS, Scene, scene_rng
+from scenes.world import COLORS, SHAPES, Scene, plural, scene_rng
 from training.pictures import save_png_atomic
 
 CAPTION_REQUEST = "Describe this image."
@@ -171,14 +171,32 @@ def score_no_picture(questions: list[str], answer: AnswerAll) -> tuple[dict, lis
 
 def score_text_only(questions: list[str], answer: AnswerAll, llm_answer: AnswerAll) -> tuple[dict, list[Outcome]]:
     """Questions that need no picture: right when the reply is, word for word, the one the LLM gives on its own
-    (`llm_answer`: the same frozen LLM without anything trained); also how often the reply asks for a picture."""
+    (`llm_answer`: the same frozen LLM without anything trained). Also how often its first sentence is the LLM's,
+    how often it asks for a picture, and how often it talks of the scene world (names a shape, a corner or the
+    grid) when the question does not."""
     asked = [((), question) for question in questions]
     replies, own = in_batches(asked, answer, "text only"), in_batches(asked, llm_answer, "the LLM alone")
     outcomes = [Outcome("text only", question, reply, reply.strip() == theirs.strip(), BLANK)
                 for question, reply, theirs in zip(questions, replies, own)]
-    return {"same_as_llm": _rate(outcomes), "asked_for_picture": round(sum(map(asks_for_picture, replies))
-                                                                       / max(1, len(replies)), 4),
+    return {"same_as_llm": _rate(outcomes),
+            "same_first_sentence": _share_of([_first_sentence(r) == _first_sentence(t) for r, t in zip(replies, own)]),
+            "asked_for_picture": _share_of([asks_for_picture(r) for r in replies]),
+            "scene_talk": _share_of([bool(_scene_words(r)) and not _scene_words(q)
+                                     for q, r in zip(questions, replies)]),
             "questions": len(outcomes)}, outcomes
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+
+
+def _scene_words(text: str) -> set[str]:
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    return words & ({*SHAPES, *map(plural, SHAPES), "corner", "corners", "grid"})
+
+
+def _share_of(flags: list[bool]) -> float:
+    return round(sum(flags) / max(1, len(flags)), 4)
 
 
 def one_at_a_time(answer: Callable) -> Callable:
@@ -529,8 +547,9 @@ def summary(report: dict) -> str:
              (f"no picture {report['no_picture']['asked_for_picture']:.1%} of questions asked with no picture got "
               "a request for one") if "no_picture" in report else "",
              (f"text only  {report['text_only']['same_as_llm']:.1%} of questions that need no picture got the "
-              f"LLM's own reply word for word, {report['text_only']['asked_for_picture']:.1%} a request for a "
-              "picture") if "text_only" in report else "",
+              f"LLM's own reply word for word ({report['text_only']['same_first_sentence']:.1%} its first "
+              f"sentence), {report['text_only']['asked_for_picture']:.1%} a request for a picture, "
+              f"{report['text_only']['scene_talk']:.1%} talk of shapes") if "text_only" in report else "",
              f"pictures   {vqa['picture_rate']:.1%} of questions would be answered with a drawing"
              if "picture_rate" in vqa else "",
              (f"yes/no     accuracy {pope['accuracy']:.1%}  precision {pope['precision']:.1%}  "
