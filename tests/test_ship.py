@@ -229,6 +229,9 @@ def test_the_model_card_shows_geneval_late_requests_declines_and_drawings_and_ke
               "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
               "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}},
               "vqa_two_images": {"overall": 0.545, "questions": 200},
+              "no_picture": {"asked_for_picture": 0.86, "questions": 206},
+              "text_only": {"same_as_llm": 0.0, "same_first_sentence": 0.125, "asked_for_picture": 0.0625,
+                            "scene_talk": 0.0, "questions": 16},
               "vqa_casual": {"overall": 0.75, "by_type": by_type | {"existence": 0.25}},
               "late_requests": {"after": "1-3 questions about a test picture", "overall": 0.64, "prompts": 200,
                                 "by_category": categories | {"single": 0.2}, "declined": 0.035}}
@@ -248,6 +251,9 @@ def test_the_model_card_shows_geneval_late_requests_declines_and_drawings_and_ke
     assert "| CFG 3, asked after 1-3 questions about a test picture | 0.64 | 0.20 | 0.80 |" in card
     assert "3.5% of the GenEval prompts were declined" in card
     assert "two pictures at once" in card and "54.5% of 200" in card
+    assert "before any was attached: 86.0% of 206 questions got a request for one" in card
+    assert "(16, hand-written): 0.0% answered word for word" in card and "(12.5% in the same first" in card
+    assert "6.2% with a request for a picture, 0.0% with talk of shapes" in card
     assert "| VQA, unseen wordings typed casually (lower case, no question mark) | 75.0% | 50.0% |" in card
     assert card.split("typed casually")[1].split("\n")[0].endswith("| 25.0% |")  # existence, the last column
     assert f"]({ship.DRAWING_SHEET})" in card and (into / ship.DRAWING_SHEET).is_file()

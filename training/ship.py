@@ -245,7 +245,23 @@ def _score_lines(report: dict) -> list[str]:
         two = report["vqa_two_images"]
         lines.append(f"- questions about two pictures at once (\"Which picture has more circles?\"): "
                      f"{two['overall']:.1%} of {two['questions']}")
-    return lines + _drawing_lines(report)
+    return lines + _no_picture_lines(report) + _drawing_lines(report)
+
+
+def _no_picture_lines(report: dict) -> list[str]:
+    """Questions asked with no picture in the chat: about a picture, and everyday ones that need none."""
+    lines = []
+    if "no_picture" in report:
+        asked = report["no_picture"]
+        lines.append(f"- asked about a picture before any was attached: {asked['asked_for_picture']:.1%} of "
+                     f"{asked['questions']} questions got a request for one")
+    if "text_only" in report:
+        text = report["text_only"]
+        lines.append(f"- everyday questions that need no picture ({text['questions']}, hand-written): "
+                     f"{text['same_as_llm']:.1%} answered word for word as SmolLM2 alone answers them "
+                     f"({text['same_first_sentence']:.1%} in the same first sentence), {text['asked_for_picture']:.1%} "
+                     f"with a request for a picture, {text['scene_talk']:.1%} with talk of shapes")
+    return lines
 
 
 def _drawing_lines(report: dict) -> list[str]:
