@@ -153,7 +153,7 @@ class LocalTeacher:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if model.startswith(PACKAGE_PREFIX):
-            model, gguf_file = _gguf_in_package(model.removeprefix(PACKAGE_PREFIX))
+            model, gguf_file = gguf_in_package(model.removeprefix(PACKAGE_PREFIX))
         self.torch, self.max_new_tokens, self.temperature = torch, max_new_tokens, temperature
         self.tokenizer = AutoTokenizer.from_pretrained(model, gguf_file=gguf_file)
         self.model = AutoModelForCausalLM.from_pretrained(model, gguf_file=gguf_file).eval()
@@ -175,7 +175,7 @@ class LocalTeacher:
 PACKAGE_PREFIX = "package:"  # "package:NAME": the one .gguf file the installed Python package NAME ships
 
 
-def _gguf_in_package(package: str) -> tuple[str, str]:
+def gguf_in_package(package: str) -> tuple[str, str]:
     """(folder, file name) of the one .gguf file in the installed package, found without importing it.
 
     The teacher loads through plain transformers, so this is its own short finder: data_gen imports nothing of

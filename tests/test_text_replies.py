@@ -8,7 +8,6 @@ import pytest
 import torch
 from tiny_parts import build_llm
 
-from assistant.llm import load_language_model
 from data_gen import text_replies
 from data_gen.everyday_requests import TEMPLATES, everyday_requests
 
@@ -31,7 +30,7 @@ def tiny_llm(tmp_path_factory):
 
 def test_batched_replies_are_each_requests_own_greedy_reply(tiny_llm):
     """Left-padded rows in template order give each request the reply it gets alone, back in its own place."""
-    model, tokenizer = load_language_model(str(tiny_llm))
+    model, tokenizer = text_replies.load_llm(str(tiny_llm))
     requests = everyday_requests(np.random.default_rng(3), 40)
     replies = text_replies.llm_replies(model, tokenizer, requests, max_new_tokens=6)
     for request, (reply, ended) in zip(requests[:6], replies[:6]):
