@@ -26,6 +26,7 @@ from boltons.fileutils import atomic_save
 from tqdm import tqdm
 
 from data_gen.everyday_requests import everyday_requests
+from data_gen.scene_chats import assistant, user
 from data_gen.teachers import PACKAGE_PREFIX, TeacherFatal, gguf_in_package
 
 BATCH = 32  # requests generated together (left-padded rows of one batch)
@@ -82,8 +83,7 @@ def write_replies(llm: str, out: str | Path, n: int = 1000, seed: int = 0, max_n
         for index, (request, (reply, ended)) in enumerate(zip(requests, replies)):
             if not (ended and reply):
                 continue
-            messages = [{"role": "user", "content": [{"type": "text", "text": request}]},
-                        {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+            messages = [user(request), assistant(reply)]
             file.write(json.dumps({"id": f"reply-{index:06d}", "kind": "llm_reply", "messages": messages}) + "\n")
             kept += 1
     return kept
