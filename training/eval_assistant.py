@@ -29,8 +29,9 @@
   first. Scored as GenEval is, and by how many of them the model declines (it should decline none).
 - No picture: one question per scene in held-out wordings, and requests such as "What's in the photo I sent?",
   asked before any picture is in the chat: right when the reply asks for a picture (scenes.no_picture) instead
-  of answering about one nobody has seen. And questions that have nothing to do with pictures ("What is the
-  capital of France?"): right when the reply does not ask for one.
+  of answering about one nobody has seen. And 16 questions that have nothing to do with pictures ("Who painted
+  the Mona Lisa?"): right when the reply is word for word the frozen LLM's own; also reported, how often the
+  first sentence is, and how often the reply asks for a picture or talks of shapes.
 - Declines: requests the world cannot satisfy (things, shapes, colours it lacks, too many objects,
   contradictions; scenes.declines, held-out things and wordings) should be declined in words, and the
   GenEval prompts should not: the share of each whose greedy first reply token is not <boi>.
