@@ -47,9 +47,8 @@ from scenes.no_picture import NO_PICTURE_REPLY
 from scenes.prompts import CATEGORIES, RELATIONS, drawing_prompt
 from scenes.questions import KINDS as QUESTION_KINDS
 from scenes.questions import MORE_KINDS
-from scenes.questions import (SCENE_IN_TEXT, ask, ask_any_of_present, ask_count_of_present, casually, compare,
-                              drawing_plan,
-                              drawing_request, where)
+from scenes.questions import (SCENE_IN_TEXT, ask, ask_any_of_present, ask_count_balanced, ask_count_of_present,
+                              casually, compare, drawing_plan, drawing_request, where)
 from scenes.render import render_scene
 from scenes.world import Scene, centred, scene_rng
 
@@ -138,8 +137,9 @@ class ChatWriter:
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
                  questions: dict[str, float] | None = None, describe_drawings: bool = False,
                  drawings: dict[str, float] | None = None, count_present: float = 0.0, casual: float = 0.0,
-                 any_present: float = 0.0, more_wordings: float = 0.0):
+                 any_present: float = 0.0, more_wordings: float = 0.0, count_balanced: float = 0.0):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.count_balanced = count_balanced  # share of count questions with every count the picture has alike
         self.any_present = any_present  # share of `any` questions about a colour or shape the scene has
         self.more_wordings = more_wordings  # share of questions worded from scenes.questions.MORE_FRAMES
         self.casual = casual  # share of questions typed casually (scenes.questions.casually)
@@ -210,6 +210,8 @@ class ChatWriter:
         # rng is only drawn from when --count-present is given, so earlier recipes' chats stay the same
         if qa.kind == "count" and self.count_present > 0 and rng.random() < self.count_present:
             qa = ask_count_of_present(scene, rng, phrasing)
+        if qa.kind == "count" and self.count_balanced > 0 and rng.random() < self.count_balanced:  # likewise
+            qa = ask_count_balanced(scene, rng, phrasing)
         if qa.kind == "any" and self.any_present > 0 and rng.random() < self.any_present:  # likewise
             qa = ask_any_of_present(scene, rng, phrasing)
         if self.casual > 0 and rng.random() < self.casual:  # likewise only drawn from with --casual
@@ -432,7 +434,7 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
                 describe_drawings: bool = False, drawings: dict[str, float] | None = None,
                 count_present: float = 0.0, casual: float = 0.0, any_present: float = 0.0,
-                more_wordings: float = 0.0) -> Path:
+                more_wordings: float = 0.0, count_balanced: float = 0.0) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -445,14 +447,15 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
     if not 0 <= brief_answers <= 1:
         raise ValueError(f"--brief-answers {brief_answers} must be a fraction between 0 and 1")
     for option, fraction in (("--count-present", count_present), ("--casual", casual),
-                             ("--any-present", any_present), ("--more-wordings", more_wordings)):
+                             ("--any-present", any_present), ("--more-wordings", more_wordings),
+                             ("--count-balanced", count_balanced)):
         if not 0 <= fraction <= 1:
             raise ValueError(f"{option} {fraction} must be a fraction between 0 and 1")
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
-                        drawings, count_present, casual, any_present, more_wordings)
+                        drawings, count_present, casual, any_present, more_wordings, count_balanced)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
@@ -489,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="ask this fraction of count questions about a colour or shape the picture has, so that "
                         "answers of two and three come often (default 0: any colour or shape, as the "
                         "evaluation asks)")
+    p.add_argument("--count-balanced", type=float, default=0.0, metavar="FRACTION",
+                   help="ask this fraction of count questions with the answer drawn evenly from the counts the "
+                        "picture has (none, one, two, ...), so that how crowded it is does not tell the answer "
+                        "(default 0)")
     p.add_argument("--casual", type=float, default=0.0, metavar="FRACTION",
                    help="type this fraction of questions as people do in a chat box: in lower case, without "
                         "the question mark, or both (default 0)")
@@ -503,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
                            args.describe_drawings, parse_drawings(args.drawings), args.count_present,
-                           args.casual, args.any_present, args.more_wordings)
+                           args.casual, args.any_present, args.more_wordings, args.count_balanced)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

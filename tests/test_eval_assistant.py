@@ -30,6 +30,7 @@ from training.eval_assistant import (
     score_no_picture,
     score_text_only,
     score_vqa,
+    shared_count_questions,
     vqa_questions,
 )
 
@@ -313,6 +314,17 @@ def test_any_questions_are_scored_apart_by_colour_or_shape_and_by_the_truth(item
         assert len(asked) == score["questions"], group
 
 
+def test_counts_of_a_kind_ask_only_about_twos_and_more_and_catch_a_model_that_says_one(items):
+    questions = shared_count_questions(items, seed=3)
+    assert 0 < len(questions) < len(items)  # only scenes where two objects share a colour or shape
+    assert all(qa.kind == "count" and int(qa.short) >= 2 for _, qa in questions)
+    held_out = tuple(frame.split("{")[0] for frame in FRAMES["count"]["held_out"])
+    assert all(qa.question.startswith(held_out) for _, qa in questions)  # wordings training never used
+    says_one, _ = score_vqa(questions, one_at_a_time(lambda image, question: "There is one circle."))
+    perfect, _ = score_vqa(questions, oracle_answerer(items, questions))
+    assert says_one["overall"] == 0.0 and perfect["overall"] == 1.0
+
+
 def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, tmp_path, capsys):
     from training import eval_assistant
 
@@ -328,6 +340,7 @@ def test_the_command_reports_every_section_on_a_saved_assistant(tiny_assistant, 
     assert "late       overall" in printed and "more kinds overall" in printed and "  casual overall" in printed
     assert report["vqa_more_kinds"]["questions"] == report["vqa_casual"]["questions"] == 2 * 5
     assert report["no_picture"]["questions"] == 2 + len(PICTURE_REQUESTS)
+    assert report["vqa_counts_of_a_kind"]["questions"] <= 2 and "counts     " in printed
     assert report["text_only"]["questions"] == len(GENERAL_QUESTIONS) and "no picture " in printed
     assert (out / "examples.png").stat().st_size > 0
 

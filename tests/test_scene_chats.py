@@ -136,8 +136,13 @@ def test_count_present_asks_counts_of_what_the_picture_has(tmp_path):
         return sum(bool(re.fullmatch(r"There are (two|three|four|five) (?!shapes\.)\w+( shapes)?\.", a)) for a in texts)
 
     assert several_of_a_kind(present) > 2 * several_of_a_kind(default) > 0
-    with pytest.raises(ValueError, match="--count-present 1.5 must be a fraction"):
-        write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, count_present=1.5)
+    balanced = answers("balanced", count_balanced=1.0)  # every count a picture has alike
+    assert answers("zero balanced", count_balanced=0.0) == default
+    assert several_of_a_kind(balanced) > 2 * several_of_a_kind(default)
+    assert sum(a.startswith("There are no") for a in balanced) < sum(a.startswith("There are no") for a in default)
+    for option, bad in (("count_present", 1.5), ("count_balanced", -0.5)):
+        with pytest.raises(ValueError, match=f"--{option.replace('_', '-')} {bad} must be a fraction"):
+            write_chats(scenes, tmp_path / "bad.jsonl", "instruct", 5, **{option: bad})
     assert not (tmp_path / "bad.jsonl").exists()
 
 

@@ -40,20 +40,23 @@ def test_questions_name_one_object_and_answer_its_attribute(kind):
         assert qa.short == expected and qa.kind == kind
 
 
+def counted_in(question: str, scene) -> int:
+    """How many objects of `scene` a count question asks about, read from its words."""
+    words = question.rstrip("?.").split()
+    counted = next(i for i, w in enumerate(words) if w == "shapes" or w in map(plural, SHAPES))
+    what = " ".join(words[counted - 1:counted + 1]) if words[counted - 1] in COLORS else words[counted]
+    if what == "shapes":
+        return len(scene.objects)
+    if what.split()[0] in COLORS:
+        return sum(o.color == what.split()[0] for o in scene.objects)
+    return sum(plural(o.shape) == what for o in scene.objects)
+
+
 def test_counts_are_the_specs():
     for phrasing in PHRASINGS:
         for i, scene in enumerate(SCENES):
             qa = ask(scene, scene_rng(9, i), "count", phrasing)
-            words = qa.question.rstrip("?.").split()
-            counted = next(i for i, w in enumerate(words) if w == "shapes" or w in map(plural, SHAPES))
-            what = " ".join(words[counted - 1:counted + 1]) if words[counted - 1] in COLORS else words[counted]
-            if what == "shapes":
-                expected = len(scene.objects)
-            elif what.split()[0] in COLORS:
-                expected = sum(o.color == what.split()[0] for o in scene.objects)
-            else:
-                expected = sum(plural(o.shape) == what for o in scene.objects)
-            assert qa.short == str(expected) and "crosss" not in qa.question, qa
+            assert qa.short == str(counted_in(qa.question, scene)) and "crosss" not in qa.question, qa
             assert short_answer("count", qa.answer) == qa.short, qa  # the answer says the count
 
 
@@ -64,6 +67,45 @@ def test_count_answers_say_the_number_with_the_right_noun():
     answers = {ask(scene, scene_rng(3, i), "count").answer for i in range(300)}
     assert {"There are two crosses.", "There is one square.", "There are no triangles.",
             "There are three shapes.", "There is one blue shape.", "There are two red shapes."} <= answers
+
+
+def test_shared_counts_ask_of_what_two_or_more_objects_share():
+    from scenes.questions import ask_count_of_shared
+
+    scene = Scene(64, (SceneObject("cross", "red", "small", 2, 1, (0, 0, 1, 1)),
+                       SceneObject("square", "blue", "large", 0, 0, (0, 0, 1, 1)),
+                       SceneObject("cross", "red", "large", 1, 2, (0, 0, 1, 1)),
+                       SceneObject("ring", "red", "small", 2, 2, (0, 0, 1, 1))))
+    answers = {ask_count_of_shared(scene, scene_rng(3, i)).answer for i in range(100)}
+    assert answers == {"There are two crosses.", "There are three red shapes."}  # never a one or a zero
+    all_different = Scene(64, scene.objects[:2])
+    assert ask_count_of_shared(all_different, scene_rng(3, 0)) is None
+    for i, scene in enumerate(SCENES):
+        qa = ask_count_of_shared(scene, scene_rng(5, i), "held_out")
+        if qa is not None:
+            what = qa.answer.rstrip(".").split(" ", 3)[3]  # "There are two crosses." → "crosses"
+            assert qa.question in {frame.format(what=what) for frame in FRAMES["count"]["held_out"]}
+            assert int(qa.short) >= 2 and short_answer("count", qa.answer) == qa.short
+            assert qa.short == str(counted_in(qa.question, scene))
+
+
+def test_balanced_counts_draw_every_count_a_picture_has_alike():
+    from collections import Counter
+
+    from scenes.questions import ask_count_balanced
+
+    scene = Scene(64, (SceneObject("cross", "red", "small", 2, 1, (0, 0, 1, 1)),
+                       SceneObject("square", "blue", "large", 0, 0, (0, 0, 1, 1)),
+                       SceneObject("cross", "red", "large", 1, 2, (0, 0, 1, 1)),
+                       SceneObject("ring", "green", "small", 2, 2, (0, 0, 1, 1))))
+    asked = [ask_count_balanced(scene, scene_rng(3, i)) for i in range(2000)]
+    counts = Counter(qa.short for qa in asked)
+    assert set(counts) == {"0", "1", "2", "4"}  # no colour or shape is there three times
+    assert all(400 < n < 600 for n in counts.values()), counts  # each a quarter, though most things are absent
+    assert {qa.answer for qa in asked if qa.short == "2"} == {"There are two crosses.", "There are two red shapes."}
+    for i, scene in enumerate(SCENES):  # right by the spec, as ask()'s counts are
+        qa = ask_count_balanced(scene, scene_rng(6, i), "held_out")
+        assert qa.short == str(counted_in(qa.question, scene)) and short_answer("count", qa.answer) == qa.short
 
 
 def test_held_out_phrasings_are_never_training_phrasings():

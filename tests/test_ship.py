@@ -229,6 +229,7 @@ def test_the_model_card_shows_geneval_late_requests_declines_and_drawings_and_ke
               "geneval_without_cfg": {"cfg_scale": 1.0, "overall": 0.3, "by_category": categories, "prompts": 200},
               "declines": {"out_of_world": 0.93, "in_world": 0.01, "requests": {"out_of_world": 200, "in_world": 200}},
               "vqa_two_images": {"overall": 0.545, "questions": 200},
+              "vqa_counts_of_a_kind": {"overall": 0.625, "questions": 8},
               "no_picture": {"asked_for_picture": 0.86, "questions": 206},
               "text_only": {"same_as_llm": 0.0, "same_first_sentence": 0.125, "asked_for_picture": 0.0625,
                             "scene_talk": 0.0, "questions": 16},
@@ -251,6 +252,7 @@ def test_the_model_card_shows_geneval_late_requests_declines_and_drawings_and_ke
     assert "| CFG 3, asked after 1-3 questions about a test picture | 0.64 | 0.20 | 0.80 |" in card
     assert "3.5% of the GenEval prompts were declined" in card
     assert "two pictures at once" in card and "54.5% of 200" in card
+    assert "that two or more objects share, in unseen wordings" in card and "62.5% of 8" in card
     assert "before any was attached: 86.0% of 206 questions got a request for one" in card
     assert "(16, hand-written): 0.0% answered word for word" in card and "(12.5% in the same first" in card
     assert "6.2% with a request for a picture, 0.0% with talk of shapes" in card

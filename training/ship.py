@@ -234,6 +234,10 @@ def _score_lines(report: dict) -> list[str]:
               f"- captions exact: {report['captions']['exact']:.1%}"]
     if "picture_rate" in vqa:
         lines.append(f"- questions it would answer with a drawing: {vqa['picture_rate']:.1%}")
+    if "vqa_counts_of_a_kind" in report:
+        shared = report["vqa_counts_of_a_kind"]
+        lines.append(f"- how many of a colour or shape that two or more objects share, in unseen wordings (\"How "
+                     f"many crosses do you spot?\": two): {shared['overall']:.1%} of {shared['questions']}")
     if "vqa_more_kinds" in report:
         more = report["vqa_more_kinds"]
         lines.append(f"- other kinds of question, in unseen wordings (size, what is in a place, which shapes, which "
