@@ -268,9 +268,9 @@ def ask_count_of_shared(scene: Scene, rng: np.random.Generator, phrasing: str = 
     """A count question about a colour or a shape that two or more objects of `scene` share ("How many
     crosses are there?": "There are two crosses."), or None when no two objects share one.
 
-    ask_count_of_present's counts are still mostly one: the shipped round 25 counted 96 % of ask()'s questions
-    on 300 validation scenes but said "There is one circle." of 43 of 72 pairs of a kind and of 10 of 15
-    threes. Training chats mix these in (glyph data chats --count-shared) so that twos and threes come often."""
+    ask()'s counts are mostly none or one: round 25 counted 96 % of them on 300 validation scenes but said
+    "There is one circle." of 41 of 72 pairs of a kind. glyph eval assistant asks these apart ("counts of a
+    kind"). Training on them alone taught a round to say "two" of crowded pictures; see ask_count_balanced."""
     colors = {color: sum(o.color == color for o in scene.objects) for color in COLORS}
     shapes = {shape: sum(o.shape == shape for o in scene.objects) for shape in SHAPES}
     shared = [(n, f"{color} shapes") for color, n in colors.items() if n >= 2] + \
@@ -286,10 +286,11 @@ def ask_count_balanced(scene: Scene, rng: np.random.Generator, phrasing: str = "
     that all its shapes, one of its colours or one of its shapes have (none among them), then something with
     that count ("How many crosses are there?": two, in a picture of four with two crosses).
 
-    A model trained on counts that follow from how crowded the picture is learns to guess from that:
-    round 26, trained on ask_count_of_shared's twos and threes, said "two" of 53 of 213 single objects in
-    crowded validation scenes (round 25 said "one" of 43 of 72 pairs). Here, within one picture, each count is
-    as likely as any other, so only counting the named objects tells the answer."""
+    A model trained on counts that follow from how crowded the picture is learns to guess from that: a round
+    from 25 trained on ask_count_of_shared's twos and threes (not kept) said "two" of 53 of 213 single objects
+    in crowded validation scenes (round 25 said "one" of 41 of 72 pairs). Here, within one picture, each count
+    is as likely as any other, so only counting the named objects tells the answer (glyph data chats
+    --count-balanced; rounds 26 and 27)."""
     counted = [(len(scene.objects), "shapes")] + \
               [(sum(o.color == color for o in scene.objects), f"{color} shapes") for color in COLORS] + \
               [(sum(o.shape == shape for o in scene.objects), plural(shape)) for shape in SHAPES]
