@@ -264,6 +264,14 @@ def ask_count_of_present(scene: Scene, rng: np.random.Generator, phrasing: str =
     return _count_qa(n, what, _pick(rng, FRAMES["count"][phrasing]).format(what=what))
 
 
+def _tallies(scene: Scene) -> list[tuple[int, str]]:
+    """Every count a question can ask about, with what it counts: all the shapes first, then each colour, then
+    each shape ((2, "red shapes"), (0, "circles"), ...)."""
+    return [(len(scene.objects), "shapes")] + \
+        [(sum(o.color == color for o in scene.objects), f"{color} shapes") for color in COLORS] + \
+        [(sum(o.shape == shape for o in scene.objects), plural(shape)) for shape in SHAPES]
+
+
 def ask_count_of_shared(scene: Scene, rng: np.random.Generator, phrasing: str = "train") -> QA | None:
     """A count question about a colour or a shape that two or more objects of `scene` share ("How many
     crosses are there?": "There are two crosses."), or None when no two objects share one.
@@ -271,10 +279,7 @@ def ask_count_of_shared(scene: Scene, rng: np.random.Generator, phrasing: str = 
     ask()'s counts are mostly none or one: round 25 counted 96 % of them on 300 validation scenes but said
     "There is one circle." of 41 of 72 pairs of a kind. glyph eval assistant asks these apart ("counts of a
     kind"). Training on them alone taught a round to say "two" of crowded pictures; see ask_count_balanced."""
-    colors = {color: sum(o.color == color for o in scene.objects) for color in COLORS}
-    shapes = {shape: sum(o.shape == shape for o in scene.objects) for shape in SHAPES}
-    shared = [(n, f"{color} shapes") for color, n in colors.items() if n >= 2] + \
-             [(n, plural(shape)) for shape, n in shapes.items() if n >= 2]
+    shared = [(n, what) for n, what in _tallies(scene)[1:] if n >= 2]  # [1:]: not all the shapes together
     if not shared:
         return None
     n, what = _pick(rng, tuple(shared))
@@ -291,9 +296,7 @@ def ask_count_balanced(scene: Scene, rng: np.random.Generator, phrasing: str = "
     in crowded validation scenes (round 25 said "one" of 41 of 72 pairs). Here, within one picture, each count
     is as likely as any other, so only counting the named objects tells the answer (glyph data chats
     --count-balanced; rounds 26 and 27)."""
-    counted = [(len(scene.objects), "shapes")] + \
-              [(sum(o.color == color for o in scene.objects), f"{color} shapes") for color in COLORS] + \
-              [(sum(o.shape == shape for o in scene.objects), plural(shape)) for shape in SHAPES]
+    counted = _tallies(scene)
     n = _pick(rng, tuple(sorted({n for n, _ in counted})))
     what = _pick(rng, tuple(what for count, what in counted if count == n))
     return _count_qa(n, what, _pick(rng, FRAMES["count"][phrasing]).format(what=what))
