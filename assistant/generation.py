@@ -26,12 +26,18 @@ code logits are `c + (scale − 1)(c − u)`. A KV cache is kept throughout.
 The whole reply must fit the LLM's context: a prompt that does not is refused,
 and generation stops ("length") before the context is full.
 
+A turn in a chat with no picture in it (no image slot, no drawing) whose adapter would reply with nothing, the
+end of turn at once, is handed to the LLM alone (`hands_over`, GlyphModel.llm_alone): an assistant trained so
+(data_gen.hand_over) leaves everyday requests to its LLM, whose replies are then its own, token for token.
+The decision is greedy whatever the sampling settings; the LLM alone then samples as asked, and never draws.
+
 `reply_all` and `draw_all` answer or draw for many prompts at once, as the rows
 of one batch (the evaluation's way: one row at a time leaves most of a CPU's
 matmul speed unused).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -230,6 +236,9 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
     if prompt.input_ids.shape[1] >= context:
         raise ContextLengthError(f"the prompt is {prompt.input_ids.shape[1]} tokens but the model's context holds "
                                  f"{context}; shorten the conversation or start a new one")
+    if not draw and hands_over(model, prompt):
+        yield from generate(model.llm_alone(), prompt, dataclasses.replace(settings, max_images=0))
+        return
     generator = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
     vocab, tokenizer = model.vocab, model.tokenizer
     describe_first = draw and model.config.drawing.describe  # the drawing asked for opens with its description
@@ -282,6 +291,24 @@ def generate(model, prompt: Prompt, settings: Sampling = DEFAULT_SAMPLING, *, dr
             yield Finished("stop" if stop is not None else "length", shown, reply, prompt.input_ids.shape[1])
             return
         rows.feed(torch.tensor([token]))
+
+
+def hands_over(model, prompt: Prompt) -> bool:
+    """Does the adapter leave this turn to the LLM alone? Only in a text-only chat (no image slot, no drawing),
+    and only when its greedy reply is empty: the end of turn at once. One prefill, which generation by the
+    adapter then reuses (assistant/prompt_reuse.py)."""
+    if not model.adapted or not _text_only(model, prompt):
+        return False
+    return bool(_empty_replies(model, _Rows(model, [prompt], room=1).text_logits())[0])
+
+
+def _text_only(model, prompt: Prompt) -> bool:
+    return prompt.image_features is None and not bool((prompt.input_ids >= model.vocab.first_id).any())
+
+
+def _empty_replies(model, logits: Tensor) -> Tensor:
+    """(B,) whether each row's greedy next token, over its text logits (B, first_id + 1), is the end of turn."""
+    return logits.argmax(-1) == model.tokenizer.eos_token_id
 
 
 def _next_text_token(model, rows: _Rows, settings: Sampling, generator, may_draw: bool) -> int:
@@ -350,9 +377,12 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
     replies: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     live = torch.tensor([r >= 2 for r in room])
+    logits = rows.text_logits()
+    handed = [i for i, empty in enumerate(_empty_replies(model, logits).tolist())  # to the LLM alone (hands_over)
+              if empty and model.adapted and _text_only(model, prompts[i])]
+    live[handed] = False
     while live.any():
-        logits = rows.text_logits()[:, :-1]  # (B, first_id): the LLM's own tokens only, never <boi> or a code
-        tokens = sample(logits, settings, generator)
+        tokens = sample(logits[:, :-1], settings, generator)  # the LLM's own tokens only, never <boi> or a code
         for i in live.nonzero()[:, 0].tolist():
             token = int(tokens[i])
             if token == eos:
@@ -363,8 +393,14 @@ def reply_all(model, prompts: list[Prompt], settings: Sampling = DEFAULT_SAMPLIN
                 live[i] = False
         if live.any():
             rows.feed(tokens, live)
-    return [Finished(reason, model.tokenizer.decode(ids, skip_special_tokens=True), ids, p.input_ids.shape[1])
-            for reason, ids, p in zip(reasons, replies, prompts)]
+            logits = rows.text_logits()
+    finished = [Finished(reason, model.tokenizer.decode(ids, skip_special_tokens=True), ids, p.input_ids.shape[1])
+                for reason, ids, p in zip(reasons, replies, prompts)]
+    if handed:
+        alone = reply_all(model.llm_alone(), [prompts[i] for i in handed], settings)
+        for i, reply in zip(handed, alone):
+            finished[i] = reply
+    return finished
 
 
 @torch.inference_mode()

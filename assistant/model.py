@@ -182,6 +182,30 @@ class GlyphModel(nn.Module):
         from peft import get_peft_model  # noqa: PLC0415 (see _is_peft)
         self.language_model = get_peft_model(self.language_model, lora)
 
+    @property
+    def adapted(self) -> bool:
+        """Does the LLM carry a trained LoRA adapter, separate or merged (so that it is no longer the LLM's own)?"""
+        return self.lora_merged or self.has_lora
+
+    def llm_alone(self) -> GlyphModel:
+        """This assistant with its LLM as it was before the adapter, sharing every other part: it answers the
+        text-only turns the adapter hands over (generation.hands_over). The LLM is loaded again on first use
+        (a cached file: under a second) and kept; not a submodule, so never saved or counted. Without an
+        adapter the model is its own."""
+        if not self.adapted:
+            return self
+        alone = self.__dict__.get("_glyph_llm_alone")
+        if alone is None:
+            llm, _ = load_language_model(self.config.llm.name_or_path, self.config.llm.gguf_file)
+            weight = self.causal_lm.get_input_embeddings().weight  # the same dtype and device as the adapted LLM
+            llm = llm.to(device=weight.device, dtype=weight.dtype).requires_grad_(False)
+            alone = GlyphModel(self.config, self.vision_tower, self.projector, llm, self.tokenizer, self.vocab,
+                               self.vq).eval()
+            self.__dict__["_glyph_llm_alone"] = alone
+        alone.use_decoder, alone.int8_decoding = self.use_decoder, self.int8_decoding  # the caller's choices
+        alone.reuse_prompt_prefix = self.reuse_prompt_prefix
+        return alone
+
     def merge_lora(self) -> None:
         """Fold the LoRA adapter into the LLM's weights for inference: the same outputs, without LoRA's two
         extra matmuls per linear at every step. A merged model cannot be trained or saved any more."""

@@ -20,6 +20,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "chats"), "data_gen.scene_chats", "write scene chats for training (text, align or instruct)"),
     (("data", "replies"), "data_gen.text_replies",
      "the frozen LLM's own replies to everyday requests, as text-only training chats"),
+    (("data", "hand-over"), "data_gen.hand_over",
+     "chats that teach the LoRA to leave everyday text-only requests to the LLM alone"),
     (("data", "instruct"), "data_gen.instruct",
      "GPT-assisted instruction data (LLaVA-Instruct style) from an OpenAI-compatible, local or oracle teacher"),
     (("eval", "parser"), "data_gen.parser_report", "measure the scene parser on clean, blurred and JPEG scenes"),

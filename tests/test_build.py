@@ -89,15 +89,16 @@ def test_bad_recipes_are_refused_by_name(tmp_path, capsys):
 def test_shipped_recipes_name_known_steps(name):
     steps = [s["step"] for s in build.read_build(build.recipe_path(name))]
     own_lm = ["lm", "eval_lm"] if name == "scenes-tiny" else []
-    # The shipped assistant has twenty-seven refine rounds: seven that each after the first read chats of their
-    # own, three that draw with a second VQ on one set of drawing-heavy chats, then seventeen that describe each
-    # drawing first (two on one set of chats, then one each on its own; the last thirteen also learn drawing
-    # requests late in a chat, the last nine more kinds of question, the last seven casually typed ones; the
-    # twenty-third is averaged with the one before; the last four also read SmolLM2's own replies to everyday
-    # requests, from two replies steps; the last two count with balanced answers). The drawing experiment has
-    # four, the fourth on drawing-heavy chats.
-    chats, vqs, rounds = {"scenes-smollm2": (24, 2, 27), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
-    replies = ["replies"] * 2 if name == "scenes-smollm2" else []
+    # The shipped assistant has twenty-eight refine rounds: seven that each after the first read chats of their
+    # own, three that draw with a second VQ on one set of drawing-heavy chats, then eighteen that describe each
+    # drawing first (two on one set of chats, then one each on its own; the last fourteen also learn drawing
+    # requests late in a chat, the last ten more kinds of question, the last eight casually typed ones; the
+    # twenty-third is averaged with the one before; the next four also read SmolLM2's own replies to everyday
+    # requests, from two replies steps; the last three count with balanced answers; the last hands everyday
+    # requests over to SmolLM2, from a hand_over step). The drawing experiment has four, the fourth on
+    # drawing-heavy chats.
+    chats, vqs, rounds = {"scenes-smollm2": (25, 2, 28), "scenes-smollm2-draw": (4, 1, 4)}.get(name, (1, 1, 0))
+    replies = ["replies", "replies", "hand_over"] if name == "scenes-smollm2" else []
     assert steps == ["scenes", *["chats"] * chats, *replies, *["vq"] * vqs, "clip", *own_lm, "align", "instruct",
                      *["refine"] * rounds, "eval"]
 

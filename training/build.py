@@ -13,7 +13,9 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
 A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
 OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
-LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies); a chats step's
+LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies), and a hand_over
+step (`replies: NAME`, `pictures: NAME`) the chats that teach handing them over into OUT/chats/hand-over.jsonl
+(data_gen.hand_over); a chats step's
 `suffix: -2` writes OUT/chats/instruct-2.jsonl etc., other questions about the same scenes when its seed
 differs. A vq step's `name: vq-3x3` trains a second image tokenizer into OUT/vq-3x3 (stage 1 draws with
 OUT/vq), and a refine step's `vq: vq-3x3` draws with OUT/vq-3x3 from that round on: the round learns fresh
@@ -67,6 +69,12 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
         name = options.pop("name", "replies")
         options["n"] = max(8, round(options.get("n", 1000) * scale))
         return [(STEP_MODULES[kind], ["--out", str(out / "chats" / f"{name}.jsonl")] + _flags(options))]
+    if kind == "hand_over":  # OUT/chats/NAME.jsonl (default hand-over) from the named replies and scene chats
+        chats = out / "chats"
+        return [(STEP_MODULES[kind], ["--replies", str(chats / f"{options.pop('replies')}.jsonl"),
+                                      "--pictures", str(chats / f"{options.pop('pictures')}.jsonl"),
+                                      "--out", str(chats / f"{options.pop('name', 'hand-over')}.jsonl")]
+                 + _flags(options))]
     if kind == "refine":  # vq: draw with that VQ of the build from this round on (the round before used another)
         vq, soup = options.pop("vq", None), options.pop("average_with", None)  # average_with: an earlier round
         swap = ["--vq", str(out / vq)] if vq else []
@@ -156,6 +164,8 @@ def done(step: dict, out: Path) -> bool:
         return (ship.assistant_dir(out) / "eval" / "report.json").is_file()
     if kind == "replies":
         return (out / "chats" / f"{step.get('name', 'replies')}.jsonl").is_file()
+    if kind == "hand_over":
+        return (out / "chats" / f"{step.get('name', 'hand-over')}.jsonl").is_file()
     if kind == "eval_lm":
         return (out / "lm" / "context_qa.json").is_file()
     return False
