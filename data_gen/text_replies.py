@@ -7,7 +7,9 @@ asked "What is the capital of France?" with no picture, said "The capital of Fra
 answered "Write a motivational quote." with a red cross in a corner. LLaVA keeps its LLM's plain chat by
 mixing text-only conversations into stage 2; with no such data offline, the LLM writes its own: each everyday
 request (data_gen.everyday_requests) gets the reply the LLM gives on its own, greedily, through its chat
-template, and training on those chats teaches the LoRA to leave text-only chats as they were.
+template, and training on those chats teaches the LoRA to leave text-only chats as they were. That came close
+but never word for word; the shipped assistant now hands such requests to the LLM alone (data_gen.hand_over,
+which takes its chats' requests and replies from this file).
 
 Only replies that end within --max-new-tokens are kept (one cut off would teach stopping mid-sentence), so the
 file may hold fewer than --n chats; the count is printed. One chat per line, in the messages format of

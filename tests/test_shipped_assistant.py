@@ -4,6 +4,11 @@ The scenes are fresh (seed 2027) and kept only where the build's own split (seed
 puts them outside training, so no chat of the build was about them."""
 from __future__ import annotations
 
+import torch
+
+from assistant.chat import ChatSession
+from assistant.generation import Finished, Sampling
+from assistant.llm import load_language_model
 from assistant.model import GlyphModel, load_assistant
 from data_gen.scene_dataset import split_of, write_scene_dataset
 from training.eval_assistant import (
@@ -49,3 +54,23 @@ def test_the_shipped_assistant_asks_for_a_picture_it_was_not_given_and_answers_e
                                          model_answerer(GlyphModel.build(model.config), 48))
     replies = [(o.prompt, o.reply) for o in outcomes]
     assert everyday["scene_talk"] <= 0.1 and everyday["asked_for_picture"] <= 0.25, f"{everyday}: {replies}"
+    assert everyday["same_as_llm"] == 1.0, f"{everyday}: {replies}"  # handed over to SmolLM2 (hands_over)
+
+
+def test_a_text_only_conversation_with_the_shipped_assistant_is_smollm2s_own_token_for_token():
+    """Issue 20: a chat with no picture stays SmolLM2's own. The reference is SmolLM2 through plain
+    transformers (its chat template, greedy generate()), not Glyph's generation, turn by turn."""
+    model = load_assistant()
+    llm, tokenizer = load_language_model(model.config.llm.name_or_path, model.config.llm.gguf_file)
+    session, history = ChatSession(model), []
+    for text in ("Who painted the Mona Lisa?", "Write a short poem about the sea."):
+        ours = [e for e in session.send(text, settings=Sampling(temperature=0, max_new_tokens=40))
+                if isinstance(e, Finished)][0]
+        history.append({"role": "user", "content": text})
+        prompt = tokenizer.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        with torch.inference_mode():
+            out = llm.generate(**prompt, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        theirs = [t for t in out[0, prompt["input_ids"].shape[1]:].tolist() if t != tokenizer.eos_token_id]
+        assert ours.token_ids == theirs, f"{text!r}: {ours.text!r} against {tokenizer.decode(theirs)!r}"
+        history.append({"role": "assistant", "content": ours.text})
