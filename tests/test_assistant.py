@@ -7,11 +7,11 @@ import pytest
 import torch
 from peft import LoraConfig
 from PIL import Image
-from tiny_parts import VQ_CONFIG, assistant_config, build_parts
+from tiny_parts import VQ_CONFIG, assistant_config, build_parts, prompt_of
 
 from assistant.chat import ChatSession
 from assistant.config import ConfigError
-from assistant.generation import Finished, ImageDone, Prompt, Sampling, TextDelta, draw_all, generate, reply_all
+from assistant.generation import Finished, ImageDone, Sampling, TextDelta, draw_all, generate, reply_all
 from assistant.images import ImageError
 from assistant.model import GlyphModel
 from assistant.templates import IGNORE_INDEX, TemplateError, render_chat
@@ -237,14 +237,6 @@ def test_a_vq_of_another_code_width_swapped_in_gets_a_fresh_code_map(tmp_path, l
 
 
 # ---- generation -------------------------------------------------------------------------------------------
-
-def prompt_of(model: GlyphModel, messages: list[dict]) -> Prompt:
-    chat = render_chat(messages, model.tokenizer, model.layout, add_generation_prompt=True)
-    features = None
-    if chat.images:
-        features = model.image_features(torch.stack([model.vision_tower.preprocess(i) for i in chat.images]))
-    return Prompt(chat.input_ids[None], features)
-
 
 DRAW = [{"role": "user", "content": "draw a red circle"}]
 UNCONDITIONAL = [{"role": "user", "content": ""}]

@@ -9,11 +9,11 @@ import pytest
 import torch
 from peft import LoraConfig
 from PIL import Image
-from tiny_parts import assistant_config, build_parts
+from tiny_parts import assistant_config, build_parts, prompt_of
 from torch import nn
 
 from assistant.chat import ChatSession
-from assistant.generation import Prompt, Sampling, generate, hands_over, reply_all
+from assistant.generation import Sampling, generate, hands_over, reply_all
 from assistant.model import GlyphModel
 from assistant.templates import IGNORE_INDEX, render_chat
 from data_gen import hand_over
@@ -47,14 +47,6 @@ def plain(parts) -> GlyphModel:
     """The same parts with nothing trained: the LLM's own replies."""
     torch.manual_seed(1)
     return GlyphModel.build(assistant_config(parts)).eval()
-
-
-def prompt_of(model: GlyphModel, messages: list[dict]) -> Prompt:
-    chat = render_chat(messages, model.tokenizer, model.layout, add_generation_prompt=True)
-    features = None
-    if chat.images:
-        features = model.image_features(torch.stack([model.vision_tower.preprocess(i) for i in chat.images]))
-    return Prompt(chat.input_ids[None], features)
 
 
 def with_picture(text: str) -> list[dict]:

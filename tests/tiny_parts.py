@@ -25,6 +25,8 @@ from transformers import (
 )
 
 from assistant.config import AssistantConfig, LLMConfig, ProjectorConfig, VisionConfig, VQConfig
+from assistant.generation import Prompt
+from assistant.templates import render_chat
 from assistant.vq import VQModel
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -113,3 +115,12 @@ def build_parts(root: Path, arch: str = "llama") -> Parts:
 def assistant_config(parts: Parts, projector: str = "mlp2x_gelu", merge: int = 1) -> AssistantConfig:
     return AssistantConfig(vq=str(parts.vq), vision=VisionConfig(f"local-dir:{parts.clip}", None),
                            projector=ProjectorConfig(projector, merge), llm=LLMConfig(str(parts.llm)))
+
+
+def prompt_of(model, messages: list[dict]) -> Prompt:
+    """The generation prompt of a chat, with its images' vision features."""
+    chat = render_chat(messages, model.tokenizer, model.layout, add_generation_prompt=True)
+    features = None
+    if chat.images:
+        features = model.image_features(torch.stack([model.vision_tower.preprocess(i) for i in chat.images]))
+    return Prompt(chat.input_ids[None], features)
