@@ -103,6 +103,28 @@ def test_shipped_recipes_name_known_steps(name):
                      *["refine"] * rounds, "eval"]
 
 
+def test_the_one_pass_recipe_trains_stage_2_once_on_the_final_mix():
+    steps = build.read_build(build.recipe_path("scenes-smollm2-short"))
+    assert [s["step"] for s in steps] == ["scenes", "chats", "replies", "hand_over", "vq", "clip", "align", "instruct",
+                                          "eval"]
+    align = next(s for s in steps if s["step"] == "align")
+    assert align["slot_labels"] and align["drawing_labels"] and align["describe_drawings"]  # the final setup at once
+    instruct = next(s for s in steps if s["step"] == "instruct")
+    assert instruct["chats"] == ["instruct", "hand-over"]
+
+
+def test_the_instruct_step_can_mix_chat_files_like_a_refine_round(tmp_path):
+    (module, argv), = build.step_runs({"step": "instruct", "chats": ["instruct", "hand-over"], "steps": 10},
+                                      tmp_path, 1.0)
+    assert module == "training.train_instruct" and "--chats" not in argv
+    assert argv[argv.index("--data") + 1:argv.index("--init")] == [str(tmp_path / "chats" / "instruct.jsonl"),
+                                                                   str(tmp_path / "chats" / "hand-over.jsonl")]
+    assert argv[argv.index("--init") + 1] == str(tmp_path / "align")
+    assert argv[argv.index("--out") + 1] == str(tmp_path / "instruct") and argv[argv.index("--steps") + 1] == "10"
+    (_, plain), = build.step_runs({"step": "instruct", "steps": 10}, tmp_path, 1.0)
+    assert plain[plain.index("--data") + 1] == str(tmp_path / "chats" / "instruct.jsonl")
+
+
 def test_the_gpu_recipe_restores_the_shipped_vq_and_clip():
     """Its vq and clip steps are the CPU recipe's, so `--ship` with the shipped parts restores them (ship.py)."""
     cpu, gpu = (build.read_build(build.recipe_path(name)) for name in ("scenes-smollm2", "scenes-smollm2-gpu"))

@@ -11,8 +11,8 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
     OUT/lm/context_qa.json (the LM's readiness)  ASSISTANT/eval/report.json  OUT/build.json (seconds per step)
 
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
-A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it on
-OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
+A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it (or the instruct
+step) on OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
 LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies), and a hand_over
 step (`replies: NAME`, `pictures: NAME`) the chats that teach handing them over into OUT/chats/hand-over.jsonl
 (data_gen.hand_over); a chats step's
@@ -81,6 +81,11 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
         swap += ["--average-with", str(out / stage_2_folder(soup))] if soup else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
                  + swap + _flags(options))]
+    if kind == "instruct" and "chats" in options:  # chats: NAME or a list of names mixed, as for refine
+        names = options.pop("chats")
+        files = [str(out / "chats" / f"{name}.jsonl") for name in ([names] if isinstance(names, str) else names)]
+        paths = _paths(kind, out)
+        return [(STEP_MODULES[kind], ["--data", *files] + paths[2:] + _flags(options))]
     if kind == "vq":  # its folder is its name (ship.part_folder), not an option of the trainer
         options.pop("name", None)
         return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / label(step))]
