@@ -11,8 +11,8 @@ A build recipe (training/recipes/<name>.yaml) lists steps in order. Each step ru
     OUT/lm/context_qa.json (the LM's readiness)  ASSISTANT/eval/report.json  OUT/build.json (seconds per step)
 
 ASSISTANT is the build's last stage-2 phase: its last refine round when it has one, else OUT/instruct.
-A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it (or the instruct
-step) on OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
+A refine step's `round: N` (default 1) says which round it is, and `chats: NAME` trains it (or the instruct step)
+on OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
 LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies), and a hand_over
 step (`replies: NAME`, `pictures: NAME`) the chats that teach handing them over into OUT/chats/hand-over.jsonl
 (data_gen.hand_over); a chats step's
@@ -81,11 +81,8 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
         swap += ["--average-with", str(out / stage_2_folder(soup))] if soup else []
         return [(STEP_MODULES[kind], _refine_paths(options.pop("round", 1), options.pop("chats", "instruct"), out)
                  + swap + _flags(options))]
-    if kind == "instruct" and "chats" in options:  # chats: NAME or a list of names mixed, as for refine
-        names = options.pop("chats")
-        files = [str(out / "chats" / f"{name}.jsonl") for name in ([names] if isinstance(names, str) else names)]
-        paths = _paths(kind, out)
-        return [(STEP_MODULES[kind], ["--data", *files] + paths[2:] + _flags(options))]
+    if kind == "instruct":  # chats: NAME or a list of names mixed, as for refine
+        return [(STEP_MODULES[kind], _paths(kind, out, options.pop("chats", "instruct")) + _flags(options))]
     if kind == "vq":  # its folder is its name (ship.part_folder), not an option of the trainer
         options.pop("name", None)
         return [(STEP_MODULES[kind], ["--data", str(out / "scenes"), "--out", str(out / label(step))]
@@ -106,9 +103,13 @@ def _refine_paths(round_number: int, chats: str | list[str], out: Path) -> list[
     """Refine round N goes on from round N-1 (round 1 from instruct/), on OUT/chats/CHATS.jsonl (or on each of
     a list of chat files, mixed)."""
     before = stage_2_folder(round_number - 1) if round_number > 1 else FIRST_STAGE_2
-    files = [str(out / "chats" / f"{name}.jsonl") for name in ([chats] if isinstance(chats, str) else chats)]
-    return ["--data", *files, "--init", str(out / before),
+    return ["--data", *_chat_files(chats, out), "--init", str(out / before),
             "--out", str(out / stage_2_folder(round_number)), "--cache-dir", str(out / "cache")]
+
+
+def _chat_files(chats: str | list[str], out: Path) -> list[str]:
+    """OUT/chats/NAME.jsonl for a chat file's name, or for each of a list of names."""
+    return [str(out / "chats" / f"{name}.jsonl") for name in ([chats] if isinstance(chats, str) else chats)]
 
 
 def label(step: dict) -> str:
@@ -117,7 +118,7 @@ def label(step: dict) -> str:
     return ship.part_folder(step["step"], step) if step["step"] in ship.PARTS else step["step"]
 
 
-def _paths(kind: str, out: Path) -> list[str]:
+def _paths(kind: str, out: Path, instruct_chats: str | list[str] = "instruct") -> list[str]:
     scenes, chats = out / "scenes", out / "chats"
     return {
         "scenes": ["--out", str(scenes)],
@@ -126,7 +127,7 @@ def _paths(kind: str, out: Path) -> list[str]:
         "align": ["--data", str(chats / "align.jsonl"), "--out", str(out / "align"), "--vision",
                   f"local-dir:{out / 'clip'}", "--llm", str(out / "lm"), "--vq", str(out / "vq"),
                   "--cache-dir", str(out / "cache")],
-        "instruct": ["--data", str(chats / "instruct.jsonl"), "--init", str(out / "align"), "--out",
+        "instruct": ["--data", *_chat_files(instruct_chats, out), "--init", str(out / "align"), "--out",
                      str(out / "instruct"), "--cache-dir", str(out / "cache")],
         "eval": ["--model", str(ship.assistant_dir(out)), "--data", str(scenes)],
         "eval_lm": ["--model", str(out / "lm"), "--data", str(scenes)],
