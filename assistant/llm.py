@@ -59,9 +59,7 @@ def load_language_model(name_or_path: str, gguf_file: str | None = None,
     attention mask and the labels, so which id fills them does not matter); the model's
     generation config gets the same pad id when it has none.
     """
-    if name_or_path.startswith(PACKAGE_PREFIX):
-        directory, gguf_file = packaged_gguf(name_or_path.removeprefix(PACKAGE_PREFIX))
-        name_or_path = str(directory)
+    name_or_path, gguf_file = _unpackaged(name_or_path, gguf_file)
     source, gguf_path = _resolve(name_or_path, gguf_file)
     if gguf_path is not None and dtype == torch.float32:
         return _dense_copy_of(gguf_path, name_or_path, gguf_file)
@@ -102,13 +100,20 @@ def _dense_copy_of(gguf_path: str, name_or_path: str, gguf_file: str | None
 
     The copy's directory is keyed by the file's name, size and modification time, so a changed file gets a new
     copy; it appears complete or not at all (written beside it, then renamed)."""
-    stat = Path(gguf_path).stat()
-    key = hashlib.sha256(f"{Path(gguf_path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(_file_stamp(Path(gguf_path)).encode()).hexdigest()[:16]
     copy = dense_cache_dir() / f"{Path(gguf_path).stem}-{key}"
     if (copy / "config.json").is_file():
         return _load_model_and_tokenizer(str(copy), None, str(copy), None, torch.float32)
     model, tokenizer = _load_model_and_tokenizer(str(Path(gguf_path).parent), gguf_path, name_or_path, gguf_file,
                                                  torch.float32)
+    save_copy(model, tokenizer, copy, f"the dequantised {Path(gguf_path).name}", "dequantise it again")
+    return model, tokenizer
+
+
+def save_copy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, copy: Path, what: str,
+              redo: str) -> bool:
+    """Write the model and tokenizer with save_pretrained to `copy`, complete or not at all (written beside it,
+    then renamed); whether it was written. A disk that cannot take it only costs `redo` at the next start."""
     partial = copy.with_name(f".{copy.name}.partial-{os.getpid()}")
     try:
         model.save_pretrained(partial, safe_serialization=True)
@@ -117,9 +122,35 @@ def _dense_copy_of(gguf_path: str, name_or_path: str, gguf_file: str | None
     except (OSError, SafetensorError) as error:  # a read-only or full disk (safetensors raises its own error for
         # that): the model still loads, just slowly next time too
         shutil.rmtree(partial, ignore_errors=True)
-        print(f"note: could not cache the dequantised {Path(gguf_path).name} in {copy} ({error}); "
-              "the next start will dequantise it again")
-    return model, tokenizer
+        print(f"note: could not cache {what} in {copy} ({first_line(error)}); the next start will {redo}")
+        return False
+    return True
+
+
+def files_key(name_or_path: str, gguf_file: str | None = None) -> str:
+    """A text that changes when the model load_language_model(name_or_path, gguf_file) reads changes: the GGUF
+    file's or the directory's weight and config files' paths, sizes and modification times (a hub id: itself)."""
+    name_or_path, gguf_file = _unpackaged(name_or_path, gguf_file)
+    source, gguf_path = _resolve(name_or_path, gguf_file)
+    if gguf_path is not None:
+        return _file_stamp(Path(gguf_path))
+    if not Path(source).is_dir():
+        return f"hub:{source}"
+    files = sorted(p for p in Path(source).iterdir() if p.suffix in (".json", ".safetensors"))
+    return ";".join(_file_stamp(p) for p in files)
+
+
+def _unpackaged(name_or_path: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """"package:NAME" as the directory and GGUF file that package ships; anything else as it is."""
+    if name_or_path.startswith(PACKAGE_PREFIX):
+        directory, gguf_file = packaged_gguf(name_or_path.removeprefix(PACKAGE_PREFIX))
+        return str(directory), gguf_file
+    return name_or_path, gguf_file
+
+
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def packaged_gguf(package: str) -> tuple[Path, str]:

@@ -35,7 +35,8 @@ from assistant.config import AssistantConfig, ConfigError, first_line, unreadabl
 from assistant.decoder import Decoder
 from assistant.image_vocab import SPECIALS, ImageVocabulary
 from assistant.llm import load_language_model
-from assistant.lora_merge import merge_saved_lora, plain_lora
+from assistant.lora_merge import plain_lora
+from assistant.merged_llm import load_merged_language_model
 from assistant.projector import build_projector, slots_per_image
 from assistant.templates import IGNORE_INDEX, ImageLayout
 from assistant.vision import VisionTower
@@ -108,10 +109,11 @@ class GlyphModel(nn.Module):
     # ---- building and loading -------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: AssistantConfig) -> GlyphModel:
-        """The frozen parts named in `config`, with a fresh projector and fresh vocabulary rows."""
+    def build(cls, config: AssistantConfig, merged_adapter: Path | None = None) -> GlyphModel:
+        """The frozen parts named in `config`, with a fresh projector and fresh vocabulary rows; the LLM with the
+        plain LoRA adapter saved in `merged_adapter` folded in, when one is given (assistant/merged_llm.py)."""
         config.validate()
-        tower, llm, tokenizer, vq = _frozen_parts(config)
+        tower, llm, tokenizer, vq = _frozen_parts(config, merged_adapter)
         vocab = ImageVocabulary.create(config.tokens, len(tokenizer), vq.quantizer.codes(),
                                        llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
         _add_tokens(tokenizer, vocab)
@@ -139,11 +141,11 @@ class GlyphModel(nn.Module):
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
-        model = cls.build(config)
-        _load_trained(model, weights, new_codebook=swapped)
         adapter = directory / ADAPTER_DIR
-        if adapter.is_dir() and merge_lora and plain_lora(adapter):
-            merge_saved_lora(model.language_model, adapter)  # peft's merge, without wrapping the LLM first
+        fold = adapter.is_dir() and merge_lora and plain_lora(adapter)  # peft's merge, without peft's wrapper
+        model = cls.build(config, merged_adapter=adapter if fold else None)
+        _load_trained(model, weights, new_codebook=swapped)
+        if fold:
             model.lora_merged = True
         elif adapter.is_dir():
             from peft import PeftModel  # noqa: PLC0415 (see _is_peft)
@@ -398,9 +400,12 @@ def _positions(attention_mask: Tensor | None) -> Tensor | None:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _frozen_parts(config: AssistantConfig):
+def _frozen_parts(config: AssistantConfig, merged_adapter: Path | None = None):
     tower = VisionTower(config.vision)
-    llm, tokenizer = load_language_model(config.llm.name_or_path, config.llm.gguf_file)
+    if merged_adapter is None:
+        llm, tokenizer = load_language_model(config.llm.name_or_path, config.llm.gguf_file)
+    else:
+        llm, tokenizer = load_merged_language_model(config.llm.name_or_path, config.llm.gguf_file, merged_adapter)
     vq = VQModel.from_pretrained(config.vq)
     return tower, llm, tokenizer, vq
 
