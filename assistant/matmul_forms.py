@@ -11,7 +11,7 @@ core, at about 14 GB/s of fp32 weights where two cores read 32 GB/s. Two other f
 - "onednn": oneDNN's inner product, the primitive torch.compile's CPU backend calls for linear layers
   (`mkldnn._linear_pointwise`), which splits the weight's rows over the cores: about 1.5-2× F.linear on those
   CPUs. It has no backward, so it is used only where no gradient is recorded (generation runs in
-  inference mode); elsewhere the product falls back to F.linear.
+  inference mode), and only on rows of the weight's dtype; elsewhere the product falls back to F.linear.
 
 Which is fastest depends on the CPU, the BLAS build, the dtype (oneDNN has no bf16 kernel on an AVX2-only
 CPU) and the weight's shape (oneDNN's fixed cost of ~25 µs a call loses on small weights), so it is measured
@@ -39,7 +39,9 @@ MARGIN = 0.8
 
 def product(form: str, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (..., in) @ weight (out, in)ᵀ (+ bias) in the given form; the same values as F.linear."""
-    if form == "onednn" and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
+    # oneDNN's op takes one dtype and autocast does not cast for it (float rows, bf16 weights: training's samples)
+    if form == "onednn" and x.dtype == weight.dtype and \
+            not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     if form == "few rows":
         return few_rows(x, weight, bias)

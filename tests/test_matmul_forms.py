@@ -30,6 +30,17 @@ def test_every_form_that_runs_gives_linears_values(lead):
             torch.testing.assert_close(got, F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_every_form_takes_mixed_dtypes_under_autocast(form):
+    """Training writes sample chats with its frozen weights in bf16 and float rows under autocast: a picked
+    oneDNN form (which autocast does not cast for) once failed there with "could not create a primitive
+    descriptor"."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(1, 3, 48), torch.randn(40, 48).bfloat16()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(product(form, x, weight), F.linear(x, weight))
+
+
 def test_a_product_that_records_gradients_gets_them_in_every_form():
     """oneDNN's inner product has no backward: with a gradient to record, the product must not use it."""
     torch.manual_seed(0)
