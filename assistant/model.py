@@ -109,11 +109,13 @@ class GlyphModel(nn.Module):
     # ---- building and loading -------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, config: AssistantConfig, merged_adapter: Path | None = None) -> GlyphModel:
+    def build(cls, config: AssistantConfig, merged_adapter: Path | None = None,
+              lazy_vision: bool = False) -> GlyphModel:
         """The frozen parts named in `config`, with a fresh projector and fresh vocabulary rows; the LLM with the
-        plain LoRA adapter saved in `merged_adapter` folded in, when one is given (assistant/merged_llm.py)."""
+        plain LoRA adapter saved in `merged_adapter` folded in, when one is given (assistant/merged_llm.py), and
+        the vision tower built on first use with lazy_vision (assistant/vision.py)."""
         config.validate()
-        tower, llm, tokenizer, vq = _frozen_parts(config, merged_adapter)
+        tower, llm, tokenizer, vq = _frozen_parts(config, merged_adapter, lazy_vision)
         vocab = ImageVocabulary.create(config.tokens, len(tokenizer), vq.quantizer.codes(),
                                        llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
         _add_tokens(tokenizer, vocab)
@@ -128,7 +130,8 @@ class GlyphModel(nn.Module):
         """Rebuild the whole assistant from a directory written by save_pretrained.
 
         trainable=True keeps the LoRA adapter trainable (to continue training); otherwise it is frozen.
-        merge_lora=True folds it into the LLM's weights (merge_lora()): what chatting and serving want.
+        merge_lora=True folds it into the LLM's weights (merge_lora()): what chatting and serving want. Such a
+        model also builds its vision tower on the first picture (a chat that starts with words does not wait).
         vq swaps in another VQ-VAE (a new image tokenizer, to train further with): everything trained is kept
         but the code tokens' output rows, which start afresh (see _load_trained). The same VQ changes nothing.
         """
@@ -143,7 +146,7 @@ class GlyphModel(nn.Module):
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
         adapter = directory / ADAPTER_DIR
         fold = adapter.is_dir() and merge_lora and plain_lora(adapter)  # peft's merge, without peft's wrapper
-        model = cls.build(config, merged_adapter=adapter if fold else None)
+        model = cls.build(config, merged_adapter=adapter if fold else None, lazy_vision=merge_lora)
         _load_trained(model, weights, new_codebook=swapped)
         if fold:
             model.lora_merged = True
@@ -400,8 +403,8 @@ def _positions(attention_mask: Tensor | None) -> Tensor | None:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _frozen_parts(config: AssistantConfig, merged_adapter: Path | None = None):
-    tower = VisionTower(config.vision)
+def _frozen_parts(config: AssistantConfig, merged_adapter: Path | None = None, lazy_vision: bool = False):
+    tower = VisionTower(config.vision, lazy=lazy_vision)
     if merged_adapter is None:
         llm, tokenizer = load_language_model(config.llm.name_or_path, config.llm.gguf_file)
     else:
