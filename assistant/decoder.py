@@ -229,14 +229,34 @@ def fuse_projections(layer: nn.Module) -> FusedProjections | None:
 @torch.no_grad()
 def _stack(modules: list[nn.Linear], name: str) -> Tensor:
     """One tensor of the modules' `name` tensors, stacked by rows; each module's parameter becomes a view of
-    its rows (its old tensor is freed), so the model's weights are not held twice."""
-    stacked = torch.cat([getattr(module, name) for module in modules])
+    its rows (its old tensor is freed), so the model's weights are not held twice. Tensors that already lie
+    back to back in one storage (as a memory-mapped copy can hold them: assistant/mapped_weights.py) are
+    stacked as a view over them, without a copy."""
+    tensors = [getattr(module, name) for module in modules]
+    adjacent = _back_to_back(tensors)
+    if adjacent is not None:
+        return adjacent
+    stacked = torch.cat(tensors)
     start = 0
     for module in modules:
         rows = getattr(module, name).shape[0]
         setattr(module, name, nn.Parameter(stacked[start:start + rows], requires_grad=False))
         start += rows
     return stacked
+
+
+def _back_to_back(tensors: list[Tensor]) -> Tensor | None:
+    """The tensors' rows as one tensor viewing their storage, when each starts where the one before ends."""
+    first = tensors[0]
+    storage, offset = first.untyped_storage(), first.storage_offset()
+    for tensor in tensors:
+        if (not tensor.is_contiguous() or tensor.dtype != first.dtype or tensor.shape[1:] != first.shape[1:]
+                or tensor.untyped_storage().data_ptr() != storage.data_ptr() or tensor.storage_offset() != offset):
+            return None
+        offset += tensor.numel()
+    rows = sum(tensor.shape[0] for tensor in tensors)
+    return torch.empty(0, dtype=first.dtype, device=first.device).set_(storage, first.storage_offset(),
+                                                                        (rows, *first.shape[1:]))
 
 
 def _still_views(fused: FusedProjections, parts: tuple[nn.Linear, ...]) -> bool:

@@ -110,18 +110,24 @@ class GlyphModel(nn.Module):
 
     @classmethod
     def build(cls, config: AssistantConfig, merged_adapter: Path | None = None,
-              lazy_vision: bool = False) -> GlyphModel:
+              lazy_vision: bool = False, fresh: bool = True) -> GlyphModel:
         """The frozen parts named in `config`, with a fresh projector and fresh vocabulary rows; the LLM with the
         plain LoRA adapter saved in `merged_adapter` folded in, when one is given (assistant/merged_llm.py), and
-        the vision tower built on first use with lazy_vision (assistant/vision.py)."""
+        the vision tower built on first use with lazy_vision (assistant/vision.py). fresh=False skips starting
+        the projector and rows from the LLM's embeddings (statistics over all its rows, ~0.1 s on SmolLM2): for
+        a caller that loads trained ones over them."""
         config.validate()
         tower, llm, tokenizer, vq = _frozen_parts(config, merged_adapter, lazy_vision)
-        vocab = ImageVocabulary.create(config.tokens, len(tokenizer), vq.quantizer.codes(),
-                                       llm.get_input_embeddings().weight, llm.get_output_embeddings().weight)
+        first_id, codes = len(tokenizer), vq.quantizer.codes()
+        if fresh:
+            vocab = ImageVocabulary.create(config.tokens, first_id, codes, llm.get_input_embeddings().weight,
+                                           llm.get_output_embeddings().weight)
+        else:
+            vocab = ImageVocabulary(config.tokens, first_id, llm.get_input_embeddings().weight.shape[1], codes)
         _add_tokens(tokenizer, vocab)
         rows = llm.get_input_embeddings().weight[:vocab.first_id]  # the LLM's own tokens' rows
         projector = build_projector(config.projector, tower.hidden_size, llm.config.get_text_config().hidden_size,
-                                    embedding_std=float(rows.detach().float().std()))
+                                    embedding_std=float(rows.detach().float().std()) if fresh else None)
         return cls(config, tower, projector, llm, tokenizer, vocab, vq)
 
     @classmethod
@@ -146,7 +152,8 @@ class GlyphModel(nn.Module):
             raise ConfigError(f"{weights} does not exist; pass a directory written by GlyphModel.save_pretrained")
         adapter = directory / ADAPTER_DIR
         fold = adapter.is_dir() and merge_lora and plain_lora(adapter)  # peft's merge, without peft's wrapper
-        model = cls.build(config, merged_adapter=adapter if fold else None, lazy_vision=merge_lora)
+        model = cls.build(config, merged_adapter=adapter if fold else None, lazy_vision=merge_lora,
+                          fresh=swapped)  # a new codebook may keep the fresh code map
         _load_trained(model, weights, new_codebook=swapped)
         if fold:
             model.lora_merged = True
@@ -416,7 +423,8 @@ def _frozen_parts(config: AssistantConfig, merged_adapter: Path | None = None, l
 def _add_tokens(tokenizer, vocab: ImageVocabulary) -> None:
     """Add the image tokens to the tokenizer so it can print them; their ids must be the vocabulary's."""
     strings = vocab.token_strings()
-    clashes = [s for s in strings[:4] if s in tokenizer.get_vocab()]
+    known = tokenizer.get_vocab()  # built afresh at every call (~30 ms on SmolLM2's 49k tokens): once
+    clashes = [s for s in strings[:4] if s in known]
     if clashes:
         raise ConfigError(f"tokenizer {tokenizer.name_or_path} already has {clashes}; choose other image token "
                           "strings in the config's `tokens`")

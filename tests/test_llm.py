@@ -199,7 +199,7 @@ def test_a_gguf_model_is_dequantised_once_then_read_from_its_safetensors_copy(ti
     monkeypatch.setattr(llm, "_load_model_and_tokenizer", dequantise_or_read)
     first, _ = load_language_model(str(gguf.parent), gguf_file=gguf.name)
     second, tokenizer = load_language_model(str(gguf.parent), gguf_file=gguf.name)
-    assert reads == [str(gguf.resolve()), None]  # the second load never touched the GGUF file
+    assert reads == [str(gguf.resolve())]  # the second load read the copy (llm.load_saved_copy), not the GGUF
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert tokenizer("a red circle")["input_ids"] == tiny_tokenizer()("a red circle")["input_ids"]
     copies = list((tmp_path / "cache" / "llm").iterdir())
@@ -235,3 +235,73 @@ def test_a_full_disk_still_loads_the_gguf_model_and_leaves_no_half_copy(tiny_dir
     assert model(torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
     assert list((tmp_path / "cache" / "llm").iterdir()) == []  # the partial copy was removed
     assert "No space left on device" in capsys.readouterr().out
+
+
+def gguf_stand_in(tiny_dir, tmp_path, monkeypatch) -> Path:
+    """A packaged GGUF file whose dequantisation the tiny model's own files play; returns the file."""
+    from assistant import llm
+
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "package" / "Tiny.Q8_0.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF stand-in")
+    real = llm._load_model_and_tokenizer
+
+    def dequantise_or_read(source, gguf_path, *rest):
+        if gguf_path is not None:
+            return real(str(tiny_dir[0]), None, str(tiny_dir[0]), None, torch.float32)
+        return real(source, gguf_path, *rest)
+    monkeypatch.setattr(llm, "_load_model_and_tokenizer", dequantise_or_read)
+    return gguf
+
+
+def files_parsed_as_json(monkeypatch) -> list[str]:
+    """The names of the files json.load reads from now on."""
+    import json
+
+    real, names = json.load, []
+
+    def load(file, *args, **kwargs):
+        names.append(Path(getattr(file, "name", "?")).name)
+        return real(file, *args, **kwargs)
+    monkeypatch.setattr(json, "load", load)
+    return names
+
+
+def test_the_cached_copy_keeps_its_added_tokens_so_loading_skips_parsing_tokenizer_json(tiny_dir, tmp_path,
+                                                                                        monkeypatch):
+    """transformers 5 saves a tokenizers-backed tokenizer without `added_tokens_decoder` and then parses the
+    whole tokenizer.json in Python at every load (0.25 s on SmolLM2): the copy records them."""
+    import json
+
+    gguf = gguf_stand_in(tiny_dir, tmp_path, monkeypatch)
+    load_language_model(str(gguf.parent), gguf_file=gguf.name)  # writes the copy
+    copy = next((tmp_path / "cache" / "llm").iterdir())
+    recorded = json.loads((copy / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    original = tiny_dir[2]
+    assert {int(i): t["content"] for i, t in recorded.items()} == {
+        i: t.content for i, t in original.added_tokens_decoder.items()} != {}
+    parsed = files_parsed_as_json(monkeypatch)
+    _, tokenizer = load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert "tokenizer.json" not in parsed and "tokenizer_config.json" in parsed
+    assert tokenizer.added_tokens_decoder == original.added_tokens_decoder
+    assert tokenizer.eos_token == original.eos_token and tokenizer.unk_token == original.unk_token
+    text = "what colour is the </s> blue zebra"
+    assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
+
+
+def test_a_copy_written_before_keeps_loading_and_gets_its_added_tokens_recorded(tiny_dir, tmp_path, monkeypatch):
+    import json
+
+    gguf = gguf_stand_in(tiny_dir, tmp_path, monkeypatch)
+    load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    config_file = next((tmp_path / "cache" / "llm").iterdir()) / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    del config["added_tokens_decoder"]  # as the copies of earlier versions were written
+    config_file.write_text(json.dumps(config))
+    _, tokenizer = load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert tokenizer.added_tokens_decoder == tiny_dir[2].added_tokens_decoder
+    assert "added_tokens_decoder" in json.loads(config_file.read_text())
+    parsed = files_parsed_as_json(monkeypatch)
+    load_language_model(str(gguf.parent), gguf_file=gguf.name)
+    assert "tokenizer.json" not in parsed
