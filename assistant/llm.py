@@ -26,6 +26,7 @@ import struct
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
 from boltons.fileutils import atomic_save
 from safetensors import SafetensorError
 from transformers import (
@@ -161,7 +162,9 @@ def _model_from_mapped_weights(copy: Path, weights: Path) -> PreTrainedModel:
         state = mapped_tensors(weights)
     except UnreadableWeights as error:
         raise ModelLoadError(f"{error}; delete {copy} and it is written again") from None
-    with no_init_weights():  # every tensor is replaced below: drawing random values first would waste time
+    # Every weight is replaced below, so none is allocated or drawn at random first: parameters start on the
+    # meta device (accelerate's context; buffers such as the rotary frequencies are still computed).
+    with init_empty_weights(include_buffers=False), no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
