@@ -132,6 +132,42 @@ def test_stage1_then_stage2_train_what_they_should(world, tmp_path):
     assert (stage2 / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_stage2_can_adapt_the_upper_layers_only_with_its_inputs_frozen(world, tmp_path):
+    """--lora-layers K --freeze-inputs: no gradient is needed below layer K (benchmarks/TRAINING.md: 1.5x the
+    tokens/s on SmolLM2 at K = 15). The adapter covers layers K+ only, the projector and the image tokens' input
+    rows stay as stage 1 left them, their output rows train, and the assistant still loads merged."""
+    stage1, stage2 = tmp_path / "align", tmp_path / "instruct"
+    assert train_align.main(stage1_args(world, stage1, "--steps", "2")) == 0
+    assert train_instruct.main(["--data", str(world["instruct"]), "--init", str(stage1), "--out", str(stage2),
+                                "--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples", "1",
+                                "--lora-r", "4", "--lora-alpha", "8", "--lr", "1e-2", "--precision", "fp32",
+                                "--lora-layers", "1", "--freeze-inputs",
+                                "--cache-dir", str(world["root"] / "cache")]) == 0
+    adapter = load_file(stage2 / "adapter" / "adapter_model.safetensors")
+    assert adapter and all(".layers.0." not in k for k in adapter) and any(".layers.1." in k for k in adapter)
+    assert {k.split(".layers.")[1].split(".")[2] for k in adapter} >= {"q_proj", "down_proj"}  # every linear
+    before, after = load_file(stage1 / "model.safetensors"), load_file(stage2 / "model.safetensors")
+    kept = [k for k in before if not k.startswith("vocab.output")]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    assert not torch.equal(before["vocab.output"], after["vocab.output"])
+    merged = GlyphModel.from_pretrained(stage2, merge_lora=True)
+    peft = GlyphModel.from_pretrained(stage2)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged.causal_lm(input_ids=ids).logits, peft.causal_lm(input_ids=ids).logits,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_lora_layers_beyond_the_llm_is_one_clear_error(world, tmp_path, capsys):
+    stage1 = tmp_path / "align"
+    assert train_align.main(stage1_args(world, stage1, "--steps", "1")) == 0
+    code = train_instruct.main(["--data", str(world["instruct"]), "--init", str(stage1), "--out",
+                                str(tmp_path / "instruct"), "--steps", "1", "--lora-layers", "99",
+                                "--precision", "fp32", "--cache-dir", str(world["root"] / "cache")])
+    err = capsys.readouterr().err
+    assert code != 0 and "--lora-layers 99" in err and "layers 0 to" in err
+
+
 def test_a_second_stage2_phase_goes_on_training_the_first_ones_adapter(world, tmp_path):
     stage1, first, second = tmp_path / "align", tmp_path / "instruct", tmp_path / "refine"
     stage2 = ["--data", str(world["instruct"]), "--steps", "2", "--batch-size", "4", "--holdout", "4", "--samples",

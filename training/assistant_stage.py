@@ -5,7 +5,8 @@
 Trainable per stage (everything else is frozen: the vision tower, the LLM's own weights, the VQ-VAE):
 
     stage 1: the projector and the image-vocabulary rows
-    stage 2: LoRA adapters on the LLM (peft), the projector and the image-vocabulary rows
+    stage 2: LoRA adapters on the LLM (peft), the projector and the image-vocabulary rows; with
+             --freeze-inputs the image rows' output side only, and --lora-layers K adapts layers K+ only
 
 Batches: `--batch-size` chats per optimizer step over all processes together, split into
 `--grad-accum` micro-batches per process. Which chats form step s's batch depends only on (seed, s),
@@ -106,6 +107,12 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         lora.add_argument("--lora-dropout", type=float, default=0.05)
         lora.add_argument("--lora-targets", default="all-linear",
                           help="'all-linear' (attention and MLP linears) or comma-separated module names")
+        lora.add_argument("--lora-layers", type=int, default=0, metavar="K",
+                          help="adapt only the LLM's layers K and above (0: every layer); with --freeze-inputs "
+                          "no gradient is needed below layer K, so a step runs only part of the backward pass")
+        p.add_argument("--freeze-inputs", action="store_true",
+                       help="keep the projector and the image tokens' input rows as --init has them (as LLaVA's "
+                       "freeze_mm_mlp_adapter); the image tokens' output rows still train")
     train = p.add_argument_group("training")
     train.add_argument("--steps", type=int, default=0, help="optimizer steps; 0: --epochs over the data")
     train.add_argument("--epochs", type=float, default=1.0)
@@ -154,10 +161,28 @@ def build_model(args: argparse.Namespace, stage: int):
             print(f"continuing the LoRA adapter of {args.init} (the --lora-* options apply to a fresh one only)")
         else:
             targets = args.lora_targets if args.lora_targets == "all-linear" else args.lora_targets.split(",")
+            layers = adapted_layers(model, args.lora_layers)
+            if layers is not None and targets == "all-linear":  # peft takes a layer list only with named targets
+                targets = layer_linear_names(model)
             model.add_lora(LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                                      target_modules=targets, bias="none"))
-    set_trainable(model, stage)
+                                      target_modules=targets, bias="none", layers_to_transform=layers))
+    set_trainable(model, stage, getattr(args, "freeze_inputs", False))
     return model
+
+
+def adapted_layers(model, first: int) -> list[int] | None:
+    """--lora-layers K as peft's layers_to_transform: layers K to the last; None for every layer (K = 0)."""
+    count = len(model.causal_lm.model.layers)
+    if not 0 <= first < count:
+        raise ConfigError(f"--lora-layers {first}: the LLM has layers 0 to {count - 1}; pass one of them "
+                          "(0 adapts every layer)")
+    return list(range(first, count)) if first else None
+
+
+def layer_linear_names(model) -> list[str]:
+    """The names of the linear modules inside the LLM's layers (what 'all-linear' adapts), e.g. q_proj."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.causal_lm.model.layers.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
 
 
 def llm_config(llm: str, gguf_file: str | None) -> LLMConfig:
@@ -166,8 +191,10 @@ def llm_config(llm: str, gguf_file: str | None) -> LLMConfig:
     return LLMConfig(llm, gguf_file)
 
 
-def set_trainable(model, stage: int) -> None:
-    """Freeze everything, then thaw what `stage` trains (see the module docstring)."""
+def set_trainable(model, stage: int, freeze_inputs: bool = False) -> None:
+    """Freeze everything, then thaw what `stage` trains (see the module docstring). freeze_inputs (stage 2)
+    keeps what feeds the LLM's input frozen: the projector and the image tokens' input rows; their output rows
+    still train. With LoRA on the upper layers only, backward then stops at the first adapted layer."""
     lora = {n for n, p in model.language_model.named_parameters() if "lora_" in n}
     model.requires_grad_(False)
     model.projector.requires_grad_(True)
@@ -177,6 +204,10 @@ def set_trainable(model, stage: int) -> None:
             parameter.requires_grad_(name in lora)
         if not lora:
             raise ConfigError("no LoRA layers were added; check --lora-targets against the LLM's module names")
+        if freeze_inputs:
+            model.projector.requires_grad_(False)
+            model.vocab.requires_grad_(False)
+            model.vocab.output.requires_grad_(True)
 
 
 def store_frozen_layers_in(model, dtype: torch.dtype) -> int:
@@ -309,7 +340,7 @@ def soup_weights(args, stage: int, model) -> dict[str, torch.Tensor] | None:
     from assistant.model import GlyphModel
 
     other = GlyphModel.from_pretrained(args.average_with, trainable=True, vq=args.vq)
-    set_trainable(other, stage)
+    set_trainable(other, stage, args.freeze_inputs)
     weights = {name: p.detach().clone() for name, p in other.named_parameters() if p.requires_grad}
     mine = {name: tuple(p.shape) for name, p in model.named_parameters() if p.requires_grad}
     if mine != {name: tuple(w.shape) for name, w in weights.items()}:
