@@ -172,8 +172,8 @@ def _model_from_mapped_weights(copy: Path, weights: Path) -> PreTrainedModel:
         raise ModelLoadError(f"{weights} does not fit its config.json ({first_line(error)}); delete {copy} "
                              "and it is written again") from None
     model.tie_weights()
-    loaded = {tensor.data_ptr() for tensor in state.values()}
-    untied = [name for name in missing if model.get_parameter(name).data_ptr() not in loaded] if missing else []
+    loaded, now = {tensor.data_ptr() for tensor in state.values()}, model.state_dict(keep_vars=True)
+    untied = [name for name in missing if now[name].data_ptr() not in loaded]  # a tied weight shares a loaded one
     if unexpected or untied:
         raise ModelLoadError(f"{weights} does not fit its config.json (missing {untied[:3]}, unexpected "
                              f"{unexpected[:3]}); delete {copy} and it is written again")
