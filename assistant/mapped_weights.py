@@ -10,6 +10,7 @@ The mapping is private: writing to a tensor never changes the file.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -48,10 +49,7 @@ def _view(storage: torch.UntypedStorage, data_start: int, name: str, entry: dict
     dtype = DTYPES.get(entry.get("dtype"))
     begin, end = (data_start + offset for offset in entry["data_offsets"])
     shape = entry["shape"]
-    itemsize = torch.empty(0, dtype=dtype).element_size() if dtype is not None else 1
-    count = 1
-    for length in shape:
-        count *= length
-    if dtype is None or end > storage.nbytes() or end - begin != count * itemsize or begin % itemsize:
+    itemsize = dtype.itemsize if dtype is not None else 1
+    if dtype is None or end > storage.nbytes() or end - begin != math.prod(shape) * itemsize or begin % itemsize:
         raise UnreadableWeights(f"{path}: tensor {name} has an unknown dtype, is cut short or is misaligned")
     return torch.empty(0, dtype=dtype).set_(storage, begin // itemsize, shape)

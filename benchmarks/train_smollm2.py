@@ -63,9 +63,6 @@ def chats(root: Path, kind: str, n: int) -> Path:
     return write_chats(scenes, root / f"{kind}.jsonl", kind, n, seed=5, mix=mix)
 
 
-LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # "all-linear", by name
-
-
 def glyph_model(stage: int, lora_from: int = 0):
     """SmolLM2 with the shipped scene CLIP and VQ and a fresh projector (9 labelled slots) and image rows, as the
     recipe's stage 1 builds it; in stage 2 a fresh LoRA r16 on every linear, as its instruct step adds. With
@@ -75,7 +72,7 @@ def glyph_model(stage: int, lora_from: int = 0):
 
     from assistant.config import AssistantConfig, LLMConfig, ProjectorConfig, VisionConfig
     from assistant.model import GlyphModel
-    from training.assistant_stage import set_trainable
+    from training.assistant_stage import adapted_layers, layer_linear_names, set_trainable
 
     config = AssistantConfig(vq=str(SHIPPED / "vq"), vision=VisionConfig(f"local-dir:{SHIPPED / 'clip'}", None),
                              projector=ProjectorConfig("mlp2x_gelu", 2, LABELS),
@@ -83,13 +80,10 @@ def glyph_model(stage: int, lora_from: int = 0):
     torch.manual_seed(0)
     model = GlyphModel.build(config)
     if stage == 2:
-        layers = list(range(lora_from, len(model.causal_lm.model.layers))) if lora_from else None
+        layers = adapted_layers(model, lora_from)  # as glyph train instruct --lora-layers K --freeze-inputs
         model.add_lora(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, bias="none", layers_to_transform=layers,
-                                  target_modules=LINEARS if layers else "all-linear"))
-    set_trainable(model, stage)
-    if stage == 2 and lora_from:
-        for part in (model.projector, model.vocab.special_input, model.vocab.code_map):
-            part.requires_grad_(False)
+                                  target_modules=layer_linear_names(model) if layers else "all-linear"))
+    set_trainable(model, stage, freeze_inputs=stage == 2 and lora_from > 0)
     return model
 
 
