@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from assistant.int8 import INT8_MAX_ROWS, cached_int8_rows, int8_head, int8_linear
+from assistant.int8_step import Int8Step
 from assistant.matmul_forms import fastest_form, product
 
 # Decoder-only models whose layer is: RMSNorm → attention (rotary, GQA, optional q/k/v bias) → residual →
@@ -47,6 +48,7 @@ class Decoder:
         self.int8 = int8  # plain weights read as int8 rows (assistant/int8.py); LoRA layers stay as they are
         # The slow matrix-vector paths that fastest_form works around are CPU ones (and it times on the CPU).
         self.on_cpu = device.type == "cpu"
+        self._one_call_step: Int8Step | None | bool = False  # made on the first int8 step (False: not yet)
         if self.on_cpu:  # (int8 decoding too: its prompts run on the float weights)
             self._time_product_forms()
 
@@ -88,11 +90,25 @@ class Decoder:
         self.key_mask = torch.cat([self.key_mask, key_mask], dim=1)
         positions = (self.key_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T): padding skipped
         cos, sin = self.model.rotary_emb(embeds, positions)  # (B, T, head_dim), the model's own rope
+        one_call = self._int8_step(embeds)
+        if one_call is not None:
+            return _rms_norm(self.model.norm, one_call(embeds, cos, sin, self.key_mask, start, self.keys,
+                                                       self.values))
         mask = self._attention_mask(start, steps)
         hidden = embeds
         for index, layer in enumerate(self.model.layers):
             hidden = self._layer(index, layer, hidden, cos, sin, mask, start)
         return _rms_norm(self.model.norm, hidden)
+
+    def _int8_step(self, embeds: Tensor) -> Int8Step | None:
+        """The one-call int8 step (assistant/int8_step.py) for one new position of fp32 rows read as int8, where
+        the kernel can run this model; None for every other pass."""
+        if embeds.shape[1] != 1 or embeds.dtype != torch.float32 or not self._reads_int8(embeds) or \
+                (torch.is_grad_enabled() and embeds.requires_grad):
+            return None
+        if self._one_call_step is False:
+            self._one_call_step = Int8Step.for_decoder(self)
+        return self._one_call_step
 
     def adopt(self, other: Decoder, count: int) -> None:
         """Start this empty one-row cache from the first `count` positions of `other`'s first row (a pass over
