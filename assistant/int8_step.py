@@ -42,7 +42,7 @@ VECTOR = 16  # the kernel reads rows 16 values at a time: widths must be multipl
 class _Layer(ctypes.Structure):
     _fields_ = [(name, ctypes.c_void_p) for name in (
         "qkv", "o", "gate_up", "down", "qkv_scale", "o_scale", "gate_up_scale", "down_scale",
-        "input_norm", "post_norm")]
+        "input_norm", "post_norm", "qkv_sum", "o_sum", "gate_up_sum", "down_sum")]
 
 
 class _Shape(ctypes.Structure):
@@ -121,11 +121,12 @@ class Int8Step:
                  attention.o_proj.weight), cached_int8_rows(mlp, "gate_up", fused.gate_up),
                  cached_int8_rows(mlp.down_proj, "weight", mlp.down_proj.weight)]
         scales = [pack.scales.float() for pack in packs]
+        sums = [pack.values.sum(dim=1, dtype=torch.int32) for pack in packs]  # for the kernel's integer products
         norms = [layer.input_layernorm.weight.detach().contiguous(), layer.post_attention_layernorm.weight.detach()
                  .contiguous()]
-        self.keep += packs + scales + norms
+        self.keep += packs + scales + norms + sums
         return _Layer(*[pack.values.data_ptr() for pack in packs], *[scale.data_ptr() for scale in scales],
-                      *[norm.data_ptr() for norm in norms])
+                      *[norm.data_ptr() for norm in norms], *[total.data_ptr() for total in sums])
 
     def __call__(self, embeds: Tensor, cos: Tensor, sin: Tensor, key_mask: Tensor, start: int, keys: Tensor,
                  values: Tensor) -> Tensor:
@@ -137,7 +138,9 @@ class Int8Step:
         cos, sin = cos.reshape(rows, -1).float().contiguous(), sin.reshape(rows, -1).float().contiguous()
         mask = key_mask.contiguous()
         qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
-        work = torch.empty(rows * (2 * width + qkv + 3 * self.intermediate + self.heads * (start + 1)))
+        widest = max(width, self.intermediate)  # the quantised rows of integer products: 3 bytes a value
+        work = torch.empty(rows * (2 * width + qkv + 3 * self.intermediate + 1 + self.heads * (start + 1)) +
+                           -(-rows * 3 * widest // 4))
         shape = _Shape(rows, width, self.heads, self.kv_heads, self.head_dim, self.intermediate, start,
                        keys.stride(0), keys.stride(1), keys.stride(2), self.eps, self.scaling,
                        torch.get_num_threads())

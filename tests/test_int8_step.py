@@ -66,7 +66,16 @@ def test_the_kernel_builds_on_this_machine(fresh_kernel):
     assert kernel() is not None, "the int8 decoding kernel did not build: is a C compiler (cc) installed?"
 
 
-def test_the_kernel_step_is_the_float_layers_arithmetic():
+# The kernel's three ways to multiply: integer products (AVX512-VNNI), float products on AVX-512 or on AVX2. This
+# machine builds the first; the others are built by turning the instructions off, as a CPU without them would.
+PRODUCTS = {"as built here": (), "float, AVX-512": ("-mno-avx512vnni",),
+            "float, AVX2": ("-mno-avx512f", "-mno-avx512vnni")}
+
+
+@pytest.mark.parametrize("turned_off", PRODUCTS.values(), ids=PRODUCTS.keys())
+def test_the_kernel_step_is_the_float_layers_arithmetic(fresh_kernel, monkeypatch, tmp_path, turned_off):
+    monkeypatch.setattr(int8_step, "FLAGS", int8_step.FLAGS + turned_off)
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path))
     model = llama()
     ours, decoder = run(model, int8=True)
     exact, _ = run(model, int8=False)
@@ -76,8 +85,12 @@ def test_the_kernel_step_is_the_float_layers_arithmetic():
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4, msg=f"step {step}")
 
 
-def test_the_kernel_follows_a_cache_cut_to_its_first_row():
-    """keep_first leaves the cache a view with the old rows' strides (a drawing's unconditional row dropped)."""
+@pytest.mark.parametrize("turned_off", PRODUCTS.values(), ids=PRODUCTS.keys())
+def test_the_kernel_follows_a_cache_cut_to_its_first_row(fresh_kernel, monkeypatch, tmp_path, turned_off):
+    """keep_first leaves the cache a view with the old rows' strides (a drawing's unconditional row dropped); the
+    steps after it multiply one row, where the ones before multiplied two."""
+    monkeypatch.setattr(int8_step, "FLAGS", int8_step.FLAGS + turned_off)
+    monkeypatch.setenv("GLYPH_CACHE", str(tmp_path))
     model = llama(seed=3)
     ours, decoder = run(model, int8=True, steps=6, keep_one_after=2, capacity=16)  # room for all: the view stays
     exact, _ = run(model, int8=False, steps=6, keep_one_after=2, capacity=16)
