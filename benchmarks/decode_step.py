@@ -7,7 +7,8 @@ A part's share is the difference between two rows: "products" (every matrix prod
 --int8 decoding, the default here, else the float forms) are swapped for zeros of the right shape, then the
 attention, then the RMS norms; what remains is everything else of the 30 layers (rotary embedding, the cache
 writes, residual adds, the gate, Python). The output head is timed apart. Leaving a part out changes the values
-that flow on, not the work the other parts do, so the rows still add up.
+that flow on, not the work the other parts do, so the rows still add up. These rows time the PyTorch layers; with
+int8 decoding a step normally runs them in one call to a C kernel (assistant/int8_step.py), timed on its own row.
 
 Why not torch.profiler (benchmarks/profile_step.py): it adds a few microseconds to every operator, and a
 decoding step of this model runs hundreds of small ones, so it inflates the small ones several times over.
@@ -48,6 +49,8 @@ def stand_ins(level: int) -> ExitStack:
     """Patches of the decoder for row `level` of LEFT_OUT (0: none)."""
     zeros = _zeros_like_product()
     stack = ExitStack()
+    # the PyTorch layers, never the one-call int8 kernel (which does all of this in C)
+    stack.enter_context(mock.patch.object(decoder.Decoder, "_int8_step", lambda self, embeds: None))
     if level >= 1:
         stack.enter_context(mock.patch.object(
             decoder.Decoder, "_linear", lambda self, module, x: zeros(x, module.out_features)))
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ids, pixels = pair._question()
     token = ids[0, -1:]  # a text token (the prompt's last); a step's work does not depend on which
     seconds = {name: [] for name in LEFT_OUT}
-    head = []
+    head, kernel = [], []
     with torch.inference_mode():
         rows = _Rows(model, [Prompt(ids, model.image_features(pixels))], room=args.context + 2000)
         while rows.mask.shape[1] < args.context:
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 with stand_ins(level):
                     seconds[name].append(median_seconds(lambda: rows.feed(token), 15))
             head.append(median_seconds(rows.text_logits, 15))
+            if model.int8_decoding:
+                kernel.append(median_seconds(lambda: rows.feed(token), 15))
     whole = [median(seconds[name]) * 1e3 for name in LEFT_OUT]
     print(f"{args.config}, {'fp32' if args.fp32 else 'int8'} decoding, {first}-{rows.mask.shape[1]} positions in the "
           f"cache, median of {args.repeats} rounds of 15 steps (ms per step):")
@@ -104,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         [whole[0] - whole[1], whole[1] - whole[2], whole[2] - whole[3], whole[3]]):
         print(f"  {part:26s} {ms:7.2f}  ({100 * ms / whole[0]:.0f} % of the layers)")
     print(f"  {'output head (text)':26s} {median(head) * 1e3:7.2f}  (apart from the layers)")
+    if kernel:
+        print(f"the whole step as int8 decoding runs it, the layers in one C call (assistant/int8_step.py): "
+              f"{median(kernel) * 1e3:.2f}")
     return 0
 
 
