@@ -27,7 +27,6 @@ typedef struct {
     const int8_t *qkv, *o, *gate_up, *down;              /* (out, in) int8 rows */
     const float *qkv_scale, *o_scale, *gate_up_scale, *down_scale;   /* (out,) fp32 */
     const float *input_norm, *post_norm;                  /* RMSNorm weights (hidden,) */
-    const int32_t *qkv_sum, *o_sum, *gate_up_sum, *down_sum;   /* each int8 row's sum (integer products) */
 } Layer;
 
 typedef struct {
@@ -98,152 +97,10 @@ static inline float dot_1(const float *x, int64_t k, const int8_t *w) {
     return sum16(a);
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-/* Integer products (AVX512-VNNI): x rows are rounded to 24-bit integers on a per-row scale (max |x| / (2^23 - 1),
- * about fp32's own precision) and offset to unsigned, then split into three bytes; vpdpbusd multiplies 64
- * unsigned bytes by 64 int8 weights per instruction, so a weight is read and used as it is, with no widening to
- * floats (which made the float products compute-bound on 2 cores). <w, x> = scale_x * (d0 + 2^8 d1 + 2^16 d2 -
- * 2^23 sum(w)), exact in int64. */
-#define INTEGER_PRODUCTS 1
-#define OFFSET 8388608   /* 2^23 */
-
-static void quantise_rows(const float *x, int64_t rows, int64_t k, uint8_t *bytes, float *scales) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *row = x + r * k;
-        float most = 0.f;
-        for (int64_t i = 0; i < k; i++) most = fmaxf(most, fabsf(row[i]));
-        float scale = most > 0.f ? most / (OFFSET - 1) : 1.f, inverse = 1.f / scale;
-        uint8_t *out = bytes + r * 3 * k;
-        for (int64_t i = 0; i < k; i++) {
-            int32_t q = (int32_t)lrintf(row[i] * inverse);
-            q = q > OFFSET - 1 ? OFFSET - 1 : (q < 1 - OFFSET ? 1 - OFFSET : q);
-            uint32_t u = (uint32_t)(q + OFFSET);
-            out[i] = u & 255u;
-            out[k + i] = (u >> 8) & 255u;
-            out[2 * k + i] = u >> 16;
-        }
-        scales[r] = scale;
-    }
-}
-
-static inline int64_t combine(__m512i d0, __m512i d1, __m512i d2, int32_t sum) {
-    return (int64_t)_mm512_reduce_add_epi32(d0) + ((int64_t)_mm512_reduce_add_epi32(d1) << 8) +
-           ((int64_t)_mm512_reduce_add_epi32(d2) << 16) - ((int64_t)sum << 23);
-}
-
-/* 4 weight rows against one quantised x row, k % 64 == 0 (written out: accumulators kept in registers) */
-static inline void integer_dots_4(const uint8_t *x, int64_t k, const int8_t *w, const int32_t *sums,
-                                  int64_t out[4]) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, b0 = a0, b1 = a0, b2 = a0, c0 = a0, c1 = a0, c2 = a0,
-            d0 = a0, d1 = a0, d2 = a0;
-    for (int64_t i = 0; i < k; i += 64) {
-        __m512i x0 = _mm512_loadu_si512(x + i), x1 = _mm512_loadu_si512(x + k + i),
-                x2 = _mm512_loadu_si512(x + 2 * k + i);
-        PREFETCH(w + AHEAD + 4 * i); PREFETCH(w + AHEAD + 4 * i + 64); PREFETCH(w + AHEAD + 4 * i + 128);
-        PREFETCH(w + AHEAD + 4 * i + 192);
-        __m512i wa = _mm512_loadu_si512(w + i), wb = _mm512_loadu_si512(w + k + i),
-                wc = _mm512_loadu_si512(w + 2 * k + i), wd = _mm512_loadu_si512(w + 3 * k + i);
-        a0 = _mm512_dpbusd_epi32(a0, x0, wa); a1 = _mm512_dpbusd_epi32(a1, x1, wa);
-        a2 = _mm512_dpbusd_epi32(a2, x2, wa);
-        b0 = _mm512_dpbusd_epi32(b0, x0, wb); b1 = _mm512_dpbusd_epi32(b1, x1, wb);
-        b2 = _mm512_dpbusd_epi32(b2, x2, wb);
-        c0 = _mm512_dpbusd_epi32(c0, x0, wc); c1 = _mm512_dpbusd_epi32(c1, x1, wc);
-        c2 = _mm512_dpbusd_epi32(c2, x2, wc);
-        d0 = _mm512_dpbusd_epi32(d0, x0, wd); d1 = _mm512_dpbusd_epi32(d1, x1, wd);
-        d2 = _mm512_dpbusd_epi32(d2, x2, wd);
-    }
-    out[0] = combine(a0, a1, a2, sums[0]); out[1] = combine(b0, b1, b2, sums[1]);
-    out[2] = combine(c0, c1, c2, sums[2]); out[3] = combine(d0, d1, d2, sums[3]);
-}
-
-/* 2 weight rows against two quantised x rows: each weight read once for both (guidance's row pair) */
-static inline void integer_dots_2x2(const uint8_t *x, const uint8_t *y, int64_t k, const int8_t *w,
-                                    const int32_t *sums, int64_t out[2][2]) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, b0 = a0, b1 = a0, b2 = a0, c0 = a0, c1 = a0, c2 = a0,
-            d0 = a0, d1 = a0, d2 = a0;
-    for (int64_t i = 0; i < k; i += 64) {
-        __m512i x0 = _mm512_loadu_si512(x + i), x1 = _mm512_loadu_si512(x + k + i),
-                x2 = _mm512_loadu_si512(x + 2 * k + i), y0 = _mm512_loadu_si512(y + i),
-                y1 = _mm512_loadu_si512(y + k + i), y2 = _mm512_loadu_si512(y + 2 * k + i);
-        PREFETCH(w + AHEAD + 2 * i); PREFETCH(w + AHEAD + 2 * i + 64);
-        __m512i wa = _mm512_loadu_si512(w + i), wb = _mm512_loadu_si512(w + k + i);
-        a0 = _mm512_dpbusd_epi32(a0, x0, wa); a1 = _mm512_dpbusd_epi32(a1, x1, wa);
-        a2 = _mm512_dpbusd_epi32(a2, x2, wa);
-        b0 = _mm512_dpbusd_epi32(b0, y0, wa); b1 = _mm512_dpbusd_epi32(b1, y1, wa);
-        b2 = _mm512_dpbusd_epi32(b2, y2, wa);
-        c0 = _mm512_dpbusd_epi32(c0, x0, wb); c1 = _mm512_dpbusd_epi32(c1, x1, wb);
-        c2 = _mm512_dpbusd_epi32(c2, x2, wb);
-        d0 = _mm512_dpbusd_epi32(d0, y0, wb); d1 = _mm512_dpbusd_epi32(d1, y1, wb);
-        d2 = _mm512_dpbusd_epi32(d2, y2, wb);
-    }
-    out[0][0] = combine(a0, a1, a2, sums[0]); out[1][0] = combine(b0, b1, b2, sums[0]);
-    out[0][1] = combine(c0, c1, c2, sums[1]); out[1][1] = combine(d0, d1, d2, sums[1]);
-}
-
-static inline int64_t integer_dot_1(const uint8_t *x, int64_t k, const int8_t *w, int32_t sum) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0;
-    for (int64_t i = 0; i < k; i += 64) {
-        __m512i wv = _mm512_loadu_si512(w + i);
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(x + i), wv);
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(x + k + i), wv);
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(x + 2 * k + i), wv);
-    }
-    return combine(a0, a1, a2, sum);
-}
-
-static inline void integer_dots(const uint8_t *x, int64_t k, const int8_t *w, const int32_t *sums, int64_t count,
-                                int64_t out[4]) {
-    if (count == 4) {
-        integer_dots_4(x, k, w, sums, out);
-        return;
-    }
-    for (int64_t j = 0; j < count; j++) out[j] = integer_dot_1(x, k, w + j * k, sums[j]);
-}
-
-static void integer_product_rows(const float *x, int64_t rows, int64_t k, const int8_t *w, const float *scale,
-                                 const int32_t *sums, int64_t n, float *out, int accumulate, uint8_t *bytes,
-                                 float *x_scales) {
-    #pragma omp single
-    quantise_rows(x, rows, k, bytes, x_scales);
-    int64_t pairs = rows / 2 * 2;   /* rows taken two at a time (each weight read once for both), then one */
-    #pragma omp for schedule(static)
-    for (int64_t block = 0; block < (n + 3) / 4; block++) {
-        int64_t j0 = block * 4, count = n - j0 < 4 ? n - j0 : 4;
-        int64_t dots[2][4];
-        for (int64_t r = 0; r < rows; r += r < pairs ? 2 : 1) {
-            int64_t taken = r < pairs ? 2 : 1;
-            if (taken == 2) {
-                for (int64_t j = 0; j + 1 < count; j += 2) {
-                    int64_t two[2][2];
-                    integer_dots_2x2(bytes + r * 3 * k, bytes + (r + 1) * 3 * k, k, w + (j0 + j) * k, sums + j0 + j,
-                                     two);
-                    dots[0][j] = two[0][0]; dots[0][j + 1] = two[0][1];
-                    dots[1][j] = two[1][0]; dots[1][j + 1] = two[1][1];
-                }
-                if (count % 2) {
-                    int64_t j = count - 1;
-                    dots[0][j] = integer_dot_1(bytes + r * 3 * k, k, w + (j0 + j) * k, sums[j0 + j]);
-                    dots[1][j] = integer_dot_1(bytes + (r + 1) * 3 * k, k, w + (j0 + j) * k, sums[j0 + j]);
-                }
-            } else {
-                integer_dots(bytes + r * 3 * k, k, w + j0 * k, sums + j0, count, dots[0]);
-            }
-            for (int64_t q = 0; q < taken; q++) {
-                for (int64_t j = 0; j < count; j++) {
-                    float value = (float)((double)dots[q][j] * x_scales[r + q] * scale[j0 + j]);
-                    float *dst = out + (r + q) * n + j0 + j;
-                    *dst = accumulate ? *dst + value : value;
-                }
-            }
-        }
-    }
-}
-#endif
-
 /* out[r][j] (+)= scale[j] * <w[j], x[r]> for j < n, r < rows (x rows of length k, k % 16 == 0), the weight
  * rows split over the team in blocks of 4; each block is read once for every two rows of x. */
-static void float_product_rows(const float *x, int64_t rows, int64_t k, const int8_t *w, const float *scale,
-                               int64_t n, float *out, int accumulate) {
+static void product_rows(const float *x, int64_t rows, int64_t k, const int8_t *w, const float *scale,
+                         int64_t n, float *out, int accumulate) {
     #pragma omp for schedule(static)
     for (int64_t block = 0; block < (n + 3) / 4; block++) {
         int64_t j0 = block * 4;
@@ -268,19 +125,6 @@ static void float_product_rows(const float *x, int64_t rows, int64_t k, const in
             }
         }
     }
-}
-
-/* out[r][j] (+)= scale[j] * <w[j], x[r]>: integer products where the CPU has them and k fits, else float ones */
-static void product_rows(const float *x, int64_t rows, int64_t k, const int8_t *w, const float *scale,
-                         const int32_t *sums, int64_t n, float *out, int accumulate, uint8_t *bytes, float *x_scales) {
-#ifdef INTEGER_PRODUCTS
-    if (k % 64 == 0) {
-        integer_product_rows(x, rows, k, w, scale, sums, n, out, accumulate, bytes, x_scales);
-        return;
-    }
-#endif
-    (void)sums; (void)bytes; (void)x_scales;
-    float_product_rows(x, rows, k, w, scale, n, out, accumulate);
 }
 
 static void rms_norm(const float *x, const float *weight, int64_t n, float eps, float *out) {
@@ -331,8 +175,7 @@ static void attend(const Shape *s, const float *q, const float *keys, const floa
 
 /* hidden (rows, hidden) is updated in place through every layer. cos/sin (rows, head_dim); mask (rows, position+1)
  * 1 where a key may be attended to; keys/values (layers, rows, kv_heads, capacity, head_dim) by the strides in s;
- * work: floats for rows * (hidden + qkv + hidden + 2*intermediate + intermediate + 1) + rows*heads*(position+1),
- * then rows * 3 * max(hidden, intermediate) bytes. */
+ * work: floats for rows * (hidden + qkv + hidden + 2*intermediate + intermediate) + rows*heads*(position+1). */
 void glyph_int8_decode_step(const Layer *layers, int64_t layer_count, const Shape *s, float *hidden,
                             const float *cos, const float *sin, const uint8_t *mask, float *keys, float *values,
                             float *work) {
@@ -340,15 +183,14 @@ void glyph_int8_decode_step(const Layer *layers, int64_t layer_count, const Shap
     const int64_t QKV = (s->heads + 2 * s->kv_heads) * D, group = s->heads / s->kv_heads;
     const int64_t length = s->position + 1;
     float *normed = work, *qkv = normed + R * H, *attended = qkv + R * QKV, *gate_up = attended + R * H,
-          *gated = gate_up + R * 2 * I, *scores = gated + R * I, *x_scales = scores + R * s->heads * length;
-    uint8_t *bytes = (uint8_t *)(x_scales + R);   /* the quantised x rows: 3 bytes a value, at most R * 3 * I */
+          *gated = gate_up + R * 2 * I, *scores = gated + R * I;
     #pragma omp parallel num_threads(s->threads)
     for (int64_t l = 0; l < layer_count; l++) {
         const Layer *layer = layers + l;
         float *layer_keys = keys + l * s->cache_layer, *layer_values = values + l * s->cache_layer;
         #pragma omp single
         for (int64_t r = 0; r < R; r++) rms_norm(hidden + r * H, layer->input_norm, H, s->eps, normed + r * H);
-        product_rows(normed, R, H, layer->qkv, layer->qkv_scale, layer->qkv_sum, QKV, qkv, 0, bytes, x_scales);
+        product_rows(normed, R, H, layer->qkv, layer->qkv_scale, QKV, qkv, 0);
         #pragma omp single
         for (int64_t r = 0; r < R; r++) {
             float *row = qkv + r * QKV;
@@ -366,17 +208,16 @@ void glyph_int8_decode_step(const Layer *layers, int64_t layer_count, const Shap
             attend(s, qkv + r * QKV + h * D, layer_keys + at, layer_values + at, mask + r * length,
                    scores + task * length, attended + r * H + h * D);
         }
-        product_rows(attended, R, H, layer->o, layer->o_scale, layer->o_sum, H, hidden, 1, bytes, x_scales);
+        product_rows(attended, R, H, layer->o, layer->o_scale, H, hidden, 1);
         #pragma omp single
         for (int64_t r = 0; r < R; r++) rms_norm(hidden + r * H, layer->post_norm, H, s->eps, normed + r * H);
-        product_rows(normed, R, H, layer->gate_up, layer->gate_up_scale, layer->gate_up_sum, 2 * I, gate_up, 0, bytes,
-                     x_scales);
+        product_rows(normed, R, H, layer->gate_up, layer->gate_up_scale, 2 * I, gate_up, 0);
         #pragma omp for schedule(static)
         for (int64_t at = 0; at < R * I; at++) {
             int64_t r = at / I, i = at % I;
             float g = gate_up[r * 2 * I + i], u = gate_up[r * 2 * I + I + i];
             gated[at] = g / (1.f + expf(-g)) * u;
         }
-        product_rows(gated, R, I, layer->down, layer->down_scale, layer->down_sum, H, hidden, 1, bytes, x_scales);
+        product_rows(gated, R, I, layer->down, layer->down_scale, H, hidden, 1);
     }
 }
