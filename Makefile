@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: demo test bench install browser clean
+.PHONY: demo test bench install browser compiler clean
 
 demo: $(VENV)/.installed
 	$(BIN)/glyph demo
@@ -14,7 +14,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/glyph bench
 
-test: $(VENV)/.installed-test browser
+test: $(VENV)/.installed-test browser compiler
 	$(BIN)/python -m pytest
 
 install: $(VENV)/.installed
@@ -38,6 +38,11 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 # Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
 browser:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# glyph chat --int8 compiles its one-call decoding kernel with the system's C compiler (assistant/int8_step.py);
+# without one it falls back to PyTorch, but the tests check the kernel itself.
+compiler:
+	@command -v cc >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache
