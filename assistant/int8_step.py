@@ -4,18 +4,20 @@
     hidden = step(embeds, cos, sin, key_mask, start, keys, values)   # (B, 1, H): what the layers would give
 
 Why: with int8 weights (assistant/int8.py) a decoding step of SmolLM2 reads about 106 MB, some 3 ms at this
-machine's memory speed, yet PyTorch spends about 10 ms on it: each of the ~400 operators a step runs (norms,
-rotary, cache writes, attention, four products and their casts per layer) costs microseconds of dispatch, and
+machine's memory speed, yet PyTorch spends about 10 ms on it: each of the hundreds of small operators a step runs
+(norms, rotary, cache writes, attention, four products and their casts per layer) costs microseconds of dispatch, and
 its int8 product kernel wants bf16 rows (a cast there and back per product). The kernel
 (assistant/kernels/int8_decode_step.c) runs each layer as one pass in fp32 with the same int8 rows, on
 PyTorch's own OpenMP threads (it links the libgomp that torch loaded), the products split over them by rows and
-the weights fetched ahead of use. On the bench's smollm2 config a step takes 2.5-2.9 ms for one row and 2.8-3.1 ms
-for a guided drawing's two, against 8.0 and 8.7 ms for PyTorch's int8 step (2 AVX-512 cores, 100 positions).
+the weights fetched ahead of use. On the bench's smollm2 config a step takes 2.3-2.9 ms for one row and 2.8-3.5 ms
+for a guided drawing's two, against 7.4-8.5 and 8.0-9.4 ms for PyTorch's int8 step (2 AVX-512 cores, 100
+positions).
 
 The source is compiled on first use with the system's C compiler (`cc -O3 -march=native`: the machine's own
 vector instructions) into GLYPH_CACHE/kernels, under a key of the source, the compiler and this CPU, so later
 processes load it in milliseconds. Without a compiler, or when it fails, decoding keeps the PyTorch path
-(assistant/decoder.py) and says so once in the log: the results are the same, only slower.
+(assistant/decoder.py) and says so once in the log: the same int8 weights, with bf16 activations around PyTorch's
+int8 product (so near the kernel's results, not equal), only slower.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from assistant.machine import cache_root, machine_key
 log = logging.getLogger(__name__)
 SOURCE = Path(__file__).parent / "kernels" / "int8_decode_step.c"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
-VECTOR = 16  # the kernel reads rows 16 values at a time: widths must be multiples of it
+VECTOR = 16  # the kernel reads rows 16 values at a time, weight rows 4 at a time: widths must be multiples of 16
 
 
 class _Layer(ctypes.Structure):
@@ -107,12 +109,11 @@ class Int8Step:
     @classmethod
     def for_decoder(cls, decoder) -> Int8Step | None:
         """The step for this decoder's model, or None where the kernel does not do what its layers do."""
-        layers = list(decoder.model.layers)
-        if decoder.keys.dtype != torch.float32 or decoder.keys.device.type != "cpu" or not _plain(layers, decoder):
+        if decoder.keys.dtype != torch.float32 or decoder.keys.device.type != "cpu" or not _plain(decoder):
             return None
         config = decoder.model.config
         if config.hidden_size % VECTOR or config.intermediate_size % VECTOR or decoder.head_dim % VECTOR or \
-                decoder.heads % decoder.kv_heads:
+                decoder.heads % decoder.kv_heads or decoder.heads * decoder.head_dim != config.hidden_size:
             return None
         step = kernel()
         return None if step is None else cls(step, decoder)
@@ -148,9 +149,9 @@ class Int8Step:
         return hidden.reshape(rows, 1, width)
 
 
-def _plain(layers: list[nn.Module], decoder) -> bool:
+def _plain(decoder) -> bool:
     """Every layer fused, without biases, fp32, and a cache laid out position by position."""
-    for layer, fused in zip(layers, decoder.fused):
+    for layer, fused in zip(decoder.model.layers, decoder.fused):
         if fused is None or fused.qkv_bias is not None or fused.qkv.dtype != torch.float32:
             return False
         attention, mlp = layer.self_attn, layer.mlp

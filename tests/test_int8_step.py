@@ -107,6 +107,11 @@ def test_layers_the_kernel_does_not_do_stay_in_pytorch():
     model = llama().to(torch.bfloat16)
     with torch.inference_mode():
         assert Int8Step.for_decoder(Decoder.for_model(model, batch=1, capacity=4, int8=True)) is None
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=32)  # heads fill 128, not 64
+    wide_heads = LlamaForCausalLM(config).eval().requires_grad_(False)
+    with torch.inference_mode():
+        assert Int8Step.for_decoder(Decoder.for_model(wide_heads, batch=1, capacity=4, int8=True)) is None
 
 
 def test_without_a_compiler_decoding_keeps_the_pytorch_step(fresh_kernel, monkeypatch, caplog):

@@ -16,7 +16,7 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
                         "default: the one shipped in models/scenes-smollm2")
     parser.add_argument("--int8", action="store_true",
                         help="decode with the LLM's weights read as int8 (weight-only, one scale per row), each step "
-                             "in one call to a C kernel built on first use with cc: about 4x faster replies; scene "
+                             "in one call to a C kernel built on first use with cc: about 4-5x faster replies; scene "
                              "answers as in full precision, everyday replies no longer SmolLM2's word for word "
                              "(README)")
 

@@ -3,10 +3,11 @@
  * Per layer and row: RMSNorm -> fused q/k/v product -> rotary -> this position's key and value into the cache
  * -> attention over the cache (GQA) -> o product added to the residual -> RMSNorm -> fused gate/up product ->
  * SiLU gate -> down product added to the residual. The same arithmetic as assistant/decoder.py's layer with
- * int8 rows (weight row r = values[r] * scales[r]), in fp32 throughout.
+ * int8 rows (weight row r = values[r] * scales[r]), in fp32 throughout. The query heads fill the hidden width
+ * (heads * head_dim == hidden), as assistant/int8_step.py checks.
  *
  * Why C: a decoding step of a 135 M model reads ~106 MB of int8 weights (about 3 ms at this machine's memory
- * speed) but runs some 400 PyTorch operators, each with microseconds of dispatch. Here a layer is one pass
+ * speed) but runs hundreds of small PyTorch operators, each with microseconds of dispatch. Here a layer is one pass
  * with one OpenMP team (PyTorch's own libgomp, so the same threads), the products split over it by rows.
  */
 #include <immintrin.h>
@@ -66,7 +67,7 @@ static inline float sum16(f16v v) {
     return s;
 }
 
-/* <w[j], x[r]> for the 4 weight rows from w and x rows r, r + 1 (both r when `two` is 0), k % 16 == 0 */
+/* <w[j], x> and <w[j], y> for the 4 weight rows from w, k % 16 == 0: each weight read once for both */
 static inline void dot_4x2(const float *x0, const float *x1, int64_t k, const int8_t *w, float out[2][4]) {
     f16v a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
     for (int64_t i = 0; i < k; i += 16) {
@@ -91,34 +92,24 @@ static inline void dot_4x1(const float *x0, int64_t k, const int8_t *w, float ou
     out[0] = sum16(a0); out[1] = sum16(a1); out[2] = sum16(a2); out[3] = sum16(a3);
 }
 
-static inline float dot_1(const float *x, int64_t k, const int8_t *w) {
-    f16v a = {0};
-    for (int64_t i = 0; i < k; i += 16) a += load16(w + i) * loadf(x + i);
-    return sum16(a);
-}
-
-/* out[r][j] (+)= scale[j] * <w[j], x[r]> for j < n, r < rows (x rows of length k, k % 16 == 0), the weight
- * rows split over the team in blocks of 4; each block is read once for every two rows of x. */
+/* out[r][j] (+)= scale[j] * <w[j], x[r]> for j < n, r < rows (x rows of length k; k and n multiples of 16, as
+ * assistant/int8_step.py checks), the weight rows split over the team in blocks of 4; each block is read once for
+ * every two rows of x. */
 static void product_rows(const float *x, int64_t rows, int64_t k, const int8_t *w, const float *scale,
                          int64_t n, float *out, int accumulate) {
     #pragma omp for schedule(static)
-    for (int64_t block = 0; block < (n + 3) / 4; block++) {
+    for (int64_t block = 0; block < n / 4; block++) {
         int64_t j0 = block * 4;
         for (int64_t r = 0; r < rows; r += 2) {
             int64_t second = r + 1 < rows ? r + 1 : r;
             float dots[2][4];
-            if (j0 + 4 <= n && second == r) {
+            if (second == r) {
                 dot_4x1(x + r * k, k, w + j0 * k, dots[0]);
-            } else if (j0 + 4 <= n) {
-                dot_4x2(x + r * k, x + second * k, k, w + j0 * k, dots);
             } else {
-                for (int64_t j = 0; j < n - j0; j++) {
-                    dots[0][j] = dot_1(x + r * k, k, w + (j0 + j) * k);
-                    dots[1][j] = dot_1(x + second * k, k, w + (j0 + j) * k);
-                }
+                dot_4x2(x + r * k, x + second * k, k, w + j0 * k, dots);
             }
             for (int64_t q = 0; q <= second - r; q++) {
-                for (int64_t j = 0; j < 4 && j0 + j < n; j++) {
+                for (int64_t j = 0; j < 4; j++) {
                     float value = dots[q][j] * scale[j0 + j], *dst = out + (r + q) * n + j0 + j;
                     *dst = accumulate ? *dst + value : value;
                 }
