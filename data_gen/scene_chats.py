@@ -137,8 +137,10 @@ class ChatWriter:
                  mix: dict[str, float] | None = None, drawing_size: int | None = None,
                  questions: dict[str, float] | None = None, describe_drawings: bool = False,
                  drawings: dict[str, float] | None = None, count_present: float = 0.0, casual: float = 0.0,
-                 any_present: float = 0.0, more_wordings: float = 0.0, count_balanced: float = 0.0):
+                 any_present: float = 0.0, more_wordings: float = 0.0, count_balanced: float = 0.0,
+                 conversation_turns: tuple[int, int] = CONVERSATION_TURNS):
         self.scenes_dir, self.out, self.seed = scenes_dir, out, seed
+        self.conversation_turns = conversation_turns  # questions per image in a conversation, lowest and highest
         self.count_balanced = count_balanced  # share of count questions with every count the picture has alike
         self.any_present = any_present  # share of `any` questions about a colour or shape the scene has
         self.more_wordings = more_wordings  # share of questions worded from scenes.questions.MORE_FRAMES
@@ -276,7 +278,7 @@ class ChatWriter:
         return self._align_describe(row, scene, rng)
 
     def _instruct_conversation(self, row, scene, rng):
-        turns = int(rng.integers(CONVERSATION_TURNS[0], CONVERSATION_TURNS[1] + 1))
+        turns = int(rng.integers(self.conversation_turns[0], self.conversation_turns[1] + 1))
         qas = [self.ask(scene, rng) for _ in range(turns)]
         first = [user(qas[0].question, self.image(row)), assistant(self.answer(qas[0], rng))]
         return first + [m for qa in qas[1:] for m in (user(qa.question), assistant(self.answer(qa, rng)))]
@@ -434,7 +436,8 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
                 drawing_size: int | None = None, questions: dict[str, float] | None = None,
                 describe_drawings: bool = False, drawings: dict[str, float] | None = None,
                 count_present: float = 0.0, casual: float = 0.0, any_present: float = 0.0,
-                more_wordings: float = 0.0, count_balanced: float = 0.0) -> Path:
+                more_wordings: float = 0.0, count_balanced: float = 0.0,
+                conversation_turns: tuple[int, int] = CONVERSATION_TURNS) -> Path:
     """Write `n` chats of `kind` to `out` (JSONL), atomically; see ChatWriter.answer for brief_answers and
     ChatWriter.ask for questions (question kind → weight)."""
     scenes_dir, out = Path(scenes_dir), Path(out)
@@ -451,15 +454,29 @@ def write_chats(scenes_dir: str | Path, out: str | Path, kind: str, n: int, seed
                              ("--count-balanced", count_balanced)):
         if not 0 <= fraction <= 1:
             raise ValueError(f"{option} {fraction} must be a fraction between 0 and 1")
+    low, high = conversation_turns
+    if not 1 <= low <= high:
+        raise ValueError(f"--conversation-turns {low}-{high}: give the fewest and the most questions per picture, "
+                         "1 or more, the fewest first (e.g. --conversation-turns 2-5)")
     if drawing_size is not None and drawing_size < 16:
         raise ValueError(f"--drawing-size {drawing_size} is too small; use 16 px or more (the VQ-VAE's image size)")
     mix_of(kind, mix or {})  # refuses a mix that leaves nothing to write before any work is done
     writer = ChatWriter(scenes_dir, out, seed, brief_answers, mix, drawing_size, questions, describe_drawings,
-                        drawings, count_present, casual, any_present, more_wordings, count_balanced)
+                        drawings, count_present, casual, any_present, more_wordings, count_balanced,
+                        conversation_turns)
     with atomic_save(str(out), text_mode=True) as file:
         for index in tqdm(range(n), desc=f"writing {kind} chats", unit="chat"):
             file.write(json.dumps(writer.chat(kind, index)) + "\n")
     return out
+
+
+def _turns_range(text: str) -> tuple[int, int]:
+    """--conversation-turns FEWEST-MOST, e.g. 2-5 (one number: always that many)."""
+    try:
+        low, _, high = str(text).partition("-")
+        return int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a range of questions like 2-5") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,12 +522,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--more-wordings", type=float, default=0.0, metavar="FRACTION",
                    help="word this fraction of questions from a further set of training wordings "
                         "(scenes.questions.MORE_FRAMES; default 0)")
+    p.add_argument("--conversation-turns", type=_turns_range, default=CONVERSATION_TURNS, metavar="FEWEST-MOST",
+                   help="how many questions a conversation asks about its picture, drawn evenly from FEWEST to "
+                        f"MOST (default {CONVERSATION_TURNS[0]}-{CONVERSATION_TURNS[1]}); more questions per "
+                        "picture supervise more reading for each image the model takes in")
     args = p.parse_args(argv)
     try:
         path = write_chats(args.scenes, args.out, args.kind, args.n, args.seed, args.brief_answers,
                            parse_mix(args.mix), args.drawing_size, parse_questions(args.questions),
                            args.describe_drawings, parse_drawings(args.drawings), args.count_present,
-                           args.casual, args.any_present, args.more_wordings, args.count_balanced)
+                           args.casual, args.any_present, args.more_wordings, args.count_balanced,
+                           args.conversation_turns)
     except (ValueError, FileNotFoundError) as error:
         print(f"glyph data chats: {error}", file=sys.stderr)
         return 2

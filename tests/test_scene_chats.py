@@ -37,6 +37,31 @@ def test_conversations_ask_several_questions_about_one_image(instruct):
         assert [m["role"] for m in chat["messages"]] == ["user", "assistant"] * len(users)
 
 
+def test_conversation_turns_set_how_many_questions_each_picture_gets(tmp_path):
+    scenes = write_scene_dataset(tmp_path / "scenes", n=60, seed=3)
+
+    def questions_per_picture(turns):
+        path = write_chats(scenes, tmp_path / f"{turns}.jsonl", "instruct", n=200, seed=5,
+                           mix={"conversation": 1.0}, conversation_turns=turns)
+        chats = [json.loads(line) for line in path.read_text().splitlines()]
+        return [sum(m["role"] == "user" for m in c["messages"]) for c in chats if c["kind"] == "conversation"]
+
+    many = questions_per_picture((6, 9))
+    assert len(many) > 100 and min(many) == 6 and max(many) == 9
+    assert set(questions_per_picture((3, 3))) == {3}
+    default = questions_per_picture(CONVERSATION_TURNS)
+    assert (min(default), max(default)) == CONVERSATION_TURNS
+    for bad in ((0, 2), (5, 2)):
+        with pytest.raises(ValueError, match="--conversation-turns"):
+            write_chats(scenes, tmp_path / "bad.jsonl", "instruct", n=5, conversation_turns=bad)
+    assert not (tmp_path / "bad.jsonl").exists()
+    assert scene_chats.main(["--scenes", str(scenes), "--kind", "instruct", "--n", "5", "--out",
+                             str(tmp_path / "cli.jsonl"), "--conversation-turns", "4-7"]) == 0
+    with pytest.raises(SystemExit):  # argparse's one-line error for a range it cannot read
+        scene_chats.main(["--scenes", str(scenes), "--kind", "instruct", "--out", str(tmp_path / "x.jsonl"),
+                          "--conversation-turns", "four"])
+
+
 def test_seeing_chats_outnumber_drawing_requests(instruct):
     drawing = sum(c["kind"] == "draw" for c in instruct)
     seeing = sum(c["kind"] in ("describe", "conversation", "detail", "reasoning") for c in instruct)
