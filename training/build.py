@@ -15,7 +15,9 @@ A refine step's `round: N` (default 1) says which round it is, and `chats: NAME`
 on OUT/chats/NAME.jsonl (default instruct; a list of names mixes those files); a replies step writes the frozen
 LLM's own replies to everyday requests into OUT/chats/replies.jsonl (data_gen.text_replies), and a hand_over
 step (`replies: NAME`, `pictures: NAME`) the chats that teach handing them over into OUT/chats/hand-over.jsonl
-(data_gen.hand_over); a chats step's
+(data_gen.hand_over); a slot_words step writes each training scene's words per image slot into
+OUT/chats/slot-words.jsonl (data_gen.slot_words), which an align step with `slot_words: true` fits the projector
+to before its first step (training.projector_warmup); a chats step's
 `suffix: -2` writes OUT/chats/instruct-2.jsonl etc., other questions about the same scenes when its seed
 differs. A vq step's `name: vq-3x3` trains a second image tokenizer into OUT/vq-3x3 (stage 1 draws with
 OUT/vq), and a refine step's `vq: vq-3x3` draws with OUT/vq-3x3 from that round on: the round learns fresh
@@ -75,6 +77,12 @@ def step_runs(step: dict, out: Path, scale: float) -> list[tuple[str, list[str]]
                                       "--pictures", str(chats / f"{options.pop('pictures')}.jsonl"),
                                       "--out", str(chats / f"{options.pop('name', 'hand-over')}.jsonl")]
                  + _flags(options))]
+    if kind == "slot_words":  # OUT/chats/slot-words.jsonl: each training scene's words per image slot
+        return [(STEP_MODULES[kind], ["--scenes", str(out / "scenes"), "--out", str(out / "chats" / "slot-words.jsonl")]
+                 + _flags(options))]
+    if kind == "align" and "slot_words" in options:  # slot_words: true warms the projector up from that file
+        warm = ["--slot-words", str(out / "chats" / "slot-words.jsonl")] if options.pop("slot_words") else []
+        return [(STEP_MODULES[kind], _paths(kind, out) + warm + _flags(options))]
     if kind == "refine":  # vq: draw with that VQ of the build from this round on (the round before used another)
         vq, soup = options.pop("vq", None), options.pop("average_with", None)  # average_with: an earlier round
         swap = ["--vq", str(out / vq)] if vq else []
@@ -172,6 +180,8 @@ def done(step: dict, out: Path) -> bool:
         return (out / "chats" / f"{step.get('name', 'replies')}.jsonl").is_file()
     if kind == "hand_over":
         return (out / "chats" / f"{step.get('name', 'hand-over')}.jsonl").is_file()
+    if kind == "slot_words":
+        return (out / "chats" / "slot-words.jsonl").is_file()
     if kind == "eval_lm":
         return (out / "lm" / "context_qa.json").is_file()
     return False

@@ -13,7 +13,8 @@ import yaml
 
 RECIPES = Path(__file__).parent / "recipes"
 STEP_MODULES = {"scenes": "data_gen.scene_dataset", "chats": "data_gen.scene_chats", "replies": "data_gen.text_replies",
-                "hand_over": "data_gen.hand_over", "vq": "training.train_vqvae",
+                "hand_over": "data_gen.hand_over",
+                "slot_words": "data_gen.slot_words", "vq": "training.train_vqvae",
                 "clip": "training.train_clip", "lm": "training.train_lm", "align": "training.train_align",
                 "instruct": "training.train_instruct", "refine": "training.train_instruct",
                 "eval": "training.eval_assistant", "eval_lm": "training.eval_lm"}

@@ -415,7 +415,7 @@ def tokenize_chats(chats: Chats, model, max_length: int, cache_dir: Path | None 
     inputs, drawn = _image_paths(chats)
     cache = (lambda name: cache_dir / name) if cache_dir is not None else (lambda name: None)
     features, feature_rows, failed = cached_per_file(
-        sorted(inputs), lambda images: _vision_features(model, images),
+        sorted(inputs), lambda images: vision_features(model, images),
         cache(f"vision-{vision_fingerprint(model)}.safetensors"), "vision features")
     codes, code_rows, failed_drawn = cached_per_file(
         sorted(drawn), lambda images: _vq_codes(model, images),
@@ -442,7 +442,7 @@ def _image_paths(chats: Chats) -> tuple[set[Path], set[Path]]:
 
 
 @torch.no_grad()
-def _vision_features(model, images: list[Image.Image]) -> Tensor:
+def vision_features(model, images: list[Image.Image]) -> Tensor:
     pixels = torch.stack([model.vision_tower.preprocess(image) for image in images])
     return model.vision_tower(pixels).float()  # (B, N, D)
 
