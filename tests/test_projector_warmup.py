@@ -10,11 +10,11 @@ from assistant.model import GlyphModel
 from data_gen import slot_words
 from data_gen.scene_chats import write_chats
 from data_gen.scene_dataset import write_scene_dataset
-from tests.tiny_parts import assistant_config, build_parts
+from tests.tiny_parts import assistant_config, build_parts, stage1_args
 from training import build, train_align
 from training import assistant_stage
-from training.chat_data import ChatDataError, cached_per_file, vision_features
-from training.projector_warmup import nearest_share, read_slot_words, warm_up_projector, word_embeddings
+from training.chat_data import ChatDataError
+from training.projector_warmup import nearest_share, read_slot_words, slot_targets, warm_up_projector
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +49,7 @@ def test_the_warm_up_puts_each_slot_nearest_its_own_words(world, tmp_path):
     slot_words.write_slot_words(world["scenes"], words, grid=2)  # the tiny CLIP: 2×2 patches, one slot each
     torch.manual_seed(0)
     model = GlyphModel.build(assistant_config(world["parts"]))
-    rows = read_slot_words(words, model.layout.slots_per_image)
-    table, row_of, _ = cached_per_file(sorted({image for image, _ in rows}),
-                                       lambda images: vision_features(model, images), None, "vision features")
-    texts = sorted({t for _, r in rows for t in r})
-    bank = word_embeddings(model, texts)
-    features = table[[row_of[image] for image, _ in rows]]
-    targets = torch.tensor([[texts.index(t) for t in r] for _, r in rows])
+    features, bank, targets = slot_targets(model, words, cache_dir=None)
     before = nearest_share(model.projector, features, bank, targets)
     frozen = {n: p.clone() for n, p in model.named_parameters() if not n.startswith("projector.")}
     warm_up_projector(model, words, steps=1000, cache_dir=tmp_path / "cache", seed=0)
@@ -82,13 +76,6 @@ def test_a_bad_slot_words_file_is_one_error_naming_its_line(world, tmp_path, cap
     assert train_align.main(stage1_args(world, out, "--steps", "1", "--slot-words",
                                         str(tmp_path / "three-slots.jsonl"))) == 2
     assert "three-slots.jsonl:2" in capsys.readouterr().err and not (out / "model.safetensors").exists()
-
-
-def stage1_args(world, out, *extra):
-    parts = world["parts"]
-    return ["--data", str(world["align"]), "--out", str(out), "--vision", f"local-dir:{parts.clip}",
-            "--llm", str(parts.llm), "--vq", str(parts.vq), "--batch-size", "4", "--holdout", "4",
-            "--samples", "2", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache"), *extra]
 
 
 def test_stage_1_warms_up_once_and_a_resumed_run_does_not_again(world, tmp_path, monkeypatch, capsys):

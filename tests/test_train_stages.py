@@ -15,7 +15,7 @@ from assistant.model import GlyphModel
 from assistant.templates import IGNORE_INDEX
 from data_gen.scene_chats import write_chats
 from data_gen.scene_dataset import write_scene_dataset
-from tests.tiny_parts import assistant_config, build_parts
+from tests.tiny_parts import assistant_config, build_parts, stage1_args
 from training import train_align, train_instruct
 from training.assistant_stage import set_trainable
 from training.chat_data import ChatDataError, collate, read_chats, tokenize_chats
@@ -34,13 +34,6 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(world):
     return GlyphModel.build(assistant_config(world["parts"]))
-
-
-def stage1_args(world, out, *extra):
-    parts = world["parts"]
-    return ["--data", str(world["align"]), "--out", str(out), "--vision", f"local-dir:{parts.clip}",
-            "--llm", str(parts.llm), "--vq", str(parts.vq), "--batch-size", "4", "--holdout", "4",
-            "--samples", "2", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache"), *extra]
 
 
 def test_collator_pads_and_supervises_only_the_assistant(world, model, tmp_path):

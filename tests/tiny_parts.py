@@ -124,3 +124,11 @@ def prompt_of(model, messages: list[dict]) -> Prompt:
     if chat.images:
         features = model.image_features(torch.stack([model.vision_tower.preprocess(i) for i in chat.images]))
     return Prompt(chat.input_ids[None], features)
+
+
+def stage1_args(world: dict, out: Path, *extra: str) -> list[str]:
+    """`glyph train align` options for a tiny world: {"parts": Parts, "align": chats file, "root": folder}."""
+    parts = world["parts"]
+    return ["--data", str(world["align"]), "--out", str(out), "--vision", f"local-dir:{parts.clip}",
+            "--llm", str(parts.llm), "--vq", str(parts.vq), "--batch-size", "4", "--holdout", "4",
+            "--samples", "2", "--precision", "fp32", "--cache-dir", str(world["root"] / "cache"), *extra]
